@@ -1,0 +1,80 @@
+import { cdk8s, javascript } from 'projen';
+
+const CDK8S_VERSION = '2.70.106';
+const CDK8S_PLUS_VERSION = '2.9.5';
+const CONSTRUCTS_VERSION = '10.4.2';
+
+const project = new cdk8s.ConstructLibraryCdk8s({
+  name: 'cdk8s-oras',
+  description: 'cdk8s constructs for an in-cluster ORAS artifact cache: registry, workflow steps, admission webhook and CSI driver.',
+  author: 'cdk8s-oras',
+  authorAddress: 'cdk8s-oras@users.noreply.github.com',
+  repositoryUrl: 'https://github.com/cdk8s-oras/cdk8s-oras.git',
+  keywords: ['cdk8s', 'kubernetes', 'oras', 'oci', 'registry', 'workflow', 'csi'],
+  defaultReleaseBranch: 'main',
+  packageManager: javascript.NodePackageManager.NPM,
+  projenrcTs: true,
+  jsiiVersion: '~6.0.0',
+  cdk8sVersion: CDK8S_VERSION,
+  constructsVersion: CONSTRUCTS_VERSION,
+  cdk8sPlusVersionPinning: true,
+  peerDeps: [`cdk8s-plus-27@^${CDK8S_PLUS_VERSION}`],
+  devDeps: [
+    `cdk8s-plus-27@${CDK8S_PLUS_VERSION}`,
+    'esbuild@^0.28.0',
+    'yaml@^2.8.0',
+  ],
+  // dist/ holds the committed install bundles; packages go elsewhere.
+  artifactsDirectory: 'dist-packages',
+  testdir: 'lib-tests',
+  github: false,
+  release: false,
+  eslintOptions: {
+    dirs: ['src'],
+    devdirs: ['lib-tests', 'examples', 'scripts', 'runtime', 'bench'],
+  },
+  jestOptions: {
+    updateSnapshot: javascript.UpdateSnapshot.NEVER,
+    passWithNoTests: false,
+    jestConfig: {
+      // Tests that start registries and pods share one machine; run files serially.
+      maxWorkers: 1,
+      testTimeout: 120_000,
+    },
+  },
+  gitignore: ['/runtime/build/', '/.cache/', '/dist-packages/'],
+});
+
+project.package.addVersion('0.1.0');
+for (const p of ['/runtime/*', '!/runtime/build/', '/examples/', '/bench/', '/.ci/', '/scripts/', '/dist-packages/', '/dist/', '/.dockerignore', '/.kube-linter.yaml']) {
+  project.addPackageIgnore(p);
+}
+project.addFields({ bin: { 'oras-runtime': 'bin/oras-runtime.js' } });
+
+// The runtime is a separate program: type-checked with its own tsconfig and bundled with esbuild.
+const runtimeCheck = project.addTask('runtime:check', {
+  description: 'Type-check the runtime program',
+  exec: 'tsc -p runtime/tsconfig.json --noEmit',
+});
+const runtimeBundle = project.addTask('runtime:bundle', {
+  description: 'Bundle the runtime program into runtime/build/oras-runtime.cjs',
+  exec: 'node runtime/bundle.mjs',
+});
+project.postCompileTask.spawn(runtimeCheck);
+project.postCompileTask.spawn(runtimeBundle);
+
+project.addTask('runtime:image', {
+  description: 'Build the runtime image offline with podman import (for tests)',
+  exec: 'bash runtime/image/build-local.sh',
+});
+
+// Install bundles in dist/ are synthesized from examples/.
+project.addTask('synth:examples', {
+  description: 'Synthesize every example into dist/',
+  exec: 'ts-node --project tsconfig.dev.json scripts/synth-examples.ts',
+});
+
+// dist/ holds committed install bundles, not build output.
+project.gitignore.removePatterns('/dist/');
+
+project.synth();
