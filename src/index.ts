@@ -1,0 +1,4 @@
+export * from './artifact';
+export * from './registry';
+export * from './registry-storage';
+export * from './runtime-image';
