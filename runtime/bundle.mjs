@@ -1,0 +1,22 @@
+// Bundles the runtime CLI into one CommonJS file that runs on Node 20 and later.
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const { version } = JSON.parse(readFileSync(join(here, '..', 'package.json'), 'utf8'));
+
+await build({
+  entryPoints: [join(here, 'cli', 'main.ts')],
+  outfile: join(here, 'build', 'oras-runtime.cjs'),
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  sourcemap: 'inline',
+  sourcesContent: false,
+  legalComments: 'none',
+  define: { ORAS_RUNTIME_VERSION: JSON.stringify(version) },
+  logLevel: 'warning',
+});

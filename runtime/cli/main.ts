@@ -1,0 +1,62 @@
+import { Command, UsageError } from './command';
+import { RUNTIME_VERSION } from './version';
+
+/** Every sub-command; later layers (oci, step, webhook, csi) register here. */
+const COMMANDS: readonly Command[] = [];
+
+function usage(): string {
+  const width = Math.max(8, ...COMMANDS.map((c) => c.name.length));
+  const lines = COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
+  return [
+    `oras-runtime ${RUNTIME_VERSION}: the in-cluster program of cdk8s-oras`,
+    '',
+    'Usage: oras-runtime <command> [options]',
+    '       oras-runtime --version | --help',
+    '',
+    'Commands:',
+    ...(lines.length > 0 ? lines : ['  (none in this build)']),
+    '',
+    'Run "oras-runtime <command> --help" for the options of a command.',
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
+    process.stdout.write(usage() + '\n');
+    return first === undefined ? 2 : 0;
+  }
+  if (first === '--version' || first === '-v' || first === 'version') {
+    process.stdout.write(RUNTIME_VERSION + '\n');
+    return 0;
+  }
+  const command = COMMANDS.find((c) => c.name === first);
+  if (!command) {
+    process.stderr.write(`oras-runtime: unknown command "${first}". Run "oras-runtime --help" for the list.\n`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(command.usage + '\n');
+    return 0;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`oras-runtime ${command.name}: ${err.message}\nRun "oras-runtime ${command.name} --help" for usage.\n`);
+      return 2;
+    }
+    process.stderr.write(`oras-runtime ${command.name}: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => { process.exitCode = code; },
+    (err) => {
+      process.stderr.write(`oras-runtime: ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
