@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs the real programs the tests run against, idempotently:
+#   Debian: podman + runc (pods), busybox-static (images), docker-registry
+#           (CNCF distribution), apache2-utils (htpasswd), openssl, skopeo.
+#   Go:     kube-linter and the oras CLI, built from the Go module proxy.
+#   PyPI:   kubernetes-validate (strict Kubernetes OpenAPI schemas), in a venv.
+# Go and Python tools go to $CDK8S_ORAS_PEERS (default ~/.cache/cdk8s-oras),
+# keyed by version so reruns cost nothing. Needs root for apt and for
+# /etc/containers/containers.conf.
+set -euo pipefail
+
+PEERS=${CDK8S_ORAS_PEERS:-$HOME/.cache/cdk8s-oras}
+KUBE_LINTER_VERSION=v0.8.3
+ORAS_VERSION=v1.2.3
+KUBERNETES_VALIDATE_VERSION=1.37.0
+APT_PACKAGES=(podman runc busybox-static docker-registry apache2-utils openssl skopeo)
+
+log() { echo "install-peers: $*"; }
+mkdir -p "$PEERS/bin"
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# podman on these machines needs runc and no default ulimits (see DESIGN.md).
+conf=/etc/containers/containers.conf
+if ! grep -qs 'runtime = "runc"' "$conf"; then
+  log "writing $conf"
+  mkdir -p /etc/containers
+  printf '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n' > "$conf"
+fi
+
+# Go tools, one wrapper module and directory per tool and version. Plain
+# `go install pkg@version` fails here: the module proxy answers 403 to its
+# list and non-module-path lookups, so build from a module that requires the
+# exact version. kube-linter's vanity host is unreachable, hence its replace.
+go_tool() { # name module version package [replacement]
+  local name=$1 module=$2 version=$3 package=$4 replacement=${5:-} dir="$PEERS/go/$1-$3"
+  if [ ! -x "$dir/$name" ]; then
+    log "building $package@$version (Go module proxy)"
+    rm -rf "$dir" && mkdir -p "$dir/src"
+    {
+      printf 'module peers/%s\n\ngo 1.24\n\nrequire %s %s\n' "$name" "$module" "$version"
+      [ -z "$replacement" ] || printf '\nreplace %s => %s\n' "$module" "$replacement"
+    } > "$dir/src/go.mod"
+    printf '//go:build tools\n\npackage peers\n\nimport _ "%s"\n' "$package" > "$dir/src/tools.go"
+    (cd "$dir/src" && GOFLAGS='-mod=mod -buildvcs=false' go build -o "$dir/$name" "$package")
+  fi
+  ln -sf "$dir/$name" "$PEERS/bin/$name"
+}
+go_tool kube-linter golang.stackrox.io/kube-linter "$KUBE_LINTER_VERSION" golang.stackrox.io/kube-linter/cmd/kube-linter \
+  "github.com/stackrox/kube-linter $KUBE_LINTER_VERSION"
+go_tool oras oras.land/oras "$ORAS_VERSION" oras.land/oras/cmd/oras
+
+venv="$PEERS/venv-kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  log "pip install kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi
+ln -sf "$venv/bin/kubernetes-validate" "$PEERS/bin/kubernetes-validate"
+
+log "ready in $PEERS/bin: $(ls "$PEERS/bin" | tr '\n' ' ')"
