@@ -1,0 +1,99 @@
+import { createServer, IncomingMessage, request as httpRequest, Server, ServerResponse } from 'http';
+import { AddressInfo } from 'net';
+
+/** What the proxy does to one request; undefined passes it through untouched. */
+export type Fault =
+  | { kind: 'status'; status: number; body?: string }
+  | { kind: 'truncate'; afterBytes: number }
+  | { kind: 'corrupt' }
+  | { kind: 'drop' };
+
+/** Decides the fault for a request; `count` is how often the same method and path were seen before. */
+export type FaultRule = (method: string, path: string, count: number) => Fault | undefined;
+
+export interface ProxiedRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly fault?: Fault['kind'];
+}
+
+/**
+ * A loopback HTTP proxy in front of a real registry that injects faults:
+ * error statuses, truncated or corrupted bodies, dropped connections.
+ * `rule` decides per request; every request is recorded.
+ */
+export class FaultProxy {
+  public static async start(upstream: string, rule: FaultRule = () => undefined): Promise<FaultProxy> {
+    const proxy = new FaultProxy(upstream, rule);
+    await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
+    return proxy;
+  }
+
+  public readonly requests: ProxiedRequest[] = [];
+  private readonly server: Server;
+
+  private constructor(private readonly upstream: string, public rule: FaultRule) {
+    this.server = createServer((req, res) => this.handle(req, res));
+  }
+
+  /** `127.0.0.1:<port>` */
+  public get host(): string {
+    return `127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const path = req.url ?? '/';
+    const count = this.requests.filter((r) => r.method === req.method && r.path === path).length;
+    const fault = this.rule(req.method ?? 'GET', path, count);
+    this.requests.push({ method: req.method ?? 'GET', path, fault: fault?.kind });
+    if (fault?.kind === 'status') {
+      req.resume();
+      res.writeHead(fault.status, { 'Content-Type': 'application/json' });
+      res.end(fault.body ?? JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'injected fault' }] }));
+      return;
+    }
+    if (fault?.kind === 'drop') {
+      req.resume();
+      req.socket.destroy();
+      return;
+    }
+    const [host, port] = this.upstream.split(':');
+    const headers = { ...req.headers, host: this.upstream };
+    const upstream = httpRequest({ host, port: Number(port), method: req.method, path, headers }, (up) => {
+      const responseHeaders = { ...up.headers };
+      if (typeof responseHeaders.location === 'string') responseHeaders.location = responseHeaders.location.replace(this.upstream, this.host);
+      res.writeHead(up.statusCode ?? 502, responseHeaders);
+      if (fault?.kind === 'truncate') {
+        let sent = 0;
+        up.on('data', (chunk: Buffer) => {
+          const room = fault.afterBytes - sent;
+          if (room > 0) res.write(chunk.subarray(0, room));
+          sent += chunk.length;
+          if (sent >= fault.afterBytes) {
+            up.destroy();
+            res.socket?.destroy();
+          }
+        });
+        up.on('end', () => res.end());
+      } else if (fault?.kind === 'corrupt') {
+        let first = true;
+        up.on('data', (chunk: Buffer) => {
+          const copy = Buffer.from(chunk);
+          if (first && copy.length > 0) copy[0] ^= 0xff;
+          first = false;
+          res.write(copy);
+        });
+        up.on('end', () => res.end());
+      } else {
+        up.pipe(res);
+      }
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  }
+
+  public async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+}
