@@ -74,6 +74,9 @@ project.addTask('synth:examples', {
   exec: 'ts-node --project tsconfig.dev.json scripts/synth-examples.ts',
 });
 
+// Tests are type-checked whole (ts-jest checks one file at a time).
+project.testTask.prependExec('tsc -p lib-tests/tsconfig.json --noEmit');
+
 // File modes, tar headers and digests need bit operations.
 project.eslint?.addRules({ 'no-bitwise': 'off' });
 

@@ -1,8 +1,9 @@
 import { Command, UsageError } from './command';
+import { pullCommand, pushCommand, resolveCommand, waitCommand } from './oci-commands';
 import { RUNTIME_VERSION } from './version';
 
-/** Every sub-command; later layers (oci, step, webhook, csi) register here. */
-const COMMANDS: readonly Command[] = [];
+/** Every sub-command. */
+const COMMANDS: readonly Command[] = [pushCommand, pullCommand, resolveCommand, waitCommand];
 
 function usage(): string {
   const width = Math.max(8, ...COMMANDS.map((c) => c.name.length));
@@ -46,7 +47,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`oras-runtime ${command.name}: ${err.message}\nRun "oras-runtime ${command.name} --help" for usage.\n`);
       return 2;
     }
-    process.stderr.write(`oras-runtime ${command.name}: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`oras-runtime: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
 }

@@ -1,8 +1,8 @@
 import { existsSync, readFileSync } from 'fs';
 import { join } from 'path';
-import { run } from '../util/peers';
+import { run } from '../../util/peers';
 
-const root = join(__dirname, '..', '..');
+const root = join(__dirname, '..', '..', '..');
 const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version;
 const cli = (...args: string[]) => run(process.execPath, [join(root, 'bin', 'oras-runtime.js'), ...args], { cwd: root });
 

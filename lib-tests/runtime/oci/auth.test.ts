@@ -1,0 +1,191 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { parseChallenge } from '../../../runtime/oci/auth/challenge';
+import { ChainedCredentials, CredentialSource, DockerConfigCredentials, EnvironmentCredentials } from '../../../runtime/oci/auth/credentials';
+import { pull } from '../../../runtime/oci/pull';
+import { push } from '../../../runtime/oci/push';
+import { parseReference } from '../../../runtime/oci/reference';
+import { RegistryClient } from '../../../runtime/oci/registry-client';
+import { Distribution } from '../../util/distribution';
+import { describeWithPeers } from '../../util/peers';
+import { TokenIssuer } from '../../util/token-issuer';
+
+const USERS = { alice: 'alice-secret', bob: 'bob-secret' };
+
+describe('auth parts', () => {
+  test('challenges with quoted commas and escapes', () => {
+    expect(parseChallenge('Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull,push"')).toEqual({
+      scheme: 'bearer',
+      params: { realm: 'https://auth.example.com/token', service: 'registry.example.com', scope: 'repository:a/b:pull,push' },
+    });
+    expect(parseChallenge('Basic realm="say \\"hi\\""')).toEqual({ scheme: 'basic', params: { realm: 'say "hi"' } });
+    expect(parseChallenge('Negotiate abc')).toBeUndefined();
+    expect(parseChallenge(undefined)).toBeUndefined();
+  });
+
+  describe('docker config', () => {
+    let dir: string;
+    beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'oras-auth-')); });
+    afterEach(() => rmSync(dir, { recursive: true, force: true }));
+    const config = (content: unknown) => {
+      writeFileSync(join(dir, 'config.json'), JSON.stringify(content));
+      return new DockerConfigCredentials(join(dir, 'config.json'), true);
+    };
+
+    test('auth, username/password, identitytoken and registrytoken entries; keys may be URLs', async () => {
+      const credentials = config({
+        auths: {
+          'https://r1.example.com/v1/': { auth: Buffer.from('u1:p:with:colons').toString('base64') },
+          'r2.example.com:5000': { username: 'u2', password: 'p2' },
+          'r3.example.com': { identitytoken: 'refresh-me' },
+          'r4.example.com': { registrytoken: 'bearer-me' },
+          'https://index.docker.io/v1/': { auth: Buffer.from('hub:pw').toString('base64') },
+        },
+      });
+      expect(await credentials.get('r1.example.com')).toEqual({ username: 'u1', password: 'p:with:colons' });
+      expect(await credentials.get('r2.example.com:5000')).toEqual({ username: 'u2', password: 'p2' });
+      expect(await credentials.get('r3.example.com')).toEqual({ refreshToken: 'refresh-me' });
+      expect(await credentials.get('r4.example.com')).toEqual({ accessToken: 'bearer-me' });
+      expect(await credentials.get('docker.io')).toEqual({ username: 'hub', password: 'pw' });
+      expect(await credentials.get('elsewhere.example.com')).toBeUndefined();
+    });
+
+    test('errors name the file and the problem', async () => {
+      writeFileSync(join(dir, 'config.json'), '{ not json');
+      await expect(new DockerConfigCredentials(join(dir, 'config.json')).get('x')).rejects.toThrow(`registry config ${join(dir, 'config.json')} is not valid JSON`);
+      await expect(new DockerConfigCredentials(join(dir, 'missing.json'), true).get('x')).rejects.toThrow(/cannot read registry config .*missing\.json/);
+      expect(await new DockerConfigCredentials(join(dir, 'missing.json')).get('x')).toBeUndefined();
+      await expect(config({ auths: { r: { auth: Buffer.from('nocolon').toString('base64') } } }).get('r')).rejects.toThrow(/is not base64 of "user:password"/);
+    });
+
+    test('a credential helper is run as docker-credential-<name> get', async () => {
+      const bin = join(dir, 'bin');
+      mkdirSync(bin);
+      writeFileSync(join(bin, 'docker-credential-test'), '#!/bin/sh\nread host\necho "{\\"Username\\":\\"helper-$host\\",\\"Secret\\":\\"s\\"}"\n', { mode: 0o755 });
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ credHelpers: { 'r.example.com': 'test' } }));
+      const credentials = new DockerConfigCredentials(join(dir, 'config.json'), true, { PATH: `${bin}:${process.env.PATH}` });
+      expect(await credentials.get('r.example.com')).toEqual({ username: 'helper-r.example.com', password: 's' });
+    });
+  });
+
+  test('ORAS_USER with ORAS_PASS, or a pass per direction', async () => {
+    const env = new EnvironmentCredentials({ ORAS_USER: 'u', ORAS_PASS: 'both', ORAS_PUSH_PASS: 'write' });
+    expect(await env.get('r', 'pull')).toEqual({ username: 'u', password: 'both' });
+    expect(await env.get('r', 'push')).toEqual({ username: 'u', password: 'write' });
+    expect(await new EnvironmentCredentials({ ORAS_PASS: 'x' }).get('r', 'pull')).toBeUndefined();
+  });
+});
+
+describeWithPeers(['docker-registry', 'htpasswd', 'openssl'], 'auth against the real registry', () => {
+  let scratch: string;
+  beforeEach(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'oras-auth-'));
+    writeFileSync(join(scratch, 'data.txt'), 'payload');
+  });
+  afterEach(() => rmSync(scratch, { recursive: true, force: true }));
+
+  async function roundTrip(registry: Distribution, credentials?: CredentialSource, options: { insecure?: boolean; repository?: string } = {}) {
+    const client = new RegistryClient(registry.host, { plainHttp: registry.scheme === 'http', insecure: options.insecure, credentials, retryBaseMs: 5 });
+    try {
+      const ref = parseReference(`${registry.host}/${options.repository ?? 'auth/test'}:v1`);
+      await push(client, ref, [{ path: 'data.txt' }], { cwd: scratch });
+      const out = join(scratch, 'out');
+      await pull(client, ref, out);
+      return readFileSync(join(out, 'data.txt'), 'utf8');
+    } finally {
+      client.close();
+    }
+  }
+
+  describe('htpasswd (basic)', () => {
+    let registry: Distribution;
+    beforeAll(async () => { registry = await Distribution.start({ htpasswd: { users: USERS } }); });
+    afterAll(async () => registry.stop());
+
+    test('ORAS_USER/ORAS_PASS credentials push and pull', async () => {
+      expect(await roundTrip(registry, new EnvironmentCredentials({ ORAS_USER: 'alice', ORAS_PASS: USERS.alice }))).toBe('payload');
+    });
+
+    test('docker config credentials push and pull', async () => {
+      writeFileSync(join(scratch, 'config.json'), JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`bob:${USERS.bob}`).toString('base64') } } }));
+      expect(await roundTrip(registry, new ChainedCredentials([new EnvironmentCredentials({}), new DockerConfigCredentials(join(scratch, 'config.json'))]))).toBe('payload');
+    });
+
+    test('no credentials: 401 with a hint, and the password never appears in the error', async () => {
+      await expect(roundTrip(registry, undefined)).rejects.toThrow(/401 UNAUTHORIZED: (authentication required\. )?Credentials for 127\.0\.0\.1:\d+ are missing or not allowed this: set ORAS_USER and ORAS_PASS/);
+    });
+
+    test('a wrong password is refused, without echoing it', async () => {
+      const attempt = roundTrip(registry, new EnvironmentCredentials({ ORAS_USER: 'alice', ORAS_PASS: 'wrong-password-123' }));
+      await expect(attempt).rejects.toThrow(/401/);
+      await expect(attempt).rejects.not.toThrow(/wrong-password-123/);
+    });
+  });
+
+  describe('token (bearer) with our JWT issuer', () => {
+    let issuer: TokenIssuer;
+    let registry: Distribution;
+    beforeAll(async () => {
+      issuer = await TokenIssuer.start({
+        users: USERS,
+        grants: (user, repository) => (user === 'alice' ? ['pull', 'push'] : repository.startsWith('public/') ? ['pull'] : []),
+      });
+      registry = await Distribution.start({ token: issuer });
+    });
+    afterAll(async () => {
+      await registry.stop();
+      await issuer.stop();
+    });
+    beforeEach(() => { issuer.requests.length = 0; });
+
+    test('basic credentials get a token; it is cached per scope', async () => {
+      expect(await roundTrip(registry, new EnvironmentCredentials({ ORAS_USER: 'alice', ORAS_PASS: USERS.alice }))).toBe('payload');
+      const issued = issuer.requests.filter((r) => r.status === 200);
+      expect(issued.every((r) => r.user === 'alice' && r.method === 'GET')).toBe(true);
+      // One token for push (pull,push) and one for pull, however many blobs and manifests moved.
+      expect(issued.map((r) => r.scopes.join(' ')).sort()).toEqual(['repository:auth/test:pull', 'repository:auth/test:pull,push']);
+    });
+
+    test('an identitytoken uses the OAuth2 refresh flow', async () => {
+      writeFileSync(join(scratch, 'config.json'), JSON.stringify({ auths: { [registry.host]: { identitytoken: issuer.issueRefreshToken('alice') } } }));
+      expect(await roundTrip(registry, new DockerConfigCredentials(join(scratch, 'config.json'), true))).toBe('payload');
+      expect(issuer.requests.filter((r) => r.status === 200).every((r) => r.method === 'POST' && r.grantType === 'refresh_token')).toBe(true);
+    });
+
+    test('a user without push rights gets an error that names the token service and the scope', async () => {
+      await expect(roundTrip(registry, new EnvironmentCredentials({ ORAS_USER: 'bob', ORAS_PASS: USERS.bob })))
+        .rejects.toThrow(/401 UNAUTHORIZED.*Credentials for 127\.0\.0\.1:\d+ are missing or not allowed this/);
+    });
+
+    test('a wrong password is refused by the token service', async () => {
+      await expect(roundTrip(registry, new EnvironmentCredentials({ ORAS_USER: 'alice', ORAS_PASS: 'nope' })))
+        .rejects.toThrow(/token service http:\/\/127\.0\.0\.1:\d+\/token refused user "alice" for repository:auth\/test:pull,push \(HTTP 401\)\. Check the credentials/);
+    });
+
+    test('anonymous pulls work where the issuer grants them', async () => {
+      await roundTrip(registry, new EnvironmentCredentials({ ORAS_USER: 'alice', ORAS_PASS: USERS.alice }), { repository: 'public/data' });
+      const client = new RegistryClient(registry.host, { plainHttp: true });
+      try {
+        await pull(client, parseReference(`${registry.host}/public/data:v1`), join(scratch, 'anon'));
+        expect(readFileSync(join(scratch, 'anon', 'data.txt'), 'utf8')).toBe('payload');
+      } finally {
+        client.close();
+      }
+    });
+  });
+
+  describe('TLS', () => {
+    let registry: Distribution;
+    beforeAll(async () => { registry = await Distribution.start({ tls: true }); });
+    afterAll(async () => registry.stop());
+
+    test('--insecure talks to a self-signed registry', async () => {
+      expect(await roundTrip(registry, undefined, { insecure: true })).toBe('payload');
+    });
+
+    test('without --insecure the certificate is verified and the error says so', async () => {
+      await expect(roundTrip(registry, undefined)).rejects.toThrow(/self-signed certificate|unable to verify/);
+    });
+  });
+});

@@ -1,0 +1,216 @@
+import { readFile } from 'node:fs/promises';
+import { Command, UsageError } from './command';
+import { parseDuration } from './duration';
+import { clientFor, parseFlags, positiveInteger, REGISTRY_OPTIONS, REGISTRY_USAGE } from './registry-flags';
+import { sleep } from '../oci/http';
+import { defaultReporter } from '../oci/progress';
+import { pull } from '../oci/pull';
+import { AnnotationMap, parsePushItem, push } from '../oci/push';
+import { parseReference } from '../oci/reference';
+import { RegistryError } from '../oci/registry-client';
+
+function reference(text: string | undefined, command: string) {
+  if (!text) throw new UsageError(`${command} needs an artifact reference such as registry.example.com:5000/team/data:v1`);
+  try {
+    return parseReference(text);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** Runs `work` and adds the command and reference to any error message. */
+async function withContext<T>(what: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new Error(`${what}: ${(err as Error).message}`);
+  }
+}
+
+async function readAnnotationFile(path: string): Promise<AnnotationMap> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new UsageError(`--annotation-file ${path}: ${(err as Error).message}`);
+  }
+  const valid = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
+    && Object.values(parsed).every((v) => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((s) => typeof s === 'string'));
+  if (!valid) throw new UsageError(`--annotation-file ${path} must map "$manifest", "$config" or file titles to objects of string values`);
+  return parsed as AnnotationMap;
+}
+
+export const pushCommand: Command = {
+  name: 'push',
+  summary: 'push files and directories as an ORAS artifact',
+  usage: [
+    'Usage: oras-runtime push <reference> <file|dir>[:mediaType]... [options]',
+    '',
+    'Files become layers titled with their path; directories become tar+gzip layers that pullers unpack.',
+    'Prints the manifest digest on stdout; progress goes to stderr.',
+    '',
+    '  --artifact-type <type>     the manifest artifactType (default application/vnd.unknown.artifact.v1)',
+    '  --annotation-file <file>   oras annotation file: {"$manifest": {...}, "$config": {...}, "<title>": {...}}',
+    '  --annotation, -a <k=v>     a manifest annotation (repeatable)',
+    '  --no-unpack                push directories without the unpack annotation (pullers keep the tarball)',
+    REGISTRY_USAGE,
+  ].join('\n'),
+  async run(args) {
+    const { values, positionals } = parseFlags({
+      args,
+      allowPositionals: true,
+      options: {
+        ...REGISTRY_OPTIONS,
+        'artifact-type': { type: 'string' },
+        'annotation-file': { type: 'string' },
+        'annotation': { type: 'string', short: 'a', multiple: true },
+        'no-unpack': { type: 'boolean' },
+      },
+    });
+    const [refText, ...paths] = positionals;
+    const ref = reference(refText, 'push');
+    if (!ref.tag && !ref.digest) throw new UsageError('push needs a tag');
+    const annotations: AnnotationMap = values['annotation-file'] ? await readAnnotationFile(values['annotation-file']) : {};
+    for (const pair of values.annotation ?? []) {
+      const eq = pair.indexOf('=');
+      if (eq <= 0) throw new UsageError(`--annotation "${pair}" must be key=value`);
+      annotations.$manifest = { ...annotations.$manifest, [pair.slice(0, eq)]: pair.slice(eq + 1) };
+    }
+    const client = clientFor(ref, values);
+    try {
+      const result = await withContext(`push ${ref.text}`, () => push(client, ref, paths.map(parsePushItem), {
+        artifactType: values['artifact-type'],
+        annotations,
+        unpack: !values['no-unpack'],
+        concurrency: positiveInteger(values.concurrency, '--concurrency', 3),
+        reporter: defaultReporter(),
+      }));
+      process.stdout.write(`${result.digest}\n`);
+      return 0;
+    } finally {
+      client.close();
+    }
+  },
+};
+
+export const pullCommand: Command = {
+  name: 'pull',
+  summary: 'pull an ORAS artifact into a directory',
+  usage: [
+    'Usage: oras-runtime pull <reference> -o <dir> [options]',
+    '',
+    'Writes every titled layer under <dir>; directory layers are unpacked. Every blob is verified before it',
+    'appears under its name. Prints the manifest digest on stdout; progress goes to stderr.',
+    '',
+    '  --output, -o <dir>         where to write (default: the current directory)',
+    '  --media-type <type>        keep only layers of this media type (repeatable)',
+    '  --no-unpack                keep directory layers as tarballs',
+    REGISTRY_USAGE,
+  ].join('\n'),
+  async run(args) {
+    const { values, positionals } = parseFlags({
+      args,
+      allowPositionals: true,
+      options: {
+        ...REGISTRY_OPTIONS,
+        'output': { type: 'string', short: 'o' },
+        'media-type': { type: 'string', multiple: true },
+        'no-unpack': { type: 'boolean' },
+      },
+    });
+    if (positionals.length !== 1) throw new UsageError('pull takes exactly one reference');
+    const ref = reference(positionals[0], 'pull');
+    const client = clientFor(ref, values);
+    try {
+      const result = await withContext(`pull ${ref.text}`, () => pull(client, ref, values.output ?? '.', {
+        concurrency: positiveInteger(values.concurrency, '--concurrency', 3),
+        unpack: !values['no-unpack'],
+        mediaTypes: values['media-type'],
+        reporter: defaultReporter(),
+      }));
+      process.stdout.write(`${result.digest}\n`);
+      return 0;
+    } finally {
+      client.close();
+    }
+  },
+};
+
+export const resolveCommand: Command = {
+  name: 'resolve',
+  summary: 'print the manifest digest of a reference',
+  usage: ['Usage: oras-runtime resolve <reference> [options]', '', REGISTRY_USAGE].join('\n'),
+  async run(args) {
+    const { values, positionals } = parseFlags({ args, allowPositionals: true, options: { ...REGISTRY_OPTIONS } });
+    if (positionals.length !== 1) throw new UsageError('resolve takes exactly one reference');
+    const ref = reference(positionals[0], 'resolve');
+    const client = clientFor(ref, values);
+    try {
+      const descriptor = await withContext(`resolve ${ref.text}`, () => client.resolve(ref.repository, ref.manifestReference));
+      process.stdout.write(`${descriptor.digest}\n`);
+      return 0;
+    } finally {
+      client.close();
+    }
+  },
+};
+
+/** Waits until a manifest exists; not-found answers and connection errors are retried with backoff until the deadline. */
+export async function waitFor(resolve: () => Promise<string>, timeoutMs: number, onRetry: (message: string) => void): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let delay = 500;
+  for (;;) {
+    let last: string;
+    try {
+      return await resolve();
+    } catch (err) {
+      const notYet = err instanceof RegistryError ? err.status === 404 || err.status >= 500 : !(err instanceof UsageError);
+      if (!notYet) throw err;
+      last = (err as Error).message;
+    }
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s; the last answer was: ${last}`);
+    onRetry(last);
+    await sleep(Math.min(delay, left));
+    delay = Math.min(delay * 2, 15_000) * (0.75 + Math.random() / 2);
+  }
+}
+
+export const waitCommand: Command = {
+  name: 'wait',
+  summary: 'wait until an artifact exists, then print its digest',
+  usage: [
+    'Usage: oras-runtime wait <reference> --timeout <duration> [options]',
+    '',
+    'Retries with backoff while the registry answers "not found" or cannot be reached.',
+    'Authentication errors end the wait at once.',
+    '',
+    '  --timeout <duration>       how long to wait, for example 90s, 10m or 1h (default 5m)',
+    REGISTRY_USAGE,
+  ].join('\n'),
+  async run(args) {
+    const { values, positionals } = parseFlags({ args, allowPositionals: true, options: { ...REGISTRY_OPTIONS, timeout: { type: 'string' } } });
+    if (positionals.length !== 1) throw new UsageError('wait takes exactly one reference');
+    const ref = reference(positionals[0], 'wait');
+    let timeoutMs: number;
+    try {
+      timeoutMs = parseDuration(values.timeout ?? '5m');
+    } catch (err) {
+      throw new UsageError(`--timeout: ${(err as Error).message}`);
+    }
+    const client = clientFor(ref, values);
+    const reporter = defaultReporter();
+    try {
+      const digest = await withContext(`wait ${ref.text}`, () => waitFor(
+        async () => (await client.resolve(ref.repository, ref.manifestReference)).digest,
+        timeoutMs,
+        (message) => reporter.event('waiting', { reference: ref.text, message }),
+      ));
+      process.stdout.write(`${digest}\n`);
+      return 0;
+    } finally {
+      client.close();
+    }
+  },
+};

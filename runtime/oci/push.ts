@@ -1,0 +1,164 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { lstat, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { DigestStream } from './digest';
+import { Annotation, Descriptor, EMPTY_CONFIG, Manifest, MediaType } from './media-types';
+import { titleForPath } from './paths';
+import { Reporter, SilentReporter } from './progress';
+import { Reference } from './reference';
+import { RegistryClient } from './registry-client';
+import { tarDirectory } from './tar';
+
+/** One file or directory to push, with an optional media type (`path[:type]` on the command line). */
+export interface PushItem {
+  readonly path: string;
+  readonly mediaType?: string;
+}
+
+/** Annotations as the oras `--annotation-file` holds them: `$manifest`, `$config`, and one key per title. */
+export type AnnotationMap = Record<string, Record<string, string>>;
+
+export interface PushOptions {
+  /** Default `application/vnd.unknown.artifact.v1`. */
+  readonly artifactType?: string;
+  readonly annotations?: AnnotationMap;
+  /** Parallel blob uploads. Default 3. */
+  readonly concurrency?: number;
+  /** Push directories without the unpack annotation, so that pullers keep the tarball. Default true. */
+  readonly unpack?: boolean;
+  readonly reporter?: Reporter;
+  /** Resolves paths given relative; default the process working directory. */
+  readonly cwd?: string;
+}
+
+export interface PushResult {
+  readonly digest: string;
+  readonly size: number;
+  readonly manifest: Manifest;
+}
+
+interface Layer {
+  readonly descriptor: Descriptor;
+  readonly open: () => Readable;
+}
+
+/** Splits `path[:mediaType]` at the last colon, as the oras CLI does. */
+export function parsePushItem(argument: string): PushItem {
+  const colon = argument.lastIndexOf(':');
+  if (colon <= 0) return { path: argument };
+  return { path: argument.slice(0, colon), mediaType: argument.slice(colon + 1) || undefined };
+}
+
+/** Runs async work over items with at most `limit` in flight; fails fast. */
+export async function forEachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
+    while (next < items.length) await work(items[next++]);
+  });
+  await Promise.all(workers);
+}
+
+/**
+ * Pushes files and directories as an ORAS artifact: files as raw layers
+ * titled with their path, directories as tar+gzip layers with the content
+ * digest of the uncompressed tar, the empty config, then the manifest.
+ */
+export async function push(client: RegistryClient, reference: Reference, items: PushItem[], options: PushOptions = {}): Promise<PushResult> {
+  const reporter = options.reporter ?? new SilentReporter();
+  const annotations = options.annotations ?? {};
+  const scratch = await mkdtemp(join(tmpdir(), 'oras-push-'));
+  try {
+    const layers: Layer[] = [];
+    const titles = new Set<string>();
+    for (const item of items) {
+      const title = titleForPath(item.path);
+      if (titles.has(title)) throw new Error(`"${title}" is given twice; every file needs its own title`);
+      titles.add(title);
+      const extra = annotations[title] ?? {};
+      const source = join(options.cwd ?? process.cwd(), item.path);
+      const info = await lstat(source).catch(() => {
+        throw new Error(`"${item.path}" does not exist`);
+      });
+      if (info.isDirectory()) {
+        layers.push(await packDirectoryLayer(source, title, scratch, item.mediaType, extra, options.unpack ?? true));
+      } else if (info.isFile()) {
+        layers.push(await fileLayer(source, title, item.mediaType, extra));
+      } else {
+        throw new Error(`"${item.path}" is neither a file nor a directory; only files and directories can be pushed`);
+      }
+    }
+    for (const key of Object.keys(annotations)) {
+      if (key !== '$manifest' && key !== '$config' && !titles.has(key)) {
+        throw new Error(`the annotation file names "${key}", which is not among the files pushed (${[...titles].join(', ') || 'none'})`);
+      }
+    }
+
+    const config: Descriptor = annotations.$config ? { ...EMPTY_CONFIG, annotations: annotations.$config } : { ...EMPTY_CONFIG };
+    const configBytes = Buffer.from(EMPTY_CONFIG.data, 'base64');
+    const uploads: Layer[] = [{ descriptor: config, open: () => Readable.from([configBytes]) }, ...layers];
+    await forEachLimited(uploads, options.concurrency ?? 3, async (layer) => {
+      const title = layer.descriptor.annotations?.[Annotation.TITLE] ?? '(config)';
+      const { digest, size } = layer.descriptor;
+      const result = await client.pushBlob(reference.repository, layer.descriptor, () => layer.open().pipe(reporter.track(digest, title, size)));
+      reporter.event(result === 'exists' ? 'exists' : 'uploaded', { title, digest: layer.descriptor.digest, size: layer.descriptor.size });
+    });
+
+    const manifest: Manifest = {
+      schemaVersion: 2,
+      mediaType: MediaType.OCI_MANIFEST,
+      artifactType: options.artifactType ?? MediaType.DEFAULT_ARTIFACT_TYPE,
+      config,
+      layers: layers.map((l) => l.descriptor),
+      annotations: { [Annotation.CREATED]: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'), ...annotations.$manifest },
+    };
+    const raw = Buffer.from(JSON.stringify(manifest));
+    const digest = await client.pushManifest(reference.repository, reference.manifestReference, raw, MediaType.OCI_MANIFEST);
+    if (reference.digest && reference.digest !== digest) {
+      throw new Error(`the manifest's digest is ${digest}, not ${reference.digest} as the reference demands`);
+    }
+    reporter.event('pushed', { reference: reference.text, digest, size: raw.length });
+    return { digest, size: raw.length, manifest };
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+async function fileLayer(path: string, title: string, mediaType: string | undefined, extra: Record<string, string>): Promise<Layer> {
+  const hasher = new DigestStream();
+  await pipeline(createReadStream(path), hasher, new NullSink());
+  return {
+    descriptor: {
+      mediaType: mediaType ?? MediaType.LAYER_TAR,
+      digest: hasher.digest(),
+      size: hasher.size,
+      annotations: { ...extra, [Annotation.TITLE]: title },
+    },
+    open: () => createReadStream(path),
+  };
+}
+
+async function packDirectoryLayer(path: string, title: string, scratch: string, mediaType: string | undefined,
+  extra: Record<string, string>, unpack: boolean): Promise<Layer> {
+  const file = join(scratch, `${randomBytes(8).toString('hex')}.tar.gz`);
+  const tarHash = new DigestStream();
+  const gzHash = new DigestStream();
+  await pipeline(tarDirectory(path, title), tarHash, createGzip(), gzHash, createWriteStream(file, { flags: 'wx' }));
+  const annotations: Record<string, string> = { ...extra, [Annotation.TITLE]: title, [Annotation.CONTENT_DIGEST]: tarHash.digest() };
+  if (unpack) annotations[Annotation.UNPACK] = 'true';
+  return {
+    descriptor: { mediaType: mediaType ?? MediaType.LAYER_TAR_GZIP, digest: gzHash.digest(), size: gzHash.size, annotations },
+    open: () => createReadStream(file),
+  };
+}
+
+/** Discards what it is given (for hashing a file without keeping it). */
+class NullSink extends Writable {
+  public override _write(_chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    callback();
+  }
+}
