@@ -68,6 +68,12 @@ project.addTask('runtime:image', {
   exec: 'bash runtime/image/build-local.sh',
 });
 
+project.addTask('bench:oci', {
+  description: 'Benchmark oras-runtime push/pull against the oras CLI on one registry',
+  exec: 'ts-node --project bench/tsconfig.json bench/oci.ts',
+  receiveArgs: true,
+});
+
 // Install bundles in dist/ are synthesized from examples/.
 project.addTask('synth:examples', {
   description: 'Synthesize every example into dist/',

@@ -62,6 +62,8 @@ export class TtyReporter implements Reporter {
   constructor(private readonly out: NodeJS.WriteStream = process.stderr) {}
 
   public event(name: string, fields: Record<string, unknown>): void {
+    // A finished transfer already has its line.
+    if (name === 'uploaded' || name === 'pulled') return;
     const label = fields.title ?? fields.reference ?? fields.digest ?? '';
     this.lines.set(`${name}:${label}:${this.lines.size}`, `${name.padEnd(11)} ${label}${fields.message ? `: ${fields.message}` : ''}`);
     this.draw(true);
@@ -87,7 +89,8 @@ export class TtyReporter implements Reporter {
     const now = Date.now();
     if (!force && now - this.lastDraw < 100) return;
     this.lastDraw = now;
-    const width = this.out.columns ?? 100;
+    // A terminal of unknown size reports 0 columns.
+    const width = Math.max(this.out.columns || 100, 40);
     if (this.drawn > 0) this.out.write(`\x1b[${this.drawn}A`);
     for (const line of this.lines.values()) this.out.write(`\x1b[2K${line.slice(0, width - 1)}\n`);
     this.drawn = this.lines.size;

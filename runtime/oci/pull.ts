@@ -17,6 +17,8 @@ import { extractTar } from './tar';
 
 const BLOB_ATTEMPTS = 3;
 const MAX_INDEX_DEPTH = 4;
+/** Bytes buffered towards a file before backpressure: fewer, larger writes. */
+const WRITE_BUFFER = 1024 * 1024;
 
 export interface PullOptions {
   /** Parallel blob downloads. Default 3. */
@@ -166,7 +168,7 @@ async function fetchFile(job: BlobJob): Promise<void> {
   const temporary = temporaryName(target, 'partial');
   try {
     const { body, hasher, verify, explain } = await blobStream(job);
-    await pipeline(body, hasher, createWriteStream(temporary, { flags: 'wx', mode: 0o644 })).catch((err) => {
+    await pipeline(body, hasher, createWriteStream(temporary, { flags: 'wx', mode: 0o644, highWaterMark: WRITE_BUFFER })).catch((err) => {
       throw explain(err);
     });
     verify();

@@ -10,9 +10,9 @@
  * and refuses every entry that could write or point outside that directory.
  */
 import { createHash } from 'crypto';
-import { constants, Stats } from 'fs';
+import { closeSync, constants, fchmodSync, futimesSync, lstatSync, openSync, readSync, Stats, writeSync } from 'fs';
 import { chmod, FileHandle, link, lstat, lutimes, mkdir, open, readdir, readlink, realpath, stat, symlink, unlink, utimes } from 'fs/promises';
-import { isAbsolute, join, relative } from 'path';
+import { dirname, isAbsolute, join, relative } from 'path';
 import { Readable } from 'stream';
 import { pipeline } from 'stream/promises';
 
@@ -25,6 +25,8 @@ const OCTAL_LIMIT = 8 ** 11;
 const MAX_META_SIZE = 1024 * 1024;
 /** Like the kernel's limit on nested symlinks while resolving a path. */
 const MAX_LINK_HOPS = 40;
+/** Files up to this size are buffered and written with direct syscalls. */
+const SMALL_FILE = 256 * 1024;
 
 interface Field {
   readonly offset: number;
@@ -72,7 +74,23 @@ export interface TarHeader {
  * The stream pulls from disk only as fast as it is read (backpressure).
  */
 export function tarDirectory(root: string, prefix: string): Readable {
-  return Readable.from(tarChunks(root, prefix), { objectMode: false });
+  return Readable.from(coalesce(tarChunks(root, prefix), CHUNK), { objectMode: false });
+}
+
+/** Joins small chunks into ones of about `size` bytes: each chunk costs gzip a trip to the thread pool. */
+async function* coalesce(chunks: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
+  let pending: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of chunks) {
+    pending.push(chunk);
+    length += chunk.length;
+    if (length >= size) {
+      yield pending.length === 1 ? pending[0] : Buffer.concat(pending, length);
+      pending = [];
+      length = 0;
+    }
+  }
+  if (length > 0) yield Buffer.concat(pending, length);
 }
 
 /** Writes the archive of `tarDirectory(root, prefix)` to `out` and resolves when it has been flushed. */
@@ -142,14 +160,20 @@ async function* walkDirectory(dir: string, name: string): AsyncGenerator<Buffer>
     const child = decodeFileName(raw, dir);
     const path = join(dir, child);
     const entryName = `${name}/${child}`;
-    const info = await lstat(path);
+    // Metadata calls are cheaper done directly than through the thread pool.
+    const info = lstatSync(path);
     if (info.isDirectory()) {
       yield tarHeader({ name: `${entryName}/`, type: 'directory', mode: permissions(info), size: 0, mtime: seconds(info) });
       yield* walkDirectory(path, entryName);
     } else if (info.isFile()) {
       // Hard links are archived as regular files, with their content.
-      yield tarHeader({ name: entryName, type: 'file', mode: permissions(info), size: info.size, mtime: seconds(info) });
-      yield* fileContent(path, info.size);
+      const header = tarHeader({ name: entryName, type: 'file', mode: permissions(info), size: info.size, mtime: seconds(info) });
+      if (info.size <= SMALL_FILE) {
+        yield Buffer.concat([header, smallFileContent(path, info.size)]);
+      } else {
+        yield header;
+        yield* fileContent(path, info.size);
+      }
     } else if (info.isSymbolicLink()) {
       const target = decodeFileName(await readlink(path, { encoding: 'buffer' }), path);
       yield tarHeader({ name: entryName, type: 'symlink', mode: permissions(info), size: 0, mtime: seconds(info), linkname: target });
@@ -157,6 +181,22 @@ async function* walkDirectory(dir: string, name: string): AsyncGenerator<Buffer>
       throw new Error(`cannot push "${path}": it is a ${fileKind(info)}; only files, directories and symlinks can be pushed`);
     }
   }
+}
+
+/** A small file's `size` bytes and the padding to a whole block, read in one go. */
+function smallFileContent(path: string, size: number): Buffer {
+  const buffer = Buffer.alloc(size + padding(size));
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    for (let offset = 0; offset < size;) {
+      const read = readSync(fd, buffer, offset, size - offset, null);
+      if (read === 0) throw new Error(`"${path}" shrank while it was being archived (${offset} of ${size} bytes read)`);
+      offset += read;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return buffer;
 }
 
 /** Exactly `size` bytes of the file in fixed-size chunks, then the padding to a whole block. */
@@ -637,6 +677,11 @@ class Extractor {
   private readonly directories = new Map<string, { mode: number; mtime: number; depth: number }>();
   /** Regular files extracted so far ('/'-joined relative paths): the only allowed hard link targets. */
   private readonly files = new Set<string>();
+  /** Directories known to be real directories (never replaced later), so their parents need no lstat. */
+  private readonly verified = new Set<string>();
+  /** Directories this extractor created empty, and every path it wrote: a new name in such a directory needs no lstat. */
+  private readonly created = new Set<string>();
+  private readonly written = new Set<string>();
 
   constructor(private readonly root: string, private readonly strip: string[] | undefined) {}
 
@@ -682,20 +727,31 @@ class Extractor {
     let dir = this.root;
     for (const [i, part] of parts.slice(0, -1).entries()) {
       dir = join(dir, part);
+      if (this.verified.has(dir)) continue;
       const info = await lstatOrUndefined(dir);
       const shown = parts.slice(0, i + 1).join('/');
       if (!info) {
         await mkdir(dir, { mode: 0o755 });
+        this.created.add(dir);
       } else if (info.isSymbolicLink()) {
         throw new Error(`refusing tar entry "${name}": its parent "${shown}" is a symlink, and writing through it could escape the output directory`);
       } else if (!info.isDirectory()) {
         throw new Error(`cannot extract tar entry "${name}": its parent "${shown}" is not a directory`);
       }
+      this.verified.add(dir);
     }
+  }
+
+  /** Whether nothing can exist at `path` yet: its directory was created empty by us and we wrote nothing there. */
+  private isFresh(path: string): boolean {
+    return this.created.has(dirname(path)) && !this.written.has(path);
   }
 
   /** Removes what is at `path` unless it is a directory; a directory is never replaced by something else. */
   private async clear(path: string, parts: string[], name: string, keepDirectory: boolean): Promise<boolean> {
+    const fresh = this.isFresh(path);
+    this.written.add(path);
+    if (fresh) return false;
     const info = await lstatOrUndefined(path);
     if (!info) return false;
     if (info.isDirectory()) {
@@ -709,13 +765,35 @@ class Extractor {
 
   private async makeDirectory(entry: Entry, parts: string[], path: string): Promise<void> {
     const exists = await this.clear(path, parts, entry.name, true);
-    if (!exists) await mkdir(path, { mode: 0o755 });
+    if (!exists) {
+      await mkdir(path, { mode: 0o755 });
+      this.created.add(path);
+    }
+    this.verified.add(path);
     this.directories.set(path, { mode: entry.mode % 0o1000, mtime: entry.mtime, depth: parts.length });
   }
 
-  /** Streams the content into a new file (O_EXCL: never through a symlink), then sets mode and times. */
+  /**
+   * Streams the content into a new file (O_EXCL: never through a symlink), then sets mode and times.
+   * Small files are written with direct syscalls: a round trip through the thread pool per call costs
+   * more than the call itself.
+   */
   private async writeFile(entry: Entry, parts: string[], path: string, reader: ByteReader): Promise<void> {
     await this.clear(path, parts, entry.name, false);
+    if (entry.size <= SMALL_FILE) {
+      const data = await reader.readAll(entry.size, `the data of "${entry.name}"`);
+      const fd = openSync(path, 'wx', 0o600);
+      try {
+        for (let offset = 0; offset < data.length;) offset += writeSync(fd, data, offset);
+        fchmodSync(fd, entry.mode % 0o1000);
+        futimesSync(fd, asDate(entry.mtime), asDate(entry.mtime));
+      } finally {
+        closeSync(fd);
+      }
+      await reader.skip(padding(entry.size), `the data of "${entry.name}"`);
+      this.files.add(parts.join('/'));
+      return;
+    }
     const handle = await open(path, 'wx', 0o600);
     try {
       for await (const chunk of reader.chunks(entry.size, `the data of "${entry.name}"`)) await writeAll(handle, chunk);

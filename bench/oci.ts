@@ -1,0 +1,110 @@
+// Benchmarks oras-runtime push and pull against the oras CLI on the same
+// registry (Debian's distribution on loopback), in the same run, alternating
+// the two tools. Prints medians of wall time and peak RSS, and the ratios.
+//
+//   npx projen bench:oci [runs]      (default 5 runs per case)
+import { randomFillSync } from 'crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { join, resolve } from 'path';
+import { Distribution } from '../lib-tests/util/distribution';
+import { measure, Measured, median } from '../lib-tests/util/measure';
+import { requirePeer } from '../lib-tests/util/peers';
+
+const root = resolve(__dirname, '..');
+const bundle = join(root, 'runtime', 'build', 'oras-runtime.cjs');
+const runs = Number(process.argv[2] ?? 5);
+
+interface Case {
+  readonly name: string;
+  readonly items: string[];
+  prepare(dir: string): void;
+}
+
+const CASES: Case[] = [
+  {
+    name: 'one 256 MiB file',
+    items: ['big.bin'],
+    prepare(dir) {
+      const chunk = Buffer.alloc(16 * 1024 * 1024);
+      const parts: Buffer[] = [];
+      for (let i = 0; i < 16; i++) parts.push(randomFillSync(Buffer.from(chunk)));
+      writeFileSync(join(dir, 'big.bin'), Buffer.concat(parts));
+    },
+  },
+  {
+    name: 'a directory of 2000 files (4 KiB each)',
+    items: ['tree'],
+    prepare(dir) {
+      for (let d = 0; d < 20; d++) {
+        mkdirSync(join(dir, 'tree', `d${d}`), { recursive: true });
+        for (let f = 0; f < 100; f++) writeFileSync(join(dir, 'tree', `d${d}`, `f${f}.txt`), randomFillSync(Buffer.alloc(4096)).toString('base64').slice(0, 4096));
+      }
+    },
+  },
+];
+
+interface Row {
+  readonly case: string;
+  readonly verb: string;
+  readonly ours: { ms: number; peakMiB: number };
+  readonly oras: { ms: number; peakMiB: number };
+}
+
+function check(result: Measured, what: string): Measured {
+  if (result.status !== 0) throw new Error(`${what} failed (${result.status}): ${result.stderr}`);
+  return result;
+}
+
+async function main(): Promise<void> {
+  const oras = requirePeer('oras');
+  const registry = await Distribution.start();
+  const work = mkdtempSync(join(tmpdir(), 'oras-bench-'));
+  const rows: Row[] = [];
+  try {
+    for (const [index, benchCase] of CASES.entries()) {
+      const src = join(work, `src${index}`);
+      mkdirSync(src);
+      benchCase.prepare(src);
+      const samples = { push: { ours: [] as Measured[], oras: [] as Measured[] }, pull: { ours: [] as Measured[], oras: [] as Measured[] } };
+      for (let run = 0; run < runs; run++) {
+        // Distinct repositories per run, so that no blob is already there (HEAD skips uploads).
+        const ourRef = `${registry.host}/bench/ours${index}-${run}:v1`;
+        const theirRef = `${registry.host}/bench/oras${index}-${run}:v1`;
+        const order: Array<'ours' | 'oras'> = run % 2 === 0 ? ['ours', 'oras'] : ['oras', 'ours'];
+        for (const tool of order) {
+          const ref = tool === 'ours' ? ourRef : theirRef;
+          const args = ['push', '--plain-http', ref, ...benchCase.items];
+          samples.push[tool].push(check(await measure(tool === 'ours' ? process.execPath : oras, tool === 'ours' ? [bundle, ...args] : args, { cwd: src }), `${tool} push`));
+        }
+        for (const tool of order) {
+          // Both tools pull the same artifact: the one oras pushed.
+          const out = join(work, `out-${tool}`);
+          const args = ['pull', '--plain-http', theirRef, '-o', out];
+          samples.pull[tool].push(check(await measure(tool === 'ours' ? process.execPath : oras, tool === 'ours' ? [bundle, ...args] : args), `${tool} pull`));
+          rmSync(out, { recursive: true, force: true });
+        }
+      }
+      for (const verb of ['push', 'pull'] as const) {
+        const summary = (list: Measured[]) => ({ ms: median(list.map((m) => m.ms)), peakMiB: median(list.map((m) => m.peakMiB)) });
+        rows.push({ case: benchCase.name, verb, ours: summary(samples[verb].ours), oras: summary(samples[verb].oras) });
+      }
+      rmSync(src, { recursive: true, force: true });
+    }
+  } finally {
+    await registry.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+  console.log(`\n${new Date().toISOString().slice(0, 10)}, medians of ${runs} runs, oras ${'v1.2.3'}, distribution 2.8 on loopback\n`);
+  console.log('| case | verb | oras-runtime | oras | time ratio | peak RSS oras-runtime | peak RSS oras |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const row of rows) {
+    console.log(`| ${row.case} | ${row.verb} | ${(row.ours.ms / 1000).toFixed(2)} s | ${(row.oras.ms / 1000).toFixed(2)} s | `
+      + `${(row.ours.ms / row.oras.ms).toFixed(2)} | ${row.ours.peakMiB.toFixed(0)} MiB | ${row.oras.peakMiB.toFixed(0)} MiB |`);
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
