@@ -1,13 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { Command, UsageError } from './command';
 import { parseDuration } from './duration';
-import { clientFor, parseFlags, positiveInteger, REGISTRY_OPTIONS, REGISTRY_USAGE } from './registry-flags';
+import { clientFor, parseFlags, positiveInteger, REGISTRY_OPTIONS, REGISTRY_USAGE, RegistryFlags } from './registry-flags';
 import { sleep } from '../oci/http';
 import { defaultReporter } from '../oci/progress';
 import { pull } from '../oci/pull';
 import { AnnotationMap, parsePushItem, push } from '../oci/push';
-import { parseReference } from '../oci/reference';
-import { RegistryError } from '../oci/registry-client';
+import { parseReference, Reference } from '../oci/reference';
+import { RegistryClient, RegistryError } from '../oci/registry-client';
 
 function reference(text: string | undefined, command: string) {
   if (!text) throw new UsageError(`${command} needs an artifact reference such as registry.example.com:5000/team/data:v1`);
@@ -18,13 +18,20 @@ function reference(text: string | undefined, command: string) {
   }
 }
 
-/** Runs `work` and adds the command and reference to any error message. */
-async function withContext<T>(what: string, work: () => Promise<T>): Promise<T> {
+/**
+ * Runs one verb against the reference's registry and prints the digest it
+ * resolves to; errors get the verb and reference in front.
+ */
+async function printDigest(verb: string, ref: Reference, flags: RegistryFlags, work: (client: RegistryClient) => Promise<string>): Promise<number> {
+  const client = clientFor(ref, flags);
   try {
-    return await work();
+    process.stdout.write(`${await work(client)}\n`);
+    return 0;
   } catch (err) {
     if (err instanceof UsageError) throw err;
-    throw new Error(`${what}: ${(err as Error).message}`);
+    throw new Error(`${verb} ${ref.text}: ${(err as Error).message}`);
+  } finally {
+    client.close();
   }
 }
 
@@ -77,20 +84,14 @@ export const pushCommand: Command = {
       if (eq <= 0) throw new UsageError(`--annotation "${pair}" must be key=value`);
       annotations.$manifest = { ...annotations.$manifest, [pair.slice(0, eq)]: pair.slice(eq + 1) };
     }
-    const client = clientFor(ref, values);
-    try {
-      const result = await withContext(`push ${ref.text}`, () => push(client, ref, paths.map(parsePushItem), {
-        artifactType: values['artifact-type'],
-        annotations,
-        unpack: !values['no-unpack'],
-        concurrency: positiveInteger(values.concurrency, '--concurrency', 3),
-        reporter: defaultReporter(),
-      }));
-      process.stdout.write(`${result.digest}\n`);
-      return 0;
-    } finally {
-      client.close();
-    }
+    const concurrency = positiveInteger(values.concurrency, '--concurrency', 3);
+    return printDigest('push', ref, values, async (client) => (await push(client, ref, paths.map(parsePushItem), {
+      artifactType: values['artifact-type'],
+      annotations,
+      unpack: !values['no-unpack'],
+      concurrency,
+      reporter: defaultReporter(),
+    })).digest);
   },
 };
 
@@ -121,19 +122,13 @@ export const pullCommand: Command = {
     });
     if (positionals.length !== 1) throw new UsageError('pull takes exactly one reference');
     const ref = reference(positionals[0], 'pull');
-    const client = clientFor(ref, values);
-    try {
-      const result = await withContext(`pull ${ref.text}`, () => pull(client, ref, values.output ?? '.', {
-        concurrency: positiveInteger(values.concurrency, '--concurrency', 3),
-        unpack: !values['no-unpack'],
-        mediaTypes: values['media-type'],
-        reporter: defaultReporter(),
-      }));
-      process.stdout.write(`${result.digest}\n`);
-      return 0;
-    } finally {
-      client.close();
-    }
+    const concurrency = positiveInteger(values.concurrency, '--concurrency', 3);
+    return printDigest('pull', ref, values, async (client) => (await pull(client, ref, values.output ?? '.', {
+      concurrency,
+      unpack: !values['no-unpack'],
+      mediaTypes: values['media-type'],
+      reporter: defaultReporter(),
+    })).digest);
   },
 };
 
@@ -145,14 +140,7 @@ export const resolveCommand: Command = {
     const { values, positionals } = parseFlags({ args, allowPositionals: true, options: { ...REGISTRY_OPTIONS } });
     if (positionals.length !== 1) throw new UsageError('resolve takes exactly one reference');
     const ref = reference(positionals[0], 'resolve');
-    const client = clientFor(ref, values);
-    try {
-      const descriptor = await withContext(`resolve ${ref.text}`, () => client.resolve(ref.repository, ref.manifestReference));
-      process.stdout.write(`${descriptor.digest}\n`);
-      return 0;
-    } finally {
-      client.close();
-    }
+    return printDigest('resolve', ref, values, async (client) => (await client.resolve(ref.repository, ref.manifestReference)).digest);
   },
 };
 
@@ -199,18 +187,11 @@ export const waitCommand: Command = {
     } catch (err) {
       throw new UsageError(`--timeout: ${(err as Error).message}`);
     }
-    const client = clientFor(ref, values);
     const reporter = defaultReporter();
-    try {
-      const digest = await withContext(`wait ${ref.text}`, () => waitFor(
-        async () => (await client.resolve(ref.repository, ref.manifestReference)).digest,
-        timeoutMs,
-        (message) => reporter.event('waiting', { reference: ref.text, message }),
-      ));
-      process.stdout.write(`${digest}\n`);
-      return 0;
-    } finally {
-      client.close();
-    }
+    return printDigest('wait', ref, values, (client) => waitFor(
+      async () => (await client.resolve(ref.repository, ref.manifestReference)).digest,
+      timeoutMs,
+      (message) => reporter.event('waiting', { reference: ref.text, message }),
+    ));
   },
 };

@@ -8,6 +8,7 @@ import { RegistryClient } from '../../../runtime/oci/registry-client';
 import { Distribution } from '../../util/distribution';
 import { describeWithPeers, requirePeer, run } from '../../util/peers';
 import { buildTree, describeTree } from '../../util/tree';
+import { useRegistry } from '../../util/use-registry';
 
 describeWithPeers(['docker-registry', 'oras'], 'interop with the real oras CLI v1.2.3', () => {
   let registry: Distribution;
@@ -24,13 +25,9 @@ describeWithPeers(['docker-registry', 'oras'], 'interop with the real oras CLI v
     .filter(([path]) => items.some((item) => path === item || path.startsWith(item + '/')))
     .map(([path, entry]) => [path, items.includes(path) ? entry.replace(/^file:755:/, 'file:644:') : entry]));
 
-  beforeAll(async () => {
-    registry = await Distribution.start();
-    client = new RegistryClient(registry.host, { plainHttp: true });
-  });
-  afterAll(async () => {
-    client.close();
-    await registry.stop();
+  const under = useRegistry();
+  beforeAll(() => {
+    ({ registry, client } = under);
   });
   beforeEach(() => {
     scratch = mkdtempSync(join(tmpdir(), 'oras-interop-'));

@@ -13,6 +13,7 @@ import { RegistryClient } from '../../../runtime/oci/registry-client';
 import { Distribution } from '../../util/distribution';
 import { FaultProxy } from '../../util/fault-proxy';
 import { describeWithPeers } from '../../util/peers';
+import { useRegistry } from '../../util/use-registry';
 
 interface RawLayer {
   readonly content: Buffer;
@@ -28,13 +29,9 @@ describeWithPeers(['docker-registry'], 'pull: safety and failures against a real
   let out: string;
   let sentinel: string;
 
-  beforeAll(async () => {
-    registry = await Distribution.start();
-    client = new RegistryClient(registry.host, { plainHttp: true });
-  });
-  afterAll(async () => {
-    client.close();
-    await registry.stop();
+  const under = useRegistry();
+  beforeAll(() => {
+    ({ registry, client } = under);
   });
   beforeEach(() => {
     scratch = mkdtempSync(join(tmpdir(), 'oras-pull-'));
