@@ -6,7 +6,8 @@ export type Fault =
   | { kind: 'status'; status: number; body?: string }
   | { kind: 'truncate'; afterBytes: number }
   | { kind: 'corrupt' }
-  | { kind: 'drop' };
+  | { kind: 'drop' }
+  | { kind: 'redirect'; location: string };
 
 /** Decides the fault for a request; `count` is how often the same method and path were seen before. */
 export type FaultRule = (method: string, path: string, count: number) => Fault | undefined;
@@ -50,6 +51,12 @@ export class FaultProxy {
       req.resume();
       res.writeHead(fault.status, { 'Content-Type': 'application/json' });
       res.end(fault.body ?? JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'injected fault' }] }));
+      return;
+    }
+    if (fault?.kind === 'redirect') {
+      req.resume();
+      res.writeHead(307, { Location: fault.location });
+      res.end();
       return;
     }
     if (fault?.kind === 'drop') {

@@ -1,4 +1,6 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { createServer } from 'http';
+import { AddressInfo } from 'net';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { parseChallenge } from '../../../runtime/oci/auth/challenge';
@@ -8,6 +10,7 @@ import { push } from '../../../runtime/oci/push';
 import { parseReference } from '../../../runtime/oci/reference';
 import { RegistryClient } from '../../../runtime/oci/registry-client';
 import { Distribution } from '../../util/distribution';
+import { FaultProxy } from '../../util/fault-proxy';
 import { describeWithPeers } from '../../util/peers';
 import { TokenIssuer } from '../../util/token-issuer';
 
@@ -173,6 +176,33 @@ describeWithPeers(['docker-registry', 'htpasswd', 'openssl'], 'auth against the 
         client.close();
       }
     });
+  });
+
+  test('a blob redirected to another host is fetched without the Authorization header', async () => {
+    const registry = await Distribution.start({ htpasswd: { users: USERS } });
+    const seen: (string | undefined)[] = [];
+    const blobServer = createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      res.end('payload');
+    });
+    await new Promise<void>((resolve) => blobServer.listen(0, '127.0.0.1', resolve));
+    const storageUrl = `http://localhost:${(blobServer.address() as AddressInfo).port}/storage/blob`;
+    const proxy = await FaultProxy.start(registry.host, (method, path) => (method === 'GET' && path.includes('/blobs/') ? { kind: 'redirect', location: storageUrl } : undefined));
+    const credentials = new EnvironmentCredentials({ ORAS_USER: 'alice', ORAS_PASS: USERS.alice });
+    const client = new RegistryClient(proxy.host, { plainHttp: true, credentials });
+    try {
+      const ref = parseReference(`${proxy.host}/auth/redirect:v1`);
+      await push(client, ref, [{ path: 'data.txt' }], { cwd: scratch });
+      await pull(client, ref, join(scratch, 'out'));
+      expect(readFileSync(join(scratch, 'out', 'data.txt'), 'utf8')).toBe('payload');
+      expect(seen).toEqual([undefined]);
+      expect(proxy.requests.some((r) => r.fault === 'redirect')).toBe(true);
+    } finally {
+      client.close();
+      await proxy.stop();
+      blobServer.close();
+      await registry.stop();
+    }
   });
 
   describe('TLS', () => {
