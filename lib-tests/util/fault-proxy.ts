@@ -74,12 +74,16 @@ export class FaultProxy {
         let sent = 0;
         up.on('data', (chunk: Buffer) => {
           const room = fault.afterBytes - sent;
-          if (room > 0) res.write(chunk.subarray(0, room));
           sent += chunk.length;
-          if (sent >= fault.afterBytes) {
-            up.destroy();
-            res.socket?.destroy();
-          }
+          if (room <= 0) return;
+          const cut = sent >= fault.afterBytes;
+          // Cut the connection only once the partial body is on the wire.
+          res.write(chunk.subarray(0, room), () => {
+            if (cut) {
+              up.destroy();
+              res.socket?.destroy();
+            }
+          });
         });
         up.on('end', () => res.end());
       } else if (fault?.kind === 'corrupt') {

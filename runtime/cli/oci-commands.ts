@@ -2,12 +2,12 @@ import { readFile } from 'node:fs/promises';
 import { Command, UsageError } from './command';
 import { parseDuration } from './duration';
 import { clientFor, parseFlags, positiveInteger, REGISTRY_OPTIONS, REGISTRY_USAGE, RegistryFlags } from './registry-flags';
-import { sleep } from '../oci/http';
 import { defaultReporter } from '../oci/progress';
 import { pull } from '../oci/pull';
 import { AnnotationMap, parsePushItem, push } from '../oci/push';
 import { parseReference, Reference } from '../oci/reference';
-import { RegistryClient, RegistryError } from '../oci/registry-client';
+import { RegistryClient } from '../oci/registry-client';
+import { waitFor } from '../oci/wait';
 
 function reference(text: string | undefined, command: string) {
   if (!text) throw new UsageError(`${command} needs an artifact reference such as registry.example.com:5000/team/data:v1`);
@@ -143,27 +143,6 @@ export const resolveCommand: Command = {
     return printDigest('resolve', ref, values, async (client) => (await client.resolve(ref.repository, ref.manifestReference)).digest);
   },
 };
-
-/** Waits until a manifest exists; not-found answers and connection errors are retried with backoff until the deadline. */
-export async function waitFor(resolve: () => Promise<string>, timeoutMs: number, onRetry: (message: string) => void): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  let delay = 500;
-  for (;;) {
-    let last: string;
-    try {
-      return await resolve();
-    } catch (err) {
-      const notYet = err instanceof RegistryError ? err.status === 404 || err.status >= 500 : !(err instanceof UsageError);
-      if (!notYet) throw err;
-      last = (err as Error).message;
-    }
-    const left = deadline - Date.now();
-    if (left <= 0) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s; the last answer was: ${last}`);
-    onRetry(last);
-    await sleep(Math.min(delay, left));
-    delay = Math.min(delay * 2, 15_000) * (0.75 + Math.random() / 2);
-  }
-}
 
 export const waitCommand: Command = {
   name: 'wait',

@@ -144,11 +144,13 @@ interface BlobJob {
 }
 
 async function blobStream({ client, repository, descriptor, title, reporter }: BlobJob) {
-  const response = await client.fetchBlob(repository, descriptor.digest);
+  const what = `blob "${title}" (${descriptor.digest})`;
+  const response = await client.fetchBlob(repository, descriptor.digest).catch((err: Error & { code?: string }) => {
+    throw Object.assign(new Error(`${what}: ${err.message}`), { code: err.code, cause: (err as { cause?: unknown }).cause });
+  });
   const hasher = new DigestStream(descriptor.digest.split(':')[0]);
   const body: Readable = response.body.pipe(reporter.track(descriptor.digest, title, descriptor.size));
   response.body.on('error', (err) => body.destroy(err));
-  const what = `blob "${title}" (${descriptor.digest})`;
   return {
     body,
     hasher,
