@@ -1,9 +1,10 @@
 import { Command, UsageError } from './command';
 import { pullCommand, pushCommand, resolveCommand, waitCommand } from './oci-commands';
+import { stepCommand } from './step-commands';
 import { RUNTIME_VERSION } from './version';
 
 /** Every sub-command. */
-const COMMANDS: readonly Command[] = [pushCommand, pullCommand, resolveCommand, waitCommand];
+const COMMANDS: readonly Command[] = [pushCommand, pullCommand, resolveCommand, waitCommand, stepCommand];
 
 function usage(): string {
   const width = Math.max(8, ...COMMANDS.map((c) => c.name.length));

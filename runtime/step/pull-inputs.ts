@@ -1,0 +1,64 @@
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PulledInput, StateFile } from './state';
+import { WRAPPER_SCRIPT } from './wrapper';
+import { Reporter } from '../oci/progress';
+import { pull } from '../oci/pull';
+import { parseReference, Reference } from '../oci/reference';
+import { RegistryClient } from '../oci/registry-client';
+import { waitFor } from '../oci/wait';
+
+export interface StepInput {
+  readonly reference: string;
+  /** Directory (a volume the app container mounts at the input's path). */
+  readonly dir: string;
+}
+
+export interface PullInputsOptions {
+  readonly state: string;
+  readonly wrapper: string;
+  readonly timeoutMs: number;
+  readonly inputs: StepInput[];
+  readonly clientFor: (reference: Reference) => RegistryClient;
+  readonly reporter: Reporter;
+}
+
+/**
+ * What the init container does: installs the wrapper, prepares the state
+ * directory, then waits for each input (all within one deadline) and pulls
+ * it by the digest it resolved to, so that a tag moved meanwhile cannot mix
+ * two versions.
+ */
+export async function pullInputs(options: PullInputsOptions): Promise<PulledInput[]> {
+  // The app may run as any user: it writes its PID and exit code here.
+  await mkdir(options.state, { recursive: true });
+  await chmod(options.state, 0o777);
+  await mkdir(join(options.wrapper, '..'), { recursive: true });
+  await writeFile(options.wrapper, WRAPPER_SCRIPT, { mode: 0o755 });
+
+  const deadline = Date.now() + options.timeoutMs;
+  const pulled: PulledInput[] = [];
+  for (const input of options.inputs) {
+    const reference = parseReference(input.reference);
+    const client = options.clientFor(reference);
+    try {
+      const digest = await waitFor(
+        async () => (await client.resolve(reference.repository, reference.manifestReference)).digest,
+        Math.max(deadline - Date.now(), 1),
+        (message) => options.reporter.event('waiting', { reference: reference.text, message }),
+      ).catch((err: Error) => {
+        throw new Error(`input ${reference.text} is not there: ${err.message}. `
+          + 'The step that produces it may have failed or not finished yet; look at its Job. '
+          + 'inputTimeout sets how long a step waits for its inputs.');
+      });
+      const pinned = parseReference(`${reference.registry}/${reference.repository}@${digest}`);
+      await pull(client, pinned, input.dir, { reporter: options.reporter });
+      pulled.push({ reference: reference.text, digest });
+      options.reporter.event('input', { reference: reference.text, digest, dir: input.dir });
+    } finally {
+      client.close();
+    }
+  }
+  await writeFile(join(options.state, StateFile.INPUTS), JSON.stringify(pulled));
+  return pulled;
+}

@@ -1,0 +1,298 @@
+/**
+ * The pod mutation that prepares a pod for ORAS: one pure function used by
+ * OrasWorkflowStep at synth time and by the webhook at admission time.
+ *
+ * What it adds:
+ * - an init container `oras-pull` (runtime image) that installs the command
+ *   wrapper into a shared volume, waits for every input up to a deadline and
+ *   pulls it into the volume mounted at the input's path;
+ * - the wrapper around the app container's argv (`/bin/sh oras-wrap -- argv`):
+ *   the argv runs as given, signals are forwarded, and the exit code is
+ *   recorded and returned;
+ * - when there is an output, a container `oras-push` that waits for the
+ *   app's outcome and pushes the output directory only after exit code 0. It watches the wrapper's process
+ *   (shared process namespace), so an app killed without a clean exit still
+ *   lets the pod finish.
+ *
+ * @internal Not part of the jsii API; the runtime imports it directly.
+ */
+
+/** The subset of a Kubernetes container this transform reads and writes. */
+export interface ContainerSpec {
+  name: string;
+  image?: string;
+  command?: string[];
+  args?: string[];
+  env?: { name: string; value?: string; valueFrom?: unknown }[];
+  envFrom?: unknown[];
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean; subPath?: string }[];
+  [key: string]: unknown;
+}
+
+/** The subset of a Kubernetes pod spec this transform reads and writes. */
+export interface PodSpecJson {
+  containers: ContainerSpec[];
+  initContainers?: ContainerSpec[];
+  volumes?: { name: string; [key: string]: unknown }[];
+  restartPolicy?: string;
+  shareProcessNamespace?: boolean;
+  [key: string]: unknown;
+}
+
+export interface InjectionRegistry {
+  /** host[:port] of the registry. */
+  readonly host: string;
+  readonly plainHttp: boolean;
+  readonly insecure: boolean;
+  /** Secret of type kubernetes.io/dockerconfigjson, mounted as the docker config of the runtime containers. */
+  readonly credentialsSecret?: string;
+  /** Secret whose keys become env of the runtime containers (ORAS_USER, ORAS_PASS, …). */
+  readonly envSecret?: string;
+}
+
+export interface InjectionInput {
+  /** Full artifact reference. */
+  readonly reference: string;
+  /** Directory in the app container; inputs that share a path share one directory. */
+  readonly path: string;
+}
+
+export interface InjectionOutput {
+  /** Full artifact reference to push to after exit code 0. */
+  readonly reference: string;
+  /** Directory in the app container whose entries are pushed. */
+  readonly path: string;
+  /** Push directories with the unpack annotation (default true). */
+  readonly unpack?: boolean;
+  /** Where a failed command's output goes; unset means a failed command pushes nothing. */
+  readonly failureReference?: string;
+  /** File name in the output directory that receives the command's stdout (also kept in the logs). */
+  readonly stdoutFile?: string;
+  /** Annotations of the pushed manifest (provenance). */
+  readonly annotations?: Record<string, string>;
+}
+
+export interface InjectionSettings {
+  /** The oras-runtime image. */
+  readonly runtimeImage: string;
+  readonly registry: InjectionRegistry;
+  readonly inputs: readonly InjectionInput[];
+  readonly output?: InjectionOutput;
+  /** Name of the app container; default the first container. Required when there are several. */
+  readonly container?: string;
+  /** How long the init container waits for each input to exist. */
+  readonly inputTimeoutSeconds: number;
+  /** How long oras-push waits for the app container to start. */
+  readonly startTimeoutSeconds: number;
+  /** Log the resolved settings from the runtime containers. */
+  readonly debug?: boolean;
+}
+
+export const INIT_CONTAINER = 'oras-pull';
+export const PUSH_CONTAINER = 'oras-push';
+export const RUNTIME_VOLUME = 'oras-runtime';
+export const OUTPUT_VOLUME = 'oras-output';
+export const AUTH_VOLUME = 'oras-registry-auth';
+export const RUNTIME_MOUNT = '/oras';
+export const WRAPPER_PATH = `${RUNTIME_MOUNT}/bin/oras-wrap`;
+export const STATE_DIR = `${RUNTIME_MOUNT}/state`;
+const INPUTS_MOUNT = '/oras-inputs';
+const OUTPUT_MOUNT = '/oras-output';
+const AUTH_MOUNT = '/oras-registry-auth';
+/** Annotations of a pushed step output that say where it came from. */
+export const PROVENANCE = {
+  STEP: 'org.cdk8s-oras.step.name',
+  IMAGE: 'org.cdk8s-oras.step.image',
+  INPUTS: 'org.cdk8s-oras.step.inputs',
+  EXIT_CODE: 'org.cdk8s-oras.step.exit-code',
+} as const;
+
+/** The uid the runtime containers run as (the runtime image's user). */
+export const RUNTIME_UID = 65532;
+
+/** A pod or its settings cannot be prepared: the message says what to change. */
+export class InjectionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InjectionError';
+  }
+}
+
+/** Whether the pod spec was already prepared (the transform is idempotent). */
+export function isInjected(spec: PodSpecJson): boolean {
+  return (spec.initContainers ?? []).some((c) => c.name === INIT_CONTAINER) || spec.containers.some((c) => c.name === PUSH_CONTAINER);
+}
+
+/**
+ * Returns a prepared copy of `spec`; the argument is not modified. A spec
+ * that is already prepared is returned unchanged (as a copy).
+ */
+export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodSpecJson {
+  const result: PodSpecJson = JSON.parse(JSON.stringify(spec));
+  if (isInjected(result)) return result;
+  validate(result, settings);
+
+  const app = appContainer(result, settings.container);
+  const argv = [...(app.command ?? []), ...(app.args ?? [])];
+  const registryArgs = [
+    ...(settings.registry.plainHttp ? ['--plain-http'] : []),
+    ...(settings.registry.insecure ? ['--insecure'] : []),
+    ...(settings.debug ? ['--debug'] : []),
+  ];
+
+  // Inputs that share a path share one volume.
+  const paths = [...new Set(settings.inputs.map((i) => i.path))];
+  const inputVolume = (path: string) => `oras-input-${paths.indexOf(path)}`;
+
+  const volumes = [
+    { name: RUNTIME_VOLUME, emptyDir: {} },
+    ...paths.map((path) => ({ name: inputVolume(path), emptyDir: {} })),
+    ...(settings.output ? [{ name: OUTPUT_VOLUME, emptyDir: {} }] : []),
+    ...(settings.registry.credentialsSecret
+      ? [{ name: AUTH_VOLUME, secret: { secretName: settings.registry.credentialsSecret, items: [{ key: '.dockerconfigjson', path: 'config.json' }] } }]
+      : []),
+  ];
+  result.volumes = [...(result.volumes ?? []), ...volumes];
+
+  const authMounts = settings.registry.credentialsSecret ? [{ name: AUTH_VOLUME, mountPath: AUTH_MOUNT, readOnly: true }] : [];
+  const runtimeEnv = [
+    ...(settings.registry.credentialsSecret ? [{ name: 'DOCKER_CONFIG', value: AUTH_MOUNT }] : []),
+  ];
+  const runtimeBase = (name: string): ContainerSpec => ({
+    name,
+    image: settings.runtimeImage,
+    imagePullPolicy: 'IfNotPresent',
+    env: runtimeEnv,
+    ...(settings.registry.envSecret ? { envFrom: [{ secretRef: { name: settings.registry.envSecret } }] } : {}),
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: RUNTIME_UID,
+      runAsGroup: RUNTIME_UID,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      capabilities: { drop: ['ALL'] },
+    },
+    resources: {
+      requests: { cpu: '50m', memory: '64Mi' },
+      limits: { cpu: '1', memory: '512Mi' },
+    },
+  });
+
+  const pull: ContainerSpec = {
+    ...runtimeBase(INIT_CONTAINER),
+    args: [
+      'step', 'pull',
+      '--state', STATE_DIR,
+      '--wrapper', WRAPPER_PATH,
+      '--timeout', `${settings.inputTimeoutSeconds}s`,
+      ...settings.inputs.flatMap((input) => ['--input', `${input.reference}=${INPUTS_MOUNT}/${paths.indexOf(input.path)}`]),
+      ...registryArgs,
+    ],
+    volumeMounts: [
+      { name: RUNTIME_VOLUME, mountPath: RUNTIME_MOUNT },
+      ...paths.map((path) => ({ name: inputVolume(path), mountPath: `${INPUTS_MOUNT}/${paths.indexOf(path)}` })),
+      ...authMounts,
+    ],
+  };
+  result.initContainers = [pull, ...(result.initContainers ?? [])];
+  // A restarted app container would run the command twice and confuse oras-push.
+  result.restartPolicy = 'Never';
+
+  const output = settings.output;
+  app.command = [
+    '/bin/sh', WRAPPER_PATH,
+    '--state', STATE_DIR,
+    ...(output?.stdoutFile ? ['--stdout', `${output.path.replace(/\/+$/, '')}/${output.stdoutFile}`] : []),
+    '--',
+    ...argv,
+  ];
+  delete app.args;
+  app.volumeMounts = [
+    ...(app.volumeMounts ?? []),
+    { name: RUNTIME_VOLUME, mountPath: RUNTIME_MOUNT },
+    ...paths.map((path) => ({ name: inputVolume(path), mountPath: path, readOnly: true })),
+    ...(output ? [{ name: OUTPUT_VOLUME, mountPath: output.path }] : []),
+  ];
+
+  if (!output) return result;
+  result.containers.push({
+    ...runtimeBase(PUSH_CONTAINER),
+    args: [
+      'step', 'push',
+      '--state', STATE_DIR,
+      '--start-timeout', `${settings.startTimeoutSeconds}s`,
+      '--dir', OUTPUT_MOUNT,
+      '--to', output.reference,
+      ...(output.failureReference ? ['--failure-to', output.failureReference] : []),
+      ...(output.unpack === false ? ['--no-unpack'] : []),
+      ...Object.entries(output.annotations ?? {}).flatMap(([key, value]) => ['--annotation', `${key}=${value}`]),
+      ...registryArgs,
+    ],
+    volumeMounts: [
+      { name: RUNTIME_VOLUME, mountPath: RUNTIME_MOUNT, readOnly: true },
+      { name: OUTPUT_VOLUME, mountPath: OUTPUT_MOUNT, readOnly: true },
+      ...authMounts,
+    ],
+  });
+
+  // oras-push watches the wrapper's process to notice an app that died without a word.
+  result.shareProcessNamespace = true;
+  return result;
+}
+
+function appContainer(spec: PodSpecJson, name: string | undefined): ContainerSpec {
+  if (name !== undefined) {
+    const found = spec.containers.find((c) => c.name === name);
+    if (!found) {
+      throw new InjectionError(`there is no container "${name}" to wrap; the pod has ${spec.containers.map((c) => `"${c.name}"`).join(', ')}. `
+        + 'Name one of them in the container setting.');
+    }
+    return found;
+  }
+  if (spec.containers.length !== 1) {
+    throw new InjectionError(`the pod has ${spec.containers.length} containers (${spec.containers.map((c) => `"${c.name}"`).join(', ')}); `
+      + 'say which one runs the command with the container setting.');
+  }
+  return spec.containers[0];
+}
+
+function validate(spec: PodSpecJson, settings: InjectionSettings): void {
+  if (!spec.containers || spec.containers.length === 0) throw new InjectionError('the pod has no containers');
+  const app = appContainer(spec, settings.container);
+  if (!app.command || app.command.length === 0) {
+    throw new InjectionError(`container "${app.name}" has no command. The wrapper must know the full argv, and an image's ENTRYPOINT `
+      + 'cannot be read when the pod is prepared: set command (and args) explicitly.');
+  }
+  const taken = new Set([...spec.containers, ...(spec.initContainers ?? [])].map((c) => c.name));
+  for (const reserved of [INIT_CONTAINER, PUSH_CONTAINER]) {
+    if (taken.has(reserved)) throw new InjectionError(`the container name "${reserved}" is reserved for cdk8s-oras; rename that container`);
+  }
+  for (const volume of spec.volumes ?? []) {
+    if (volume.name.startsWith('oras-')) throw new InjectionError(`the volume name "${volume.name}" uses the prefix "oras-", which cdk8s-oras reserves; rename it`);
+  }
+  const mounts = (app.volumeMounts ?? []).map((m) => m.mountPath.replace(/\/+$/, ''));
+  const check = (path: string, what: string) => {
+    if (!path.startsWith('/')) throw new InjectionError(`the ${what} path "${path}" must be absolute`);
+    if (path.replace(/\/+$/, '') === '' || path === RUNTIME_MOUNT || path.startsWith(`${RUNTIME_MOUNT}/`)) {
+      throw new InjectionError(`the ${what} path "${path}" is reserved; pick another directory`);
+    }
+    if (mounts.includes(path.replace(/\/+$/, ''))) {
+      throw new InjectionError(`the ${what} path "${path}" is already a volume mount of container "${app.name}"; pick another directory`);
+    }
+  };
+  for (const input of settings.inputs) check(input.path, 'input');
+  if (settings.output) {
+    check(settings.output.path, 'output');
+    const outputPath = settings.output.path.replace(/\/+$/, '');
+    for (const input of settings.inputs) {
+      const inputPath = input.path.replace(/\/+$/, '');
+      if (inputPath === outputPath) throw new InjectionError(`the output path "${settings.output.path}" is also an input path; give the output its own directory`);
+    }
+    const file = settings.output.stdoutFile;
+    if (file !== undefined && (file === '' || file.includes('/') || file === '.' || file === '..')) {
+      throw new InjectionError(`the stdout file "${file}" must be a plain file name inside the output directory`);
+    }
+  }
+  if (settings.inputTimeoutSeconds <= 0 || settings.startTimeoutSeconds <= 0) throw new InjectionError('timeouts must be positive');
+}
