@@ -77,7 +77,7 @@ project.addTask('bench:oci', {
 // Install bundles in dist/ are synthesized from examples/.
 project.addTask('synth:examples', {
   description: 'Synthesize every example into dist/',
-  exec: 'ts-node --project tsconfig.dev.json scripts/synth-examples.ts',
+  exec: 'ts-node --project scripts/tsconfig.json scripts/synth-examples.ts',
 });
 
 // Tests are type-checked whole (ts-jest checks one file at a time).

@@ -2,3 +2,5 @@ export * from './artifact';
 export * from './registry';
 export * from './registry-storage';
 export * from './runtime-image';
+export * from './workflow';
+export * from './workflow-step';

@@ -93,6 +93,7 @@ export const PUSH_CONTAINER = 'oras-push';
 export const RUNTIME_VOLUME = 'oras-runtime';
 export const OUTPUT_VOLUME = 'oras-output';
 export const AUTH_VOLUME = 'oras-registry-auth';
+export const SCRATCH_VOLUME = 'oras-scratch';
 export const RUNTIME_MOUNT = '/oras';
 export const WRAPPER_PATH = `${RUNTIME_MOUNT}/bin/oras-wrap`;
 export const STATE_DIR = `${RUNTIME_MOUNT}/state`;
@@ -146,6 +147,8 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
 
   const volumes = [
     { name: RUNTIME_VOLUME, emptyDir: {} },
+    // The runtime containers have a read-only root: tarballs and temporary files go here.
+    { name: SCRATCH_VOLUME, emptyDir: {} },
     ...paths.map((path) => ({ name: inputVolume(path), emptyDir: {} })),
     ...(settings.output ? [{ name: OUTPUT_VOLUME, emptyDir: {} }] : []),
     ...(settings.registry.credentialsSecret
@@ -154,7 +157,10 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
   ];
   result.volumes = [...(result.volumes ?? []), ...volumes];
 
-  const authMounts = settings.registry.credentialsSecret ? [{ name: AUTH_VOLUME, mountPath: AUTH_MOUNT, readOnly: true }] : [];
+  const runtimeMounts = [
+    { name: SCRATCH_VOLUME, mountPath: '/tmp' },
+    ...(settings.registry.credentialsSecret ? [{ name: AUTH_VOLUME, mountPath: AUTH_MOUNT, readOnly: true }] : []),
+  ];
   const runtimeEnv = [
     ...(settings.registry.credentialsSecret ? [{ name: 'DOCKER_CONFIG', value: AUTH_MOUNT }] : []),
   ];
@@ -192,7 +198,7 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
     volumeMounts: [
       { name: RUNTIME_VOLUME, mountPath: RUNTIME_MOUNT },
       ...paths.map((path) => ({ name: inputVolume(path), mountPath: `${INPUTS_MOUNT}/${paths.indexOf(path)}` })),
-      ...authMounts,
+      ...runtimeMounts,
     ],
   };
   result.initContainers = [pull, ...(result.initContainers ?? [])];
@@ -232,7 +238,7 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
     volumeMounts: [
       { name: RUNTIME_VOLUME, mountPath: RUNTIME_MOUNT, readOnly: true },
       { name: OUTPUT_VOLUME, mountPath: OUTPUT_MOUNT, readOnly: true },
-      ...authMounts,
+      ...runtimeMounts,
     ],
   });
 

@@ -22,6 +22,8 @@ export class RegistryExample extends Chart {
   }
 }
 
-const app = new App({ outputFileExtension: '.yaml', yamlOutputType: YamlOutputType.FILE_PER_CHART });
-new RegistryExample(app, 'oras-registry');
-app.synth();
+if (require.main === module) {
+  const app = new App({ outputFileExtension: '.yaml', yamlOutputType: YamlOutputType.FILE_PER_CHART });
+  new RegistryExample(app, 'oras-registry');
+  app.synth();
+}

@@ -1,8 +1,11 @@
 import { isRetryableError, sleep } from './http';
 import { RegistryError } from './registry-client';
 
-/** Waits until a manifest exists; not-found answers and connection errors are retried with backoff until the deadline. */
-export async function waitFor(resolve: () => Promise<string>, timeoutMs: number, onRetry: (message: string) => void): Promise<string> {
+/**
+ * Waits until a manifest exists; not-found answers and connection errors are
+ * retried with backoff (doubling from 0.5 s up to `maxDelayMs`) until the deadline.
+ */
+export async function waitFor(resolve: () => Promise<string>, timeoutMs: number, onRetry: (message: string) => void, maxDelayMs = 5_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   let delay = 500;
   for (;;) {
@@ -21,7 +24,7 @@ export async function waitFor(resolve: () => Promise<string>, timeoutMs: number,
     if (left <= 0) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s; the last answer was: ${last}`);
     onRetry(last);
     await sleep(Math.min(delay, left));
-    delay = Math.min(delay * 2, 15_000) * (0.75 + Math.random() / 2);
+    delay = Math.min(delay * 2, maxDelayMs) * (0.75 + Math.random() / 2);
   }
 }
 

@@ -8,6 +8,9 @@ import { parseReference, Reference } from '../oci/reference';
 import { RegistryClient } from '../oci/registry-client';
 import { waitFor } from '../oci/wait';
 
+/** A waiting step asks the registry at least this often, so it starts soon after its producer ends. */
+const POLL_MAX_MS = 2_000;
+
 export interface StepInput {
   readonly reference: string;
   /** Directory (a volume the app container mounts at the input's path). */
@@ -46,6 +49,7 @@ export async function pullInputs(options: PullInputsOptions): Promise<PulledInpu
         async () => (await client.resolve(reference.repository, reference.manifestReference)).digest,
         Math.max(deadline - Date.now(), 1),
         (message) => options.reporter.event('waiting', { reference: reference.text, message }),
+        POLL_MAX_MS,
       ).catch((err: Error) => {
         throw new Error(`input ${reference.text} is not there: ${err.message}. `
           + 'The step that produces it may have failed or not finished yet; look at its Job. '

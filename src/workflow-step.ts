@@ -1,0 +1,453 @@
+import { ApiObject, Duration, Lazy, Names, Size } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-27';
+import { Construct } from 'constructs';
+import { OrasArtifact } from './artifact';
+import { ContainerSpec, injectOras, InjectionError, PodSpecJson, PROVENANCE, RUNTIME_UID } from './injection';
+import { assertPinnedImage, IOrasRegistry } from './registry';
+import { OrasRuntimeImage } from './runtime-image';
+import { OrasWorkflow } from './workflow';
+
+/**
+ * An artifact a step reads, and where it appears in the main container.
+ */
+export interface StepInput {
+  /** The artifact, usually another step's `output`. */
+  readonly artifact: OrasArtifact;
+
+  /** Absolute directory in the main container; the artifact's files appear in it. */
+  readonly path: string;
+
+  /**
+   * The artifact comes from outside the workflow, so no step must produce it.
+   *
+   * @default false - a step of the same workflow must produce it
+   */
+  readonly external?: boolean;
+}
+
+/**
+ * What a step pushes after its command exits 0.
+ */
+export interface StepOutput {
+  /** Absolute directory in the main container; every entry in it is pushed (files as files, directories as tarballs). */
+  readonly path: string;
+
+  /**
+   * Repository in the registry.
+   *
+   * @default - `<workflow repository prefix>/<step name>`
+   */
+  readonly repository?: string;
+
+  /**
+   * Tag. Inside a workflow it is prefixed with the run id: `<runId>-<tag>`.
+   *
+   * @default 'output'
+   */
+  readonly tag?: string;
+
+  /**
+   * Push directories with the unpack annotation, so pullers get directories back.
+   *
+   * @default true
+   */
+  readonly unpack?: boolean;
+}
+
+/**
+ * Security settings of the main container.
+ */
+export interface StepSecurityOptions {
+  /**
+   * The uid the command runs as.
+   *
+   * @default 65532 - the runtime's uid, so that oras-push can read the output
+   */
+  readonly user?: number;
+
+  /**
+   * The gid the command runs as.
+   *
+   * @default 65532
+   */
+  readonly group?: number;
+
+  /**
+   * Refuse to start as root.
+   *
+   * @default true
+   */
+  readonly ensureNonRoot?: boolean;
+
+  /**
+   * Mount the image read-only (an emptyDir is mounted at /tmp either way).
+   *
+   * @default true
+   */
+  readonly readOnlyRootFilesystem?: boolean;
+}
+
+/**
+ * Properties of an `OrasWorkflowStep`.
+ */
+export interface OrasWorkflowStepProps {
+  /** Image of the main container, pinned by tag or digest. It needs /bin/sh. */
+  readonly image: string;
+
+  /** The command, run exactly as given (no shell unless you name one). */
+  readonly command: string[];
+
+  /**
+   * Arguments after the command.
+   *
+   * @default - none
+   */
+  readonly args?: string[];
+
+  /**
+   * Environment of the main container.
+   *
+   * @default - none
+   */
+  readonly env?: { [name: string]: string };
+
+  /**
+   * CPU and memory of the main container.
+   *
+   * @default - cpu 100m request / 1 limit, memory 128Mi request / 1Gi limit
+   */
+  readonly resources?: kplus.ContainerResources;
+
+  /**
+   * Working directory of the command.
+   *
+   * @default - the image's
+   */
+  readonly workingDir?: string;
+
+  /**
+   * Service account of the pod; its token is mounted only when one is given.
+   *
+   * @default - the namespace's default account, without a token
+   */
+  readonly serviceAccount?: kplus.IServiceAccount;
+
+  /**
+   * Security settings of the main container.
+   *
+   * @default - uid/gid 65532, non-root, read-only root filesystem, no capabilities
+   */
+  readonly security?: StepSecurityOptions;
+
+  /**
+   * Artifacts pulled before the command starts, each into its own directory.
+   *
+   * @default - none
+   */
+  readonly inputs?: StepInput[];
+
+  /**
+   * What the step pushes after exit code 0.
+   *
+   * @default - the step pushes nothing
+   */
+  readonly output?: StepOutput;
+
+  /**
+   * Name of the Job.
+   *
+   * @default - `<workflow name>-<id>` inside a workflow, else a DNS label from the construct path
+   */
+  readonly name?: string;
+
+  /**
+   * Registry of the output and of inputs given by repository.
+   *
+   * @default - the workflow's registry; required outside a workflow
+   */
+  readonly registry?: IOrasRegistry;
+
+  /**
+   * The oras-runtime image of the injected containers.
+   *
+   * @default - the workflow's, else OrasRuntimeImage.default()
+   */
+  readonly runtimeImage?: OrasRuntimeImage;
+
+  /**
+   * Retries of the Job. Each retry runs the command again from fresh inputs.
+   *
+   * @default 0 - the command's exit code is the Job's outcome
+   */
+  readonly backoffLimit?: number;
+
+  /**
+   * Deadline of the whole Job, waiting for inputs included.
+   *
+   * @default - none
+   */
+  readonly activeDeadline?: Duration;
+
+  /**
+   * Delete the finished Job after this long.
+   *
+   * @default - finished Jobs are kept
+   */
+  readonly ttlAfterFinished?: Duration;
+
+  /**
+   * How long the step waits for its inputs to exist. This is what lets a whole
+   * workflow be applied at once.
+   *
+   * @default - the workflow's, else Duration.minutes(30)
+   */
+  readonly inputTimeout?: Duration;
+
+  /**
+   * How long oras-push waits for the main container to start (image pull included).
+   *
+   * @default Duration.minutes(10)
+   */
+  readonly startTimeout?: Duration;
+
+  /**
+   * File name in the output directory that receives the command's stdout; it
+   * stays in the container log too. Needs `output`, and mkfifo and tee in the image.
+   *
+   * @default - stdout only goes to the log
+   */
+  readonly outputPipe?: string;
+
+  /**
+   * After a non-zero exit, push the output to `<tag>-failed` instead of nothing.
+   *
+   * @default false
+   */
+  readonly uploadOnFailure?: boolean;
+
+  /**
+   * Log the resolved settings from the injected containers.
+   *
+   * @default false
+   */
+  readonly debug?: boolean;
+}
+
+const MAIN_CONTAINER = 'main';
+
+/**
+ * A Job whose pod is already prepared: its inputs are pulled before the
+ * command starts, and its output is pushed after the command exits 0.
+ *
+ * The command runs through a small POSIX sh wrapper that keeps the argv
+ * exactly, forwards signals and passes the exit code on, so the image needs
+ * /bin/sh. Images without a shell cannot be wrapped: synth succeeds, but the
+ * main container fails at start with "/bin/sh: no such file or directory".
+ */
+export class OrasWorkflowStep extends Construct {
+  /** Name of the Job. */
+  public readonly name: string;
+  /** The Job. */
+  public readonly job: ApiObject;
+  /** The registry of the output. */
+  public readonly registry: IOrasRegistry;
+
+  private readonly props: OrasWorkflowStepProps;
+  private readonly inputList: StepInput[] = [];
+  private readonly outputArtifact?: OrasArtifact;
+  private readonly failureArtifact?: OrasArtifact;
+  private readonly context?: OrasWorkflow;
+  private readonly runtimeImage: OrasRuntimeImage;
+
+  constructor(scope: Construct, id: string, props: OrasWorkflowStepProps) {
+    super(scope, id);
+    this.props = props;
+    this.context = OrasWorkflow.of(scope);
+    const where = `OrasWorkflowStep "${this.node.path}"`;
+    const fail = (why: string): never => {
+      throw new Error(`${where}: ${why}`);
+    };
+
+    const registry = props.registry ?? this.context?.registry
+      ?? fail('it has no registry. Create it inside an OrasWorkflow, or pass registry (for example OrasRegistry.fromHost(...)).');
+    this.registry = registry;
+    this.name = props.name ?? (this.context ? truncateLabel(`${this.context.name}-${dnsPart(id)}`) : Names.toDnsLabel(this));
+    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(this.name)) {
+      fail(`the Job name "${this.name}" must be a DNS label (lowercase letters, digits and "-", at most 63 characters).`);
+    }
+    if (!props.command || props.command.length === 0) {
+      fail('it has no command. Give the full argv, for example command: ["sh", "-c", "make all"]; the image\'s ENTRYPOINT cannot be wrapped.');
+    }
+    assertPinnedImage(props.image, where);
+    this.runtimeImage = props.runtimeImage ?? this.context?.runtimeImage ?? OrasRuntimeImage.default();
+    if (props.outputPipe !== undefined && !props.output) fail('outputPipe writes into the output directory, but the step has no output. Add output: { path }.');
+    if (props.backoffLimit !== undefined && (!Number.isInteger(props.backoffLimit) || props.backoffLimit < 0)) {
+      fail(`backoffLimit must be a whole number of at least 0, not ${props.backoffLimit}.`);
+    }
+
+    if (props.output) {
+      const tag = props.output.tag ?? 'output';
+      const finalTag = this.context ? `${this.context.runId}-${tag}` : tag;
+      const repository = props.output.repository ?? `${this.context?.repositoryPrefix ?? 'oras-steps'}/${dnsPart(id)}`;
+      try {
+        this.outputArtifact = OrasArtifact.fromRegistry(registry, repository, { tag: finalTag });
+        if (props.uploadOnFailure) this.failureArtifact = this.outputArtifact.withTag(`${finalTag}-failed`);
+      } catch (err) {
+        fail(`its output is not a valid artifact: ${(err as Error).message}`);
+      }
+    }
+    for (const input of props.inputs ?? []) this.addInput(input);
+
+    this.job = new ApiObject(this, 'Job', {
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: this.name, namespace: this.context?.namespace, labels: this.labels() },
+      spec: Lazy.any({ produce: () => this.renderJobSpec() }),
+    });
+    // Fail at construction for what can be checked now (paths, pipe, reserved names).
+    this.renderPodSpec();
+    this.context?._register(this);
+  }
+
+  /**
+   * The artifact this step pushes; give it to other steps as an input.
+   *
+   * @throws if the step has no output
+   */
+  public get output(): OrasArtifact {
+    if (!this.outputArtifact) {
+      throw new Error(`OrasWorkflowStep "${this.node.path}" has no output to read. Add output: { path } to its props.`);
+    }
+    return this.outputArtifact;
+  }
+
+  /** Whether the step pushes an output. */
+  public get hasOutput(): boolean {
+    return this.outputArtifact !== undefined;
+  }
+
+  /** The inputs, in order. */
+  public get inputs(): StepInput[] {
+    return [...this.inputList];
+  }
+
+  /** Adds an input after construction. */
+  public addInput(input: StepInput): void {
+    if (!input.path.startsWith('/')) throw new Error(`OrasWorkflowStep "${this.node.path}": the input path "${input.path}" must be absolute.`);
+    const clash = this.inputList.find((i) => i.path.replace(/\/+$/, '') === input.path.replace(/\/+$/, ''));
+    if (clash) {
+      throw new Error(`OrasWorkflowStep "${this.node.path}": two inputs (${clash.artifact.reference} and ${input.artifact.reference}) `
+        + `go to "${input.path}". Give each input its own path.`);
+    }
+    for (const artifact of [input.artifact]) {
+      const settings = artifact.registry ?? (artifact.host === this.registry.host ? this.registry : undefined);
+      if (settings && (settings.plainHttp !== this.registry.plainHttp || settings.insecure !== this.registry.insecure)) {
+        throw new Error(`OrasWorkflowStep "${this.node.path}": the input ${artifact.reference} needs other connection settings `
+          + `(plain HTTP or TLS verification) than the step's registry ${this.registry.host}; one step uses one setting for all its registries.`);
+      }
+    }
+    this.inputList.push(input);
+  }
+
+  private labels(): Record<string, string> {
+    return {
+      'app.kubernetes.io/name': 'oras-step',
+      'app.kubernetes.io/part-of': 'cdk8s-oras',
+      'app.kubernetes.io/instance': this.name,
+      ...(this.context ? { 'oras.land/workflow': this.context.name, 'oras.land/run-id': this.context.runId } : {}),
+    };
+  }
+
+  private renderJobSpec(): Record<string, unknown> {
+    return {
+      backoffLimit: this.props.backoffLimit ?? 0,
+      ...(this.props.activeDeadline ? { activeDeadlineSeconds: this.props.activeDeadline.toSeconds() } : {}),
+      ...(this.props.ttlAfterFinished ? { ttlSecondsAfterFinished: this.props.ttlAfterFinished.toSeconds() } : {}),
+      template: {
+        metadata: { labels: this.labels() },
+        spec: this.renderPodSpec(),
+      },
+    };
+  }
+
+  /** The main container's pod, prepared by the shared injection. */
+  private renderPodSpec(): PodSpecJson {
+    const props = this.props;
+    const security = props.security ?? {};
+    const main: ContainerSpec = {
+      name: MAIN_CONTAINER,
+      image: props.image,
+      imagePullPolicy: 'IfNotPresent',
+      command: [...props.command],
+      ...(props.args ? { args: [...props.args] } : {}),
+      ...(props.workingDir ? { workingDir: props.workingDir } : {}),
+      env: Object.entries(props.env ?? {}).map(([name, value]) => ({ name, value })),
+      resources: renderResources(props.resources),
+      securityContext: {
+        runAsNonRoot: security.ensureNonRoot ?? true,
+        runAsUser: security.user ?? RUNTIME_UID,
+        runAsGroup: security.group ?? RUNTIME_UID,
+        readOnlyRootFilesystem: security.readOnlyRootFilesystem ?? true,
+        allowPrivilegeEscalation: false,
+        privileged: false,
+        capabilities: { drop: ['ALL'] },
+      },
+      volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+    };
+    const base: PodSpecJson = {
+      restartPolicy: 'Never',
+      automountServiceAccountToken: props.serviceAccount !== undefined,
+      ...(props.serviceAccount ? { serviceAccountName: props.serviceAccount.name } : {}),
+      securityContext: { runAsNonRoot: true, fsGroup: RUNTIME_UID, seccompProfile: { type: 'RuntimeDefault' } },
+      containers: [main],
+      volumes: [{ name: 'tmp', emptyDir: {} }],
+    };
+    const registry = this.registry;
+    try {
+      return injectOras(base, {
+        runtimeImage: this.runtimeImage.image,
+        registry: {
+          host: registry.host,
+          plainHttp: registry.plainHttp,
+          insecure: registry.insecure,
+          credentialsSecret: registry.credentials?.name,
+        },
+        inputs: this.inputList.map((i) => ({ reference: i.artifact.reference, path: i.path })),
+        output: props.output && this.outputArtifact ? {
+          reference: this.outputArtifact.reference,
+          path: props.output.path,
+          unpack: props.output.unpack ?? true,
+          failureReference: this.failureArtifact?.reference,
+          stdoutFile: props.outputPipe,
+          annotations: { [PROVENANCE.STEP]: this.name, [PROVENANCE.IMAGE]: props.image },
+        } : undefined,
+        container: MAIN_CONTAINER,
+        inputTimeoutSeconds: (props.inputTimeout ?? this.context?.inputTimeout ?? Duration.minutes(30)).toSeconds(),
+        startTimeoutSeconds: (props.startTimeout ?? Duration.minutes(10)).toSeconds(),
+        debug: props.debug,
+      });
+    } catch (err) {
+      if (err instanceof InjectionError) throw new Error(`OrasWorkflowStep "${this.node.path}": ${err.message}`);
+      throw err;
+    }
+  }
+}
+
+function renderResources(resources: kplus.ContainerResources | undefined): Record<string, Record<string, string>> {
+  const cpu = resources?.cpu ?? { request: kplus.Cpu.millis(100), limit: kplus.Cpu.units(1) };
+  const memory = resources?.memory ?? { request: Size.mebibytes(128), limit: Size.gibibytes(1) };
+  const pick = (which: 'request' | 'limit') => ({
+    ...(cpu[which] ? { cpu: cpu[which]!.amount } : {}),
+    ...(memory[which] ? { memory: `${memory[which]!.toMebibytes()}Mi` } : {}),
+  });
+  return { requests: pick('request'), limits: pick('limit') };
+}
+
+/** A construct id as a DNS label part. */
+function dnsPart(id: string): string {
+  return id.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '') || 'step';
+}
+
+function truncateLabel(label: string): string {
+  return label.length <= 63 ? label : label.slice(0, 63).replace(/-+$/, '');
+}

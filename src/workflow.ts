@@ -1,0 +1,228 @@
+import { randomBytes } from 'crypto';
+import { ApiObject, Chart, Duration, Lazy, Names } from 'cdk8s';
+import { Construct, IConstruct } from 'constructs';
+import { IOrasRegistry } from './registry';
+import { OrasRuntimeImage } from './runtime-image';
+import { OrasWorkflowStep, OrasWorkflowStepProps } from './workflow-step';
+
+/**
+ * Properties of an `OrasWorkflow`.
+ */
+export interface OrasWorkflowProps {
+  /** The registry the steps exchange their artifacts through. */
+  readonly registry: IOrasRegistry;
+
+  /**
+   * Prefix of every output tag (`<runId>-<tag>`), so that a rerun never reads
+   * the outputs of an earlier run. Letters, digits, "_", "." and "-".
+   *
+   * @default - generated at synth time: a new id each time you synthesize
+   */
+  readonly runId?: string;
+
+  /**
+   * Name of the workflow: the prefix of the Job names and labels.
+   *
+   * @default - a DNS label derived from the construct path
+   */
+  readonly name?: string;
+
+  /**
+   * Repository prefix of the outputs: `<prefix>/<step id>`.
+   *
+   * @default - the workflow name
+   */
+  readonly repositoryPrefix?: string;
+
+  /**
+   * Namespace of the Jobs.
+   *
+   * @default - the chart's namespace
+   */
+  readonly namespace?: string;
+
+  /**
+   * The oras-runtime image of every step.
+   *
+   * @default OrasRuntimeImage.default()
+   */
+  readonly runtimeImage?: OrasRuntimeImage;
+
+  /**
+   * How long a step waits for its inputs, unless the step says otherwise.
+   *
+   * @default Duration.minutes(30)
+   */
+  readonly inputTimeout?: Duration;
+
+  /**
+   * Write the step graph (Mermaid) into a ConfigMap `<name>-graph`, key `workflow.mmd`.
+   *
+   * @default true
+   */
+  readonly graph?: boolean;
+}
+
+/** An edge of the step graph: `to` reads what `from` pushes. */
+interface Edge {
+  readonly from: OrasWorkflowStep;
+  readonly to: OrasWorkflowStep;
+  readonly reference: string;
+}
+
+/**
+ * A set of steps that exchange artifacts through a registry: a DAG that runs
+ * without a workflow engine. Apply every Job at once; each step waits for its
+ * inputs, so the order comes from the data.
+ *
+ * At synth time it checks that every input has a producer (or is marked
+ * external), that no two steps push the same artifact, and that there is no
+ * cycle; every error names the steps involved.
+ */
+export class OrasWorkflow extends Construct {
+  /** The workflow a construct belongs to, if any. */
+  public static of(construct: IConstruct): OrasWorkflow | undefined {
+    for (let current: IConstruct | undefined = construct; current; current = current.node.scope) {
+      if (current instanceof OrasWorkflow) return current;
+    }
+    return undefined;
+  }
+
+  public readonly registry: IOrasRegistry;
+  /** The run id that prefixes every output tag. */
+  public readonly runId: string;
+  /** Prefix of Job names and value of the `oras.land/workflow` label. */
+  public readonly name: string;
+  public readonly repositoryPrefix: string;
+  public readonly runtimeImage: OrasRuntimeImage;
+  public readonly inputTimeout?: Duration;
+  public readonly namespace?: string;
+  private readonly stepList: OrasWorkflowStep[] = [];
+
+  constructor(scope: Construct, id: string, props: OrasWorkflowProps) {
+    super(scope, id);
+    const where = `OrasWorkflow "${this.node.path}"`;
+    this.registry = props.registry;
+    this.name = props.name ?? Names.toDnsLabel(this, { maxLen: 40 });
+    if (!/^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$/.test(this.name)) {
+      throw new Error(`${where}: name "${this.name}" must be a DNS label of at most 40 characters, so that Job names stay within 63.`);
+    }
+    this.runId = props.runId ?? `r${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(this.runId)) {
+      throw new Error(`${where}: runId "${this.runId}" must be 1 to 64 characters of letters, digits, "_", "." and "-", not starting with "." or "-".`);
+    }
+    this.repositoryPrefix = props.repositoryPrefix ?? this.name;
+    this.runtimeImage = props.runtimeImage ?? OrasRuntimeImage.default();
+    this.inputTimeout = props.inputTimeout;
+    this.namespace = props.namespace ?? Chart.of(this).namespace;
+
+    this.node.addValidation({ validate: () => this.problems() });
+    if (props.graph ?? true) {
+      new ApiObject(this, 'Graph', {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: {
+          name: `${this.name}-graph`,
+          namespace: this.namespace,
+          labels: { 'app.kubernetes.io/part-of': 'cdk8s-oras', 'oras.land/workflow': this.name, 'oras.land/run-id': this.runId },
+        },
+        data: { 'workflow.mmd': Lazy.any({ produce: () => this.toMermaid() }) },
+      });
+    }
+  }
+
+  /** Adds a step to this workflow. */
+  public addStep(id: string, props: OrasWorkflowStepProps): OrasWorkflowStep {
+    return new OrasWorkflowStep(this, id, props);
+  }
+
+  /** The steps, in the order they were added. */
+  public get steps(): OrasWorkflowStep[] {
+    return [...this.stepList];
+  }
+
+  /**
+   * Called by each step of this workflow.
+   * @internal
+   */
+  public _register(step: OrasWorkflowStep): void {
+    this.stepList.push(step);
+  }
+
+  /** The step graph as a Mermaid flowchart. */
+  public toMermaid(): string {
+    const id = (step: OrasWorkflowStep) => `s${this.stepList.indexOf(step)}`;
+    const lines = ['flowchart LR'];
+    for (const step of this.stepList) lines.push(`  ${id(step)}["${step.name}"]`);
+    for (const step of this.stepList) {
+      for (const input of step.inputs) {
+        const producer = this.producerOf(input.artifact.reference);
+        if (producer) {
+          lines.push(`  ${id(producer)} -->|"${input.artifact.repository}:${input.artifact.tag ?? input.artifact.digest}"| ${id(step)}`);
+        } else {
+          const external = `x${this.stepList.indexOf(step)}_${step.inputs.indexOf(input)}`;
+          lines.push(`  ${external}[("${input.artifact.reference}")] -.-> ${id(step)}`);
+        }
+      }
+    }
+    return lines.join('\n') + '\n';
+  }
+
+  private producerOf(reference: string): OrasWorkflowStep | undefined {
+    return this.stepList.find((s) => s.hasOutput && s.output.reference === reference);
+  }
+
+  /** Every problem of the graph, each naming the steps involved. */
+  private problems(): string[] {
+    const problems: string[] = [];
+    const where = `OrasWorkflow "${this.node.path}"`;
+    const byOutput = new Map<string, OrasWorkflowStep>();
+    for (const step of this.stepList.filter((s) => s.hasOutput)) {
+      const other = byOutput.get(step.output.reference);
+      if (other) {
+        problems.push(`${where}: steps "${other.name}" and "${step.name}" both push ${step.output.reference}. Give one of them another repository or tag.`);
+      }
+      byOutput.set(step.output.reference, step);
+    }
+    const edges: Edge[] = [];
+    for (const step of this.stepList) {
+      for (const input of step.inputs) {
+        const producer = byOutput.get(input.artifact.reference);
+        if (producer) {
+          edges.push({ from: producer, to: step, reference: input.artifact.reference });
+        } else if (!input.external) {
+          problems.push(`${where}: step "${step.name}" reads ${input.artifact.reference}, which no step of this workflow produces. `
+            + 'Pass another step\'s output, or mark the input external: { artifact, path, external: true }.');
+        }
+      }
+    }
+    const cycle = findCycle(this.stepList, edges);
+    if (cycle) problems.push(`${where}: the steps form a cycle: ${cycle.map((s) => `"${s.name}"`).join(' -> ')}. A step cannot wait for its own output.`);
+    return problems;
+  }
+}
+
+/** A cycle of the graph as a list of steps (first repeated last), or undefined. */
+function findCycle(steps: OrasWorkflowStep[], edges: Edge[]): OrasWorkflowStep[] | undefined {
+  const next = new Map(steps.map((s) => [s, edges.filter((e) => e.from === s).map((e) => e.to)]));
+  const state = new Map<OrasWorkflowStep, 'visiting' | 'done'>();
+  const path: OrasWorkflowStep[] = [];
+  const visit = (step: OrasWorkflowStep): OrasWorkflowStep[] | undefined => {
+    if (state.get(step) === 'done') return undefined;
+    if (state.get(step) === 'visiting') return [...path.slice(path.indexOf(step)), step];
+    state.set(step, 'visiting');
+    path.push(step);
+    for (const to of next.get(step) ?? []) {
+      const found = visit(to);
+      if (found) return found;
+    }
+    path.pop();
+    state.set(step, 'done');
+    return undefined;
+  };
+  for (const step of steps) {
+    const found = visit(step);
+    if (found) return found;
+  }
+  return undefined;
+}
