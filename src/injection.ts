@@ -119,9 +119,9 @@ export class InjectionError extends Error {
   }
 }
 
-/** Whether the pod spec was already prepared (the transform is idempotent). */
+/** Whether the pod spec was already prepared (the transform is idempotent): every prepared pod has the init container. */
 export function isInjected(spec: PodSpecJson): boolean {
-  return (spec.initContainers ?? []).some((c) => c.name === INIT_CONTAINER) || spec.containers.some((c) => c.name === PUSH_CONTAINER);
+  return (spec.initContainers ?? []).some((c) => c.name === INIT_CONTAINER);
 }
 
 /**

@@ -8,7 +8,7 @@ import { requirePeer, run } from './peers';
 const root = join(__dirname, '..', '..');
 
 /** An app image with nothing but busybox: /bin/sh and its applets. */
-export const BUSYBOX_IMAGE = 'localhost/oras-test/busybox:1';
+export const BUSYBOX_IMAGE = 'localhost/oras-test/busybox:2';
 
 /** Builds BUSYBOX_IMAGE offline with podman import (once per machine). */
 export function buildBusyboxImage(): string {
@@ -26,7 +26,7 @@ export function buildBusyboxImage(): string {
     for (const applet of applets.filter((a) => a !== 'busybox')) symlinkSync('busybox', join(rootfs, 'bin', applet));
     const tar = run('tar', ['-C', rootfs, '-cf', join(dir, 'rootfs.tar'), '.']);
     if (tar.status !== 0) throw new Error(tar.output);
-    const imported = run(podman, ['import', '--change', 'CMD ["/bin/sh"]', join(dir, 'rootfs.tar'), BUSYBOX_IMAGE]);
+    const imported = run(podman, ['import', '--change', 'ENV PATH=/bin', '--change', 'CMD ["/bin/sh"]', join(dir, 'rootfs.tar'), BUSYBOX_IMAGE]);
     if (imported.status !== 0) throw new Error(`podman import failed: ${imported.output}`);
     return BUSYBOX_IMAGE;
   } finally {
@@ -44,10 +44,15 @@ export interface ContainerResult {
   readonly exitCode: number;
   readonly state: string;
   readonly logs: string;
+  /** Epoch milliseconds (podman's record; 0 if it never started). */
+  readonly startedAt: number;
+  readonly finishedAt: number;
 }
 
 export interface PodResult {
   readonly name: string;
+  /** Epoch milliseconds when `podman kube play` was called. */
+  readonly playedAt: number;
   /** By container name (init containers that podman removed after success are absent). */
   readonly containers: Record<string, ContainerResult>;
   /** Milliseconds from `podman kube play` to the last container's exit. */
@@ -127,9 +132,11 @@ export async function runPods(pods: any[], timeoutMs: number, during?: (started:
       const containers: Record<string, ContainerResult> = {};
       for (const c of podContainers(name)) {
         const container = c.Names[0].slice(name.length + 1);
-        containers[container] = { exitCode: c.ExitCode, state: c.State, logs: run(podman, ['logs', c.Names[0]]).output };
+        const [startedAt, finishedAt] = run(podman, ['inspect', c.Names[0], '--format', '{{.State.StartedAt.UnixNano}} {{.State.FinishedAt.UnixNano}}'])
+          .stdout.trim().split(' ').map((ns) => Math.max(Number(ns) / 1e6, 0));
+        containers[container] = { exitCode: c.ExitCode, state: c.State, logs: run(podman, ['logs', c.Names[0]]).output, startedAt, finishedAt };
       }
-      results.push({ name, containers, ms: Date.now() - started });
+      results.push({ name, containers, playedAt: started, ms: Date.now() - started });
     }
     return results;
   } finally {

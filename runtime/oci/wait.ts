@@ -5,7 +5,12 @@ import { RegistryError } from './registry-client';
  * Waits until a manifest exists; not-found answers and connection errors are
  * retried with backoff (doubling from 0.5 s up to `maxDelayMs`) until the deadline.
  */
-export async function waitFor(resolve: () => Promise<string>, timeoutMs: number, onRetry: (message: string) => void, maxDelayMs = 5_000): Promise<string> {
+export async function waitFor(
+  resolve: () => Promise<string>,
+  timeoutMs: number,
+  onRetry: (message: string) => void,
+  maxDelayMs = 5_000,
+): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   let delay = 500;
   for (;;) {

@@ -1,0 +1,109 @@
+import { injectOras, InjectionSettings, isInjected, PodSpecJson } from '../src/injection';
+
+const base = (): PodSpecJson => ({
+  containers: [{ name: 'app', image: 'busybox:1', command: ['sh', '-c'], args: ['echo "$1"', 'x y'] }],
+});
+
+const settings = (overrides: Partial<InjectionSettings> = {}): InjectionSettings => ({
+  runtimeImage: 'ghcr.io/cdk8s-oras/oras-runtime:1.0.0',
+  registry: { host: 'cache:5000', plainHttp: true, insecure: false },
+  inputs: [{ reference: 'cache:5000/a:r-out', path: '/in/a' }, { reference: 'cache:5000/b:r-out', path: '/in/b' }],
+  output: { reference: 'cache:5000/c:r-out', path: '/out' },
+  inputTimeoutSeconds: 60,
+  startTimeoutSeconds: 600,
+  ...overrides,
+});
+
+describe('injectOras', () => {
+  test('wraps the argv, adds pull and push, one volume per input path', () => {
+    const spec = injectOras(base(), settings());
+    const app = spec.containers[0];
+    expect(app.command).toEqual(['/bin/sh', '/oras/bin/oras-wrap', '--state', '/oras/state', '--', 'sh', '-c', 'echo "$1"', 'x y']);
+    expect(app.args).toBeUndefined();
+    expect(app.volumeMounts).toEqual([
+      { name: 'oras-runtime', mountPath: '/oras' },
+      { name: 'oras-input-0', mountPath: '/in/a', readOnly: true },
+      { name: 'oras-input-1', mountPath: '/in/b', readOnly: true },
+      { name: 'oras-output', mountPath: '/out' },
+    ]);
+    expect(spec.initContainers?.map((c) => c.name)).toEqual(['oras-pull']);
+    expect(spec.initContainers?.[0].args).toEqual([
+      'step', 'pull', '--state', '/oras/state', '--wrapper', '/oras/bin/oras-wrap', '--timeout', '60s',
+      '--input', 'cache:5000/a:r-out=/oras-inputs/0', '--input', 'cache:5000/b:r-out=/oras-inputs/1', '--plain-http',
+    ]);
+    expect(spec.containers.map((c) => c.name)).toEqual(['app', 'oras-push']);
+    expect(spec.containers[1].args).toEqual(['step', 'push', '--state', '/oras/state', '--start-timeout', '600s', '--dir', '/oras-output', '--to', 'cache:5000/c:r-out', '--plain-http']);
+    expect(spec.shareProcessNamespace).toBe(true);
+    expect(spec.restartPolicy).toBe('Never');
+    expect(spec.volumes?.map((v) => v.name)).toEqual(['oras-runtime', 'oras-scratch', 'oras-input-0', 'oras-input-1', 'oras-output']);
+  });
+
+  test('the runtime containers are hardened and pinned to the runtime image', () => {
+    const spec = injectOras(base(), settings());
+    for (const c of [spec.initContainers![0], spec.containers[1]]) {
+      expect(c.image).toBe('ghcr.io/cdk8s-oras/oras-runtime:1.0.0');
+      expect(c.securityContext).toEqual({
+        runAsNonRoot: true,
+        runAsUser: 65532,
+        runAsGroup: 65532,
+        readOnlyRootFilesystem: true,
+        allowPrivilegeEscalation: false,
+        privileged: false,
+        capabilities: { drop: ['ALL'] },
+      });
+      expect(c.volumeMounts).toContainEqual({ name: 'oras-scratch', mountPath: '/tmp' });
+    }
+  });
+
+  test('inputs that share a path share a volume', () => {
+    const spec = injectOras(base(), settings({ inputs: [{ reference: 'r:5000/a:1', path: '/in' }, { reference: 'r:5000/b:1', path: '/in' }] }));
+    expect(spec.volumes?.filter((v) => v.name.startsWith('oras-input-'))).toHaveLength(1);
+    expect(spec.initContainers![0].args).toEqual(expect.arrayContaining(['r:5000/a:1=/oras-inputs/0', 'r:5000/b:1=/oras-inputs/0']));
+  });
+
+  test('credentials come from a mounted docker config and env secrets, never from arguments', () => {
+    const spec = injectOras(base(), settings({ registry: { host: 'r.io', plainHttp: false, insecure: true, credentialsSecret: 'login', envSecret: 'oras-env' } }));
+    const pull = spec.initContainers![0];
+    expect(pull.env).toEqual([{ name: 'DOCKER_CONFIG', value: '/oras-registry-auth' }]);
+    expect(pull.envFrom).toEqual([{ secretRef: { name: 'oras-env' } }]);
+    expect(pull.args).toContain('--insecure');
+    expect(spec.volumes).toContainEqual({ name: 'oras-registry-auth', secret: { secretName: 'login', items: [{ key: '.dockerconfigjson', path: 'config.json' }] } });
+  });
+
+  test('output options: stdout file, failure reference, no unpack, annotations', () => {
+    const spec = injectOras(base(), settings({
+      output: { reference: 'c:5000/o:1', path: '/out/', stdoutFile: 'log.txt', failureReference: 'c:5000/o:1-failed', unpack: false, annotations: { k: 'v=w' } },
+    }));
+    expect(spec.containers[0].command?.slice(0, 7)).toEqual(['/bin/sh', '/oras/bin/oras-wrap', '--state', '/oras/state', '--stdout', '/out/log.txt', '--']);
+    expect(spec.containers[1].args).toEqual(expect.arrayContaining(['--failure-to', 'c:5000/o:1-failed', '--no-unpack', '--annotation', 'k=v=w']));
+  });
+
+  test('without an output there is no push container', () => {
+    const spec = injectOras(base(), settings({ output: undefined }));
+    expect(spec.containers.map((c) => c.name)).toEqual(['app']);
+    expect(spec.shareProcessNamespace).toBeUndefined();
+  });
+
+  test('is pure and idempotent', () => {
+    const input = base();
+    const copy = JSON.parse(JSON.stringify(input));
+    const once = injectOras(input, settings());
+    expect(input).toEqual(copy);
+    expect(isInjected(once)).toBe(true);
+    expect(injectOras(once, settings())).toEqual(once);
+  });
+
+  test.each([
+    ['no command', { containers: [{ name: 'app', image: 'x:1', args: ['a'] }] }, {}, /container "app" has no command.*set command \(and args\) explicitly/],
+    ['two containers', { containers: [{ name: 'a', command: ['x'] }, { name: 'b', command: ['y'] }] }, {}, /the pod has 2 containers \("a", "b"\); say which one/],
+    ['a missing container', base(), { container: 'nope' }, /there is no container "nope" to wrap; the pod has "app"/],
+    ['a reserved container name', { containers: [{ name: 'app', command: ['x'] }, { name: 'oras-push', command: ['y'] }] }, { container: 'app' }, /"oras-push" is reserved/],
+    ['a reserved volume name', { ...base(), volumes: [{ name: 'oras-data', emptyDir: {} }] }, {}, /prefix "oras-", which cdk8s-oras reserves/],
+    ['a relative input path', base(), { inputs: [{ reference: 'r:1/a:1', path: 'in' }] }, /the input path "in" must be absolute/],
+    ['an input under /oras', base(), { inputs: [{ reference: 'r:1/a:1', path: '/oras/x' }] }, /the input path "\/oras\/x" is reserved/],
+    ['output = input', base(), { output: { reference: 'r:1/o:1', path: '/in/a/' } }, /output path "\/in\/a\/" is also an input path/],
+    ['a nested stdout file', base(), { output: { reference: 'r:1/o:1', path: '/out', stdoutFile: 'a/b' } }, /stdout file "a\/b" must be a plain file name/],
+  ] as [string, PodSpecJson, Partial<InjectionSettings>, RegExp][])('refuses %s with a fix', (_name, spec, overrides, message) => {
+    expect(() => injectOras(spec, settings(overrides))).toThrow(message);
+  });
+});

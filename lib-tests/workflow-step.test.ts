@@ -1,0 +1,148 @@
+import { Chart, Duration, Size, Testing } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-27';
+import { OrasArtifact, OrasRegistry, OrasRuntimeImage, OrasWorkflow, OrasWorkflowStep, OrasWorkflowStepProps } from '../src';
+import { PROVENANCE } from '../src/injection';
+import { expectValidKubernetes } from './util/kubernetes-schema';
+
+const registry = OrasRegistry.fromHost('cache:5000', { plainHttp: true });
+
+function synthStep(props: Partial<OrasWorkflowStepProps> = {}) {
+  const chart = Testing.chart();
+  const workflow = new OrasWorkflow(chart, 'Wf', { name: 'wf', registry, runId: 'r1', graph: false });
+  const step = workflow.addStep('build', { image: 'busybox:1.36.1', command: ['make'], output: { path: '/out' }, ...props });
+  const manifests = Testing.synth(chart);
+  const job = manifests.find((m) => m.kind === 'Job');
+  return { step, manifests, job, pod: job.spec.template.spec, main: job.spec.template.spec.containers[0] };
+}
+
+describe('OrasWorkflowStep', () => {
+  test('a Job whose pod is prepared: wrapper, pull, push, hardened main container', () => {
+    const { step, manifests, job, pod, main } = synthStep({ args: ['all', 'V=1'] });
+    expectValidKubernetes(manifests);
+    expect(job.metadata.name).toBe('wf-build');
+    expect(job.spec.backoffLimit).toBe(0);
+    expect(step.output.reference).toBe('cache:5000/wf/build:r1-output');
+    expect(main.command).toEqual(['/bin/sh', '/oras/bin/oras-wrap', '--state', '/oras/state', '--', 'make', 'all', 'V=1']);
+    expect(main.securityContext).toMatchObject({ runAsUser: 65532, runAsNonRoot: true, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    expect(main.volumeMounts).toContainEqual({ name: 'tmp', mountPath: '/tmp' });
+    expect(pod.initContainers.map((c: any) => c.name)).toEqual(['oras-pull']);
+    expect(pod.containers.map((c: any) => c.name)).toEqual(['main', 'oras-push']);
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.securityContext.seccompProfile).toEqual({ type: 'RuntimeDefault' });
+    expect(pod.containers[1].args).toEqual(expect.arrayContaining(['--annotation', `${PROVENANCE.STEP}=wf-build`, '--annotation', `${PROVENANCE.IMAGE}=busybox:1.36.1`]));
+    for (const c of [...pod.initContainers, ...pod.containers]) expect(c.image).not.toMatch(/:latest$/);
+  });
+
+  test('Job settings, env, resources, working dir and service account', () => {
+    const chart = Testing.chart();
+    const workflow = new OrasWorkflow(chart, 'Wf', { name: 'wf', registry, runId: 'r1', graph: false });
+    workflow.addStep('s', {
+      image: 'busybox:1.36.1',
+      command: ['true'],
+      env: { MODE: 'fast' },
+      resources: {
+        cpu: { request: kplus.Cpu.millis(250), limit: kplus.Cpu.units(2) },
+        memory: { request: Size.mebibytes(256), limit: Size.gibibytes(2) },
+      },
+      workingDir: '/work',
+      serviceAccount: kplus.ServiceAccount.fromServiceAccountName(chart, 'Sa', 'builder'),
+      backoffLimit: 2,
+      activeDeadline: Duration.hours(1),
+      ttlAfterFinished: Duration.days(1),
+      security: { user: 1000, group: 1000, readOnlyRootFilesystem: false },
+    });
+    const manifests = Testing.synth(chart);
+    expectValidKubernetes(manifests);
+    const job = manifests.find((m) => m.kind === 'Job');
+    const main = job.spec.template.spec.containers[0];
+    expect(job.spec).toMatchObject({ backoffLimit: 2, activeDeadlineSeconds: 3600, ttlSecondsAfterFinished: 86400 });
+    expect(main.env).toEqual([{ name: 'MODE', value: 'fast' }]);
+    expect(main.resources).toEqual({ requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '2', memory: '2048Mi' } });
+    expect(main.workingDir).toBe('/work');
+    expect(main.securityContext).toMatchObject({ runAsUser: 1000, runAsGroup: 1000, readOnlyRootFilesystem: false });
+    expect(job.spec.template.spec.serviceAccountName).toBe('builder');
+    expect(job.spec.template.spec.automountServiceAccountToken).toBe(true);
+    // No output: no push container.
+    expect(job.spec.template.spec.containers.map((c: any) => c.name)).toEqual(['main']);
+  });
+
+  test('output repository and tag, outputPipe, uploadOnFailure, inputTimeout and a custom runtime image', () => {
+    const { step, pod, main } = synthStep({
+      output: { path: '/results', repository: 'team/results', tag: 'v2', unpack: false },
+      outputPipe: 'stdout.txt',
+      uploadOnFailure: true,
+      inputTimeout: Duration.minutes(2),
+      runtimeImage: OrasRuntimeImage.fromImage('mirror.example.com/oras-runtime:9.9.9'),
+    });
+    expect(step.output.reference).toBe('cache:5000/team/results:r1-v2');
+    expect(main.command.slice(4, 7)).toEqual(['--stdout', '/results/stdout.txt', '--']);
+    expect(pod.containers[1].args).toEqual(expect.arrayContaining(['--failure-to', 'cache:5000/team/results:r1-v2-failed', '--no-unpack']));
+    expect(pod.initContainers[0].args).toEqual(expect.arrayContaining(['--timeout', '120s']));
+    expect(pod.initContainers[0].image).toBe('mirror.example.com/oras-runtime:9.9.9');
+  });
+
+  test('inputs come from other steps, each at its own path', () => {
+    const chart = Testing.chart();
+    const workflow = new OrasWorkflow(chart, 'Wf', { name: 'wf', registry, runId: 'r1' });
+    const a = workflow.addStep('a', { image: 'busybox:1.36.1', command: ['true'], output: { path: '/out' } });
+    const b = workflow.addStep('b', { image: 'busybox:1.36.1', command: ['true'], output: { path: '/out' } });
+    workflow.addStep('c', { image: 'busybox:1.36.1', command: ['true'], inputs: [{ artifact: a.output, path: '/in/a' }, { artifact: b.output, path: '/in/b' }] });
+    const jobs = Testing.synth(chart).filter((m) => m.kind === 'Job');
+    const c = jobs.find((j) => j.metadata.name === 'wf-c').spec.template.spec;
+    expect(c.containers[0].volumeMounts).toEqual(expect.arrayContaining([
+      { name: 'oras-input-0', mountPath: '/in/a', readOnly: true },
+      { name: 'oras-input-1', mountPath: '/in/b', readOnly: true },
+    ]));
+  });
+
+  test('a standalone step needs a registry and has no run id prefix', () => {
+    const chart = Testing.chart();
+    expect(() => new OrasWorkflowStep(chart, 'Lone', { image: 'busybox:1.36.1', command: ['true'] })).toThrow(/it has no registry\. Create it inside an OrasWorkflow, or pass registry/);
+    const step = new OrasWorkflowStep(chart, 'Lone2', { image: 'busybox:1.36.1', command: ['true'], registry, output: { path: '/o', tag: 'x' } });
+    expect(step.output.reference).toBe('cache:5000/oras-steps/lone2:x');
+  });
+
+  test.each([
+    [{ command: [] }, /it has no command\. Give the full argv/],
+    [{ image: 'busybox' }, /image "busybox" is not pinned/],
+    [{ outputPipe: 'log', output: undefined }, /outputPipe writes into the output directory, but the step has no output/],
+    [{ backoffLimit: -1 }, /backoffLimit must be a whole number of at least 0/],
+    [{ output: { path: 'out' } }, /the output path "out" must be absolute/],
+    [{ output: { path: '/out' }, outputPipe: '../x' }, /stdout file "\.\.\/x" must be a plain file name/],
+    [{ output: { path: '/out', tag: 'bad tag' } }, /its output is not a valid artifact: .*tag "r1-bad tag"/],
+    [{ name: 'Bad_Name' }, /the Job name "Bad_Name" must be a DNS label/],
+    [{ inputs: [{ artifact: OrasArtifact.fromReference('cache:5000/x:1'), path: 'rel' }] }, /the input path "rel" must be absolute/],
+    [{ inputs: [{ artifact: OrasArtifact.fromReference('cache:5000/x:1'), path: '/in' }, { artifact: OrasArtifact.fromReference('cache:5000/y:1'), path: '/in/' }] },
+      /two inputs \(cache:5000\/x:1 and cache:5000\/y:1\) go to "\/in\/"/],
+    [{ inputs: [{ artifact: OrasRegistry.fromHost('ghcr.io').artifact('o/r', 't'), path: '/in', external: true }] },
+      /the input ghcr\.io\/o\/r:t needs other connection settings/],
+  ] as [Partial<OrasWorkflowStepProps>, RegExp][])('refuses %j at synth time', (props, message) => {
+    expect(() => synthStep(props)).toThrow(message);
+  });
+
+  test('output of a step without one names the fix', () => {
+    const chart = Testing.chart();
+    const workflow = new OrasWorkflow(chart, 'Wf', { name: 'wf', registry, runId: 'r1' });
+    const step = workflow.addStep('quiet', { image: 'busybox:1.36.1', command: ['true'] });
+    expect(step.hasOutput).toBe(false);
+    expect(() => step.output).toThrow(/has no output to read\. Add output: \{ path \} to its props/);
+  });
+
+  test('credentials of an external registry are a mounted docker config secret', () => {
+    const chart = Testing.chart();
+    const ghcr = OrasRegistry.fromHost('ghcr.io', { credentials: kplus.Secret.fromSecretName(chart, 'Login', 'ghcr-login') });
+    const workflow = new OrasWorkflow(chart, 'Wf', { name: 'wf', registry: ghcr, runId: 'r1', graph: false });
+    workflow.addStep('s', { image: 'busybox:1.36.1', command: ['true'], output: { path: '/out' } });
+    const text = JSON.stringify(Testing.synth(chart));
+    expect(text).toContain('"secretName":"ghcr-login"');
+    expect(text).not.toMatch(/password|ORAS_PASS/i);
+  });
+
+  test('a step in a namespaced chart gets its namespace', () => {
+    const app = Testing.app();
+    const chart = new Chart(app, 'ns', { namespace: 'experiments' });
+    const workflow = new OrasWorkflow(chart, 'Wf', { name: 'wf', registry, runId: 'r1' });
+    workflow.addStep('s', { image: 'busybox:1.36.1', command: ['true'] });
+    expect(Testing.synth(chart).every((m) => m.metadata.namespace === 'experiments')).toBe(true);
+  });
+});

@@ -1,0 +1,89 @@
+import { Chart, Testing } from 'cdk8s';
+import { OrasArtifact, OrasRegistry, OrasWorkflow } from '../src';
+import { expectValidKubernetes } from './util/kubernetes-schema';
+
+const registry = OrasRegistry.fromHost('cache:5000', { plainHttp: true });
+const image = 'busybox:1.36.1';
+
+function workflow(runId = 'r1') {
+  const app = Testing.app();
+  const chart = new Chart(app, 'test');
+  return { app, chart, wf: new OrasWorkflow(chart, 'Wf', { name: 'wf', registry, runId }) };
+}
+
+describe('OrasWorkflow', () => {
+  test('runId prefixes every output tag; by default a new one per synth', () => {
+    const a = new OrasWorkflow(Testing.chart(), 'A', { registry });
+    const b = new OrasWorkflow(Testing.chart(), 'B', { registry });
+    expect(a.runId).toMatch(/^r[0-9a-z]+$/);
+    expect(a.runId).not.toBe(b.runId);
+    const step = a.addStep('s', { image, command: ['true'], output: { path: '/o' } });
+    expect(step.output.tag).toBe(`${a.runId}-output`);
+  });
+
+  test('refuses a bad runId or name', () => {
+    expect(() => new OrasWorkflow(Testing.chart(), 'W', { registry, runId: '-x' })).toThrow(/runId "-x" must be 1 to 64 characters/);
+    expect(() => new OrasWorkflow(Testing.chart(), 'W', { registry, name: 'Bad' })).toThrow(/name "Bad" must be a DNS label/);
+  });
+
+  test('a valid graph synthesizes, with its Mermaid graph in a ConfigMap', () => {
+    const { app, chart, wf } = workflow();
+    const a = wf.addStep('a', { image, command: ['true'], output: { path: '/out' } });
+    const b = wf.addStep('b', { image, command: ['true'], output: { path: '/out' } });
+    wf.addStep('c', { image, command: ['true'], inputs: [{ artifact: a.output, path: '/in/a' }, { artifact: b.output, path: '/in/b' }] });
+    wf.addStep('d', { image, command: ['true'], inputs: [{ artifact: OrasArtifact.fromReference('ghcr.io/acme/data:v1'), path: '/in', external: true }] });
+    expect(() => app.synth()).not.toThrow();
+    const manifests = Testing.synth(chart);
+    expectValidKubernetes(manifests);
+    const graph = manifests.find((m) => m.kind === 'ConfigMap');
+    expect(graph.metadata.name).toBe('wf-graph');
+    expect(graph.data['workflow.mmd']).toBe([
+      'flowchart LR',
+      '  s0["wf-a"]',
+      '  s1["wf-b"]',
+      '  s2["wf-c"]',
+      '  s3["wf-d"]',
+      '  s0 -->|"wf/a:r1-output"| s2',
+      '  s1 -->|"wf/b:r1-output"| s2',
+      '  x3_0[("ghcr.io/acme/data:v1")] -.-> s3',
+      '',
+    ].join('\n'));
+    expect(wf.steps.map((s) => s.name)).toEqual(['wf-a', 'wf-b', 'wf-c', 'wf-d']);
+  });
+
+  test('an input no step produces names the step and the way out', () => {
+    const { app, wf } = workflow();
+    wf.addStep('reader', { image, command: ['true'], inputs: [{ artifact: registry.artifact('wf/ghost', 'r1-output'), path: '/in' }] });
+    expect(() => app.synth()).toThrow(/step "wf-reader" reads cache:5000\/wf\/ghost:r1-output, which no step of this workflow produces\. .*external: true/);
+  });
+
+  test('an input of a previous run is caught: the tag carries the run id', () => {
+    const { app, wf } = workflow('r2');
+    wf.addStep('a', { image, command: ['true'], output: { path: '/out' } });
+    wf.addStep('b', { image, command: ['true'], inputs: [{ artifact: registry.artifact('wf/a', 'r1-output'), path: '/in' }] });
+    expect(() => app.synth()).toThrow(/step "wf-b" reads cache:5000\/wf\/a:r1-output, which no step of this workflow produces/);
+  });
+
+  test('two steps pushing the same artifact are named', () => {
+    const { app, wf } = workflow();
+    wf.addStep('one', { image, command: ['true'], output: { path: '/out', repository: 'shared/out', tag: 't' } });
+    wf.addStep('two', { image, command: ['true'], output: { path: '/out', repository: 'shared/out', tag: 't' } });
+    expect(() => app.synth()).toThrow(/steps "wf-one" and "wf-two" both push cache:5000\/shared\/out:r1-t\. Give one of them another repository or tag/);
+  });
+
+  test('a cycle is named step by step', () => {
+    const { app, wf } = workflow();
+    const a = wf.addStep('a', { image, command: ['true'], output: { path: '/out' } });
+    const b = wf.addStep('b', { image, command: ['true'], output: { path: '/out' }, inputs: [{ artifact: a.output, path: '/in' }] });
+    const c = wf.addStep('c', { image, command: ['true'], output: { path: '/out' }, inputs: [{ artifact: b.output, path: '/in' }] });
+    a.addInput({ artifact: c.output, path: '/in' });
+    expect(() => app.synth()).toThrow(/the steps form a cycle: "wf-a" -> "wf-b" -> "wf-c" -> "wf-a"\. A step cannot wait for its own output/);
+  });
+
+  test('a step reading its own output is a cycle', () => {
+    const { app, wf } = workflow();
+    const a = wf.addStep('a', { image, command: ['true'], output: { path: '/out' } });
+    a.addInput({ artifact: a.output, path: '/in' });
+    expect(() => app.synth()).toThrow(/the steps form a cycle: "wf-a" -> "wf-a"/);
+  });
+});
