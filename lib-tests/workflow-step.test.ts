@@ -95,6 +95,14 @@ describe('OrasWorkflowStep', () => {
     ]));
   });
 
+  test('a step may run as root when asked; the runtime containers stay non-root', () => {
+    const { manifests, pod, main } = synthStep({ security: { user: 0, group: 0, ensureNonRoot: false } });
+    expectValidKubernetes(manifests);
+    expect(pod.securityContext.runAsNonRoot).toBe(false);
+    expect(main.securityContext).toMatchObject({ runAsUser: 0, runAsNonRoot: false });
+    for (const c of [...pod.initContainers, pod.containers[1]]) expect(c.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532 });
+  });
+
   test('a standalone step needs a registry and has no run id prefix', () => {
     const chart = Testing.chart();
     expect(() => new OrasWorkflowStep(chart, 'Lone', { image: 'busybox:1.36.1', command: ['true'] })).toThrow(/it has no registry\. Create it inside an OrasWorkflow, or pass registry/);

@@ -398,7 +398,8 @@ export class OrasWorkflowStep extends Construct {
       restartPolicy: 'Never',
       automountServiceAccountToken: props.serviceAccount !== undefined,
       ...(props.serviceAccount ? { serviceAccountName: props.serviceAccount.name } : {}),
-      securityContext: { runAsNonRoot: true, fsGroup: RUNTIME_UID, seccompProfile: { type: 'RuntimeDefault' } },
+      // The runtime containers set runAsNonRoot themselves; the pod follows the main container's choice.
+      securityContext: { runAsNonRoot: security.ensureNonRoot ?? true, fsGroup: RUNTIME_UID, seccompProfile: { type: 'RuntimeDefault' } },
       containers: [main],
       volumes: [{ name: 'tmp', emptyDir: {} }],
     };

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Command, UsageError } from './command';
 import { parseDuration } from './duration';
-import { clientFor, parseFlags, positiveInteger, REGISTRY_OPTIONS, REGISTRY_USAGE, RegistryFlags } from './registry-flags';
+import { clientFor, parseAnnotations, parseFlags, positiveInteger, REGISTRY_OPTIONS, REGISTRY_USAGE, RegistryFlags } from './registry-flags';
 import { defaultReporter } from '../oci/progress';
 import { pull } from '../oci/pull';
 import { AnnotationMap, parsePushItem, push } from '../oci/push';
@@ -79,11 +79,8 @@ export const pushCommand: Command = {
     const ref = reference(refText, 'push');
     if (!ref.tag && !ref.digest) throw new UsageError('push needs a tag');
     const annotations: AnnotationMap = values['annotation-file'] ? await readAnnotationFile(values['annotation-file']) : {};
-    for (const pair of values.annotation ?? []) {
-      const eq = pair.indexOf('=');
-      if (eq <= 0) throw new UsageError(`--annotation "${pair}" must be key=value`);
-      annotations.$manifest = { ...annotations.$manifest, [pair.slice(0, eq)]: pair.slice(eq + 1) };
-    }
+    const extra = parseAnnotations(values.annotation);
+    if (Object.keys(extra).length > 0) annotations.$manifest = { ...annotations.$manifest, ...extra };
     const concurrency = positiveInteger(values.concurrency, '--concurrency', 3);
     return printDigest('push', ref, values, async (client) => (await push(client, ref, paths.map(parsePushItem), {
       artifactType: values['artifact-type'],

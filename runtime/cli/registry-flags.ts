@@ -38,6 +38,17 @@ export function positiveInteger(value: string | undefined, flag: string, fallbac
   return n;
 }
 
+/** `--annotation key=value` pairs as a map; the value may contain "=". */
+export function parseAnnotations(pairs: string[] = []): Record<string, string> {
+  const annotations: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--annotation "${pair}" must be key=value`);
+    annotations[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return annotations;
+}
+
 export interface RegistryFlags {
   'plain-http'?: boolean;
   'insecure'?: boolean;

@@ -1,6 +1,6 @@
 import { Command, UsageError } from './command';
 import { parseDuration } from './duration';
-import { clientFor, parseFlags, REGISTRY_OPTIONS, REGISTRY_USAGE } from './registry-flags';
+import { clientFor, parseAnnotations, parseFlags, REGISTRY_OPTIONS, REGISTRY_USAGE } from './registry-flags';
 import { defaultReporter } from '../oci/progress';
 import { pullInputs } from '../step/pull-inputs';
 import { pushOutput } from '../step/push-output';
@@ -61,12 +61,7 @@ async function stepPush(args: string[]): Promise<number> {
     },
   });
   const reporter = defaultReporter();
-  const annotations: Record<string, string> = {};
-  for (const pair of values.annotation ?? []) {
-    const eq = pair.indexOf('=');
-    if (eq <= 0) throw new UsageError(`--annotation "${pair}" must be key=value`);
-    annotations[pair.slice(0, eq)] = pair.slice(eq + 1);
-  }
+  const annotations = parseAnnotations(values.annotation);
   if (values.debug) reporter.event('settings', { command: 'step push', to: values.to, failureTo: values['failure-to'], annotations });
   return pushOutput({
     state: required(values.state, '--state'),
