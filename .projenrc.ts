@@ -22,6 +22,7 @@ const project = new cdk8s.ConstructLibraryCdk8s({
   devDeps: [
     `cdk8s-plus-27@${CDK8S_PLUS_VERSION}`,
     'esbuild@^0.28.0',
+    'fast-json-patch@^3.1.1',
     'yaml@^2.8.0',
   ],
   // dist/ holds the committed install bundles; packages go elsewhere.

@@ -78,6 +78,14 @@ describe('injectOras', () => {
     expect(spec.containers[1].args).toEqual(expect.arrayContaining(['--failure-to', 'c:5000/o:1-failed', '--no-unpack', '--annotation', 'k=v=w']));
   });
 
+  test('an output in an input directory shares its volume, writable', () => {
+    const spec = injectOras(base(), settings({ inputs: [{ reference: 'r:5000/a:1', path: '/work' }], output: { reference: 'r:5000/o:1', path: '/work/', stdoutFile: '/tmp/log.txt' } }));
+    expect(spec.volumes?.map((v) => v.name)).toEqual(['oras-runtime', 'oras-scratch', 'oras-input-0']);
+    expect(spec.containers[0].volumeMounts).toContainEqual({ name: 'oras-input-0', mountPath: '/work', readOnly: false });
+    expect(spec.containers[1].volumeMounts).toContainEqual({ name: 'oras-input-0', mountPath: '/oras-output', readOnly: true });
+    expect(spec.containers[0].command).toEqual(expect.arrayContaining(['--stdout', '/tmp/log.txt']));
+  });
+
   test('without an output there is no push container', () => {
     const spec = injectOras(base(), settings({ output: undefined }));
     expect(spec.containers.map((c) => c.name)).toEqual(['app']);
@@ -101,8 +109,7 @@ describe('injectOras', () => {
     ['a reserved volume name', { ...base(), volumes: [{ name: 'oras-data', emptyDir: {} }] }, {}, /prefix "oras-", which cdk8s-oras reserves/],
     ['a relative input path', base(), { inputs: [{ reference: 'r:1/a:1', path: 'in' }] }, /the input path "in" must be absolute/],
     ['an input under /oras', base(), { inputs: [{ reference: 'r:1/a:1', path: '/oras/x' }] }, /the input path "\/oras\/x" is reserved/],
-    ['output = input', base(), { output: { reference: 'r:1/o:1', path: '/in/a/' } }, /output path "\/in\/a\/" is also an input path/],
-    ['a nested stdout file', base(), { output: { reference: 'r:1/o:1', path: '/out', stdoutFile: 'a/b' } }, /stdout file "a\/b" must be a plain file name/],
+    ['a nested stdout file', base(), { output: { reference: 'r:1/o:1', path: '/out', stdoutFile: 'a/b' } }, /stdout file "a\/b" must be a file name in the output directory, or an absolute path/],
   ] as [string, PodSpecJson, Partial<InjectionSettings>, RegExp][])('refuses %s with a fix', (_name, spec, overrides, message) => {
     expect(() => injectOras(spec, settings(overrides))).toThrow(message);
   });

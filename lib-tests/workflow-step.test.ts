@@ -116,7 +116,7 @@ describe('OrasWorkflowStep', () => {
     [{ outputPipe: 'log', output: undefined }, /outputPipe writes into the output directory, but the step has no output/],
     [{ backoffLimit: -1 }, /backoffLimit must be a whole number of at least 0/],
     [{ output: { path: 'out' } }, /the output path "out" must be absolute/],
-    [{ output: { path: '/out' }, outputPipe: '../x' }, /stdout file "\.\.\/x" must be a plain file name/],
+    [{ output: { path: '/out' }, outputPipe: '../x' }, /stdout file "\.\.\/x" must be a file name in the output directory/],
     [{ output: { path: '/out', tag: 'bad tag' } }, /its output is not a valid artifact: .*tag "r1-bad tag"/],
     [{ name: 'Bad_Name' }, /the Job name "Bad_Name" must be a DNS label/],
     [{ inputs: [{ artifact: OrasArtifact.fromReference('cache:5000/x:1'), path: 'rel' }] }, /the input path "rel" must be absolute/],

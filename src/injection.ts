@@ -60,13 +60,13 @@ export interface InjectionInput {
 export interface InjectionOutput {
   /** Full artifact reference to push to after exit code 0. */
   readonly reference: string;
-  /** Directory in the app container whose entries are pushed. */
+  /** Directory in the app container whose entries are pushed; it may be an input's directory too. */
   readonly path: string;
   /** Push directories with the unpack annotation (default true). */
   readonly unpack?: boolean;
   /** Where a failed command's output goes; unset means a failed command pushes nothing. */
   readonly failureReference?: string;
-  /** File name in the output directory that receives the command's stdout (also kept in the logs). */
+  /** File that receives the command's stdout (also kept in the logs): a name in the output directory, or an absolute path. */
   readonly stdoutFile?: string;
   /** Annotations of the pushed manifest (provenance). */
   readonly annotations?: Record<string, string>;
@@ -141,16 +141,19 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
     ...(settings.debug ? ['--debug'] : []),
   ];
 
-  // Inputs that share a path share one volume.
-  const paths = [...new Set(settings.inputs.map((i) => i.path))];
-  const inputVolume = (path: string) => `oras-input-${paths.indexOf(path)}`;
+  // Inputs that share a path share one volume; an output in an input's directory uses that volume too.
+  const paths = [...new Set(settings.inputs.map((i) => normalize(i.path)))];
+  const inputVolume = (path: string) => `oras-input-${paths.indexOf(normalize(path))}`;
+  const output = settings.output;
+  const sharedOutput = output !== undefined && paths.includes(normalize(output.path));
+  const outputVolume = sharedOutput ? inputVolume(output.path) : OUTPUT_VOLUME;
 
   const volumes = [
     { name: RUNTIME_VOLUME, emptyDir: {} },
     // The runtime containers have a read-only root: tarballs and temporary files go here.
     { name: SCRATCH_VOLUME, emptyDir: {} },
     ...paths.map((path) => ({ name: inputVolume(path), emptyDir: {} })),
-    ...(settings.output ? [{ name: OUTPUT_VOLUME, emptyDir: {} }] : []),
+    ...(output && !sharedOutput ? [{ name: OUTPUT_VOLUME, emptyDir: {} }] : []),
     ...(settings.registry.credentialsSecret
       ? [{ name: AUTH_VOLUME, secret: { secretName: settings.registry.credentialsSecret, items: [{ key: '.dockerconfigjson', path: 'config.json' }] } }]
       : []),
@@ -205,11 +208,10 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
   // A restarted app container would run the command twice and confuse oras-push.
   result.restartPolicy = 'Never';
 
-  const output = settings.output;
   app.command = [
     '/bin/sh', WRAPPER_PATH,
     '--state', STATE_DIR,
-    ...(output?.stdoutFile ? ['--stdout', `${output.path.replace(/\/+$/, '')}/${output.stdoutFile}`] : []),
+    ...(output?.stdoutFile ? ['--stdout', output.stdoutFile.startsWith('/') ? output.stdoutFile : `${normalize(output.path)}/${output.stdoutFile}`] : []),
     '--',
     ...argv,
   ];
@@ -217,8 +219,8 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
   app.volumeMounts = [
     ...(app.volumeMounts ?? []),
     { name: RUNTIME_VOLUME, mountPath: RUNTIME_MOUNT },
-    ...paths.map((path) => ({ name: inputVolume(path), mountPath: path, readOnly: true })),
-    ...(output ? [{ name: OUTPUT_VOLUME, mountPath: output.path }] : []),
+    ...paths.map((path) => ({ name: inputVolume(path), mountPath: path, readOnly: !(sharedOutput && path === normalize(output!.path)) })),
+    ...(output && !sharedOutput ? [{ name: OUTPUT_VOLUME, mountPath: output.path }] : []),
   ];
 
   if (!output) return result;
@@ -237,7 +239,7 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
     ],
     volumeMounts: [
       { name: RUNTIME_VOLUME, mountPath: RUNTIME_MOUNT, readOnly: true },
-      { name: OUTPUT_VOLUME, mountPath: OUTPUT_MOUNT, readOnly: true },
+      { name: outputVolume, mountPath: OUTPUT_MOUNT, readOnly: true },
       ...runtimeMounts,
     ],
   });
@@ -245,6 +247,10 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
   // oras-push watches the wrapper's process to notice an app that died without a word.
   result.shareProcessNamespace = true;
   return result;
+}
+
+function normalize(path: string): string {
+  return path.length > 1 ? path.replace(/\/+$/, '') : path;
 }
 
 function appContainer(spec: PodSpecJson, name: string | undefined): ContainerSpec {
@@ -290,14 +296,11 @@ function validate(spec: PodSpecJson, settings: InjectionSettings): void {
   for (const input of settings.inputs) check(input.path, 'input');
   if (settings.output) {
     check(settings.output.path, 'output');
-    const outputPath = settings.output.path.replace(/\/+$/, '');
-    for (const input of settings.inputs) {
-      const inputPath = input.path.replace(/\/+$/, '');
-      if (inputPath === outputPath) throw new InjectionError(`the output path "${settings.output.path}" is also an input path; give the output its own directory`);
-    }
     const file = settings.output.stdoutFile;
-    if (file !== undefined && (file === '' || file.includes('/') || file === '.' || file === '..')) {
-      throw new InjectionError(`the stdout file "${file}" must be a plain file name inside the output directory`);
+    const plainName = file !== undefined && file !== '' && !file.includes('/') && file !== '.' && file !== '..';
+    const absolute = file !== undefined && file.startsWith('/') && !file.split('/').includes('..') && !file.endsWith('/');
+    if (file !== undefined && !plainName && !absolute) {
+      throw new InjectionError(`the stdout file "${file}" must be a file name in the output directory, or an absolute path`);
     }
   }
   if (settings.inputTimeoutSeconds <= 0 || settings.startTimeoutSeconds <= 0) throw new InjectionError('timeouts must be positive');

@@ -370,8 +370,11 @@ export class OrasWorkflowStep extends Construct {
     };
   }
 
-  /** The main container's pod, prepared by the shared injection. */
-  private renderPodSpec(): PodSpecJson {
+  /**
+   * The pod before injection; tests use it to compare with the webhook.
+   * @internal
+   */
+  public _basePodSpec(): PodSpecJson {
     const props = this.props;
     const security = props.security ?? {};
     const main: ContainerSpec = {
@@ -403,6 +406,13 @@ export class OrasWorkflowStep extends Construct {
       containers: [main],
       volumes: [{ name: 'tmp', emptyDir: {} }],
     };
+    return base;
+  }
+
+  /** The main container's pod, prepared by the shared injection. */
+  private renderPodSpec(): PodSpecJson {
+    const props = this.props;
+    const base = this._basePodSpec();
     const registry = this.registry;
     try {
       return injectOras(base, {

@@ -1,0 +1,124 @@
+import { Duration, Testing } from 'cdk8s';
+import { Operation } from 'fast-json-patch';
+import { PREFIX } from '../../../runtime/webhook/annotations';
+import { OrasArtifact, OrasRegistry, OrasRuntimeImage, OrasWorkflow } from '../../../src';
+import { expectValidKubernetes } from '../../util/kubernetes-schema';
+import { describeWithPeers } from '../../util/peers';
+import { RunningWebhook, WEBHOOK_RUNTIME_IMAGE as RUNTIME_IMAGE } from '../../util/webhook';
+
+describeWithPeers(['openssl'], 'oras-runtime webhook over real HTTPS', () => {
+  let webhook: RunningWebhook;
+  beforeAll(async () => { webhook = await RunningWebhook.start(); });
+  afterAll(async () => { await webhook.stop(); });
+
+  const pod = (annotations: Record<string, string>, containers: any[] = [{ name: 'app', image: 'busybox:1.36.1', command: ['sh', '-c', 'date > /work/date.txt'], workingDir: '/work' }]) => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'p', annotations: Object.fromEntries(Object.entries(annotations).map(([k, v]) => [PREFIX + k, v])) },
+    spec: { containers },
+  });
+
+  test('an annotated Pod is prepared; the patched Pod validates against the Kubernetes schema', async () => {
+    const { response, patched } = await webhook.admit('Pod', pod({ 'oras-cache': 'orascache', 'output-uri': 'dinosaur/date:one', 'output-path': '/work' }));
+    expect(response.allowed).toBe(true);
+    expect(response.patchType).toBe('JSONPatch');
+    expectValidKubernetes([patched]);
+    expect(patched.spec.initContainers[0].name).toBe('oras-pull');
+    expect(patched.spec.containers.map((c: any) => c.name)).toEqual(['app', 'oras-push']);
+    expect(patched.spec.containers[1].args).toEqual(expect.arrayContaining(['--to', 'orascache:5000/dinosaur/date:one', '--plain-http']));
+    expect(patched.spec.containers[1].image).toBe(RUNTIME_IMAGE);
+  });
+
+  test('the webhook and the synth-time path give the same pod for the same settings', async () => {
+    const chart = Testing.chart();
+    const registry = OrasRegistry.fromHost('cache.example.com:5000', { plainHttp: true });
+    const workflow = new OrasWorkflow(chart, 'Wf', { name: 'wf', registry, runId: 'r1', runtimeImage: OrasRuntimeImage.fromImage(RUNTIME_IMAGE), inputTimeout: Duration.minutes(3) });
+    const step = workflow.addStep('s', {
+      image: 'busybox:1.36.1',
+      command: ['sh', '-c', 'cp /in/x /out/y'],
+      inputs: [{ artifact: OrasArtifact.fromReference('cache.example.com:5000/data/x:v1'), path: '/in', external: true }],
+      output: { path: '/out', repository: 'data/y', tag: 'v2' },
+      outputPipe: 'log.txt',
+    });
+    const synthesized = Testing.synth(chart).find((m) => m.kind === 'Job').spec.template.spec;
+    const { patched } = await webhook.admit('Pod', {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name: step.name,
+        annotations: Object.fromEntries(Object.entries({
+          'registry': 'cache.example.com:5000',
+          'plain-http': 'true',
+          'input-uri': 'data/x:v1',
+          'input-path': '/in',
+          'output-uri': step.output.reference,
+          'output-path': '/out',
+          'output-pipe': 'log.txt',
+          'container': 'main',
+          'oras-container': RUNTIME_IMAGE,
+          'input-timeout': '180',
+        }).map(([k, v]) => [PREFIX + k, v])),
+      },
+      spec: step._basePodSpec(),
+    });
+    expect(patched.spec).toEqual(synthesized);
+  });
+
+  test('a Job\'s annotations apply to its pod template, with output-pipe', async () => {
+    const job = {
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: 'j', annotations: { [`${PREFIX}oras-cache`]: 'orascache', [`${PREFIX}output-uri`]: 'x/y:z', [`${PREFIX}output-pipe`]: 'stdout.txt' } },
+      spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'app', image: 'busybox:1.36.1', command: ['echo', 'hi'], workingDir: '/data' }] } } },
+    };
+    const { response, patched, patch } = await webhook.admit('Job', job);
+    expect(response.allowed).toBe(true);
+    expect(patch.every((op: Operation) => op.path.startsWith('/spec/template/spec/'))).toBe(true);
+    expectValidKubernetes([patched]);
+    expect(patched.spec.template.spec.containers[0].command).toEqual(['/bin/sh', '/oras/bin/oras-wrap', '--state', '/oras/state', '--stdout', '/data/stdout.txt', '--', 'echo', 'hi']);
+  });
+
+  test('idempotent: a prepared object and an object without ORAS annotations pass unchanged', async () => {
+    const first = await webhook.admit('Pod', pod({ 'oras-cache': 'c', 'output-uri': 'x/y:1' }));
+    const again = await webhook.admit('Pod', first.patched);
+    expect(again.response).toEqual({ uid: 'u-1', allowed: true });
+    const plain = await webhook.admit('Pod', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'q' }, spec: { containers: [{ name: 'a', image: 'x:1' }] } });
+    expect(plain.response).toEqual({ uid: 'u-1', allowed: true });
+  });
+
+  test.each([
+    ['several containers and no container annotation', pod({ 'oras-cache': 'c', 'output-uri': 'x/y:1' }, [{ name: 'a', command: ['x'], workingDir: '/w' }, { name: 'b', command: ['y'] }]),
+      /the pod has 2 containers \("a", "b"\); name the one that runs the command in oras\.converged-computing\.github\.io\/container/],
+    ['a missing command', pod({ 'oras-cache': 'c', 'output-uri': 'x/y:1' }, [{ name: 'app', image: 'x:1', workingDir: '/w' }]), /container "app" has no command.*set command \(and args\) explicitly/],
+    ['an invalid URI', pod({ 'oras-cache': 'c', 'output-uri': 'Bad:ref:x' }), /output-uri: Invalid artifact reference/],
+  ])('denies %s with a message that says how to fix it', async (_name, object, message) => {
+    const { response } = await webhook.admit('Pod', object);
+    expect(response.allowed).toBe(false);
+    expect(response.status.code).toBe(400);
+    expect(response.status.message).toMatch(/^cdk8s-oras: /);
+    expect(response.status.message).toMatch(message);
+  });
+
+  test('malformed requests get 400 and the server keeps serving', async () => {
+    expect((await webhook.post('{ not json')).status).toBe(400);
+    expect((await webhook.post({ kind: 'Something' })).status).toBe(400);
+    expect((await webhook.post({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'x', kind: { kind: 'Service' }, object: {} } })).body.error)
+      .toBe('this webhook admits Pods and Jobs, not "Service"');
+    expect((await webhook.get('/healthz')).status).toBe(200);
+  });
+
+  test('health, readiness and Prometheus metrics', async () => {
+    expect((await webhook.get('/healthz')).body.toString()).toBe('ok');
+    expect((await webhook.get('/readyz')).status).toBe(200);
+    const metrics = (await webhook.get('/metrics')).body.toString();
+    expect(metrics).toMatch(/^oras_webhook_requests_total\{outcome="patched"\} \d+$/m);
+    expect(metrics).toMatch(/^oras_webhook_requests_total\{outcome="malformed"\} \d+$/m);
+    expect(metrics).toMatch(/^oras_webhook_request_duration_seconds_count \d+$/m);
+  });
+
+  test('SIGTERM shuts down cleanly', async () => {
+    const other = await RunningWebhook.start();
+    expect(await other.stop()).toBe(0);
+    expect(other.log).toContain('"event":"stopping"');
+  });
+});
