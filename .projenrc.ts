@@ -21,6 +21,10 @@ const project = new cdk8s.ConstructLibraryCdk8s({
   peerDeps: [`cdk8s-plus-27@^${CDK8S_PLUS_VERSION}`],
   devDeps: [
     `cdk8s-plus-27@${CDK8S_PLUS_VERSION}`,
+    // Bundled into the runtime (client-node 1.4 is the line that runs on Node 20).
+    '@kubernetes/client-node@~1.4.0',
+    'node-forge@^1.3.1',
+    '@types/node-forge@^1.3.14',
     'esbuild@^0.28.0',
     'fast-json-patch@^3.1.1',
     'yaml@^2.8.0',

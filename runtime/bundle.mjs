@@ -7,9 +7,9 @@ import { build } from 'esbuild';
 const here = dirname(fileURLToPath(import.meta.url));
 const { version } = JSON.parse(readFileSync(join(here, '..', 'package.json'), 'utf8'));
 
-await build({
-  entryPoints: [join(here, 'cli', 'main.ts')],
-  outfile: join(here, 'build', 'oras-runtime.cjs'),
+// The webhook (with the Kubernetes client) is a bundle of its own, loaded only by
+// `oras-runtime webhook`, so that step containers start fast.
+const common = {
   bundle: true,
   platform: 'node',
   target: 'node20',
@@ -19,4 +19,6 @@ await build({
   legalComments: 'none',
   define: { ORAS_RUNTIME_VERSION: JSON.stringify(version) },
   logLevel: 'warning',
-});
+};
+await build({ ...common, entryPoints: [join(here, 'cli', 'main.ts')], outfile: join(here, 'build', 'oras-runtime.cjs') });
+await build({ ...common, entryPoints: [join(here, 'webhook', 'run.ts')], outfile: join(here, 'build', 'oras-runtime-webhook.cjs'), sourcemap: false });

@@ -2,7 +2,7 @@
 # Installs the real programs the tests run against, idempotently:
 #   Debian: podman + runc (pods), busybox-static (images), docker-registry
 #           (CNCF distribution), apache2-utils (htpasswd), openssl, skopeo.
-#   Go:     kube-linter and the oras CLI, built from the Go module proxy.
+#   Go:     kube-linter, the oras CLI and vegeta, built from the Go module proxy.
 #   PyPI:   kubernetes-validate (strict Kubernetes OpenAPI schemas), in a venv.
 # Go and Python tools go to $CDK8S_ORAS_PEERS (default ~/.cache/cdk8s-oras),
 # keyed by version so reruns cost nothing. Needs root for apt and for
@@ -12,6 +12,7 @@ set -euo pipefail
 PEERS=${CDK8S_ORAS_PEERS:-$HOME/.cache/cdk8s-oras}
 KUBE_LINTER_VERSION=v0.8.3
 ORAS_VERSION=v1.2.3
+VEGETA_VERSION=v12.12.0
 KUBERNETES_VALIDATE_VERSION=1.37.0
 APT_PACKAGES=(podman runc busybox-static docker-registry apache2-utils openssl skopeo)
 
@@ -58,6 +59,8 @@ go_tool() { # name module version package [replacement]
 go_tool kube-linter golang.stackrox.io/kube-linter "$KUBE_LINTER_VERSION" golang.stackrox.io/kube-linter/cmd/kube-linter \
   "github.com/stackrox/kube-linter $KUBE_LINTER_VERSION"
 go_tool oras oras.land/oras "$ORAS_VERSION" oras.land/oras/cmd/oras
+# A constant-rate HTTP load generator, for the webhook benchmark.
+go_tool vegeta github.com/tsenart/vegeta/v12 "$VEGETA_VERSION" github.com/tsenart/vegeta/v12
 
 venv="$PEERS/venv-kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"
 if [ ! -x "$venv/bin/kubernetes-validate" ]; then

@@ -45,8 +45,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(rest);
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`oras-runtime ${command.name}: ${err.message}\nRun "oras-runtime ${command.name} --help" for usage.\n`);
+    // By name: the webhook bundle has its own copy of the class.
+    if (err instanceof UsageError || (err as Error | undefined)?.name === 'UsageError') {
+      process.stderr.write(`oras-runtime ${command.name}: ${(err as Error).message}\nRun "oras-runtime ${command.name} --help" for usage.\n`);
       return 2;
     }
     process.stderr.write(`oras-runtime: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -13,9 +13,10 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 version=$(node -p "require('$root/package.json').version")
 image=${1:-ghcr.io/cdk8s-oras/oras-runtime:$version}
 bundle=$root/runtime/build/oras-runtime.cjs
+webhook_bundle=$root/runtime/build/oras-runtime-webhook.cjs
 
 die() { echo "build-local: $*" >&2; exit 1; }
-[ -f "$bundle" ] || die "$bundle is missing; run 'npx projen compile' first"
+[ -f "$bundle" ] && [ -f "$webhook_bundle" ] || die "the runtime bundles are missing; run 'npx projen compile' first"
 command -v podman >/dev/null || die "podman is not installed; run scripts/install-peers.sh"
 node_bin=$(readlink -f "$(command -v node)")
 busybox=$(command -v busybox || true)
@@ -23,7 +24,7 @@ busybox=$(command -v busybox || true)
 if ldd "$busybox" >/dev/null 2>&1; then die "$busybox is dynamically linked; install busybox-static"; fi
 
 # Content key: a rebuild is needed only if the bundle or the node binary changed.
-key=$(cat "$bundle" "$node_bin" "$0" | sha256sum | cut -c1-64)
+key=$(cat "$bundle" "$webhook_bundle" "$node_bin" "$0" | sha256sum | cut -c1-64)
 if [ "$(podman image inspect --format '{{ index .Config.Labels "land.oras.cdk8s.content" }}' "$image" 2>/dev/null || true)" = "$key" ]; then
   echo "$image is up to date"
   exit 0
@@ -43,6 +44,7 @@ done
 install -m 0755 "$busybox" "$rootfs/bin/busybox"
 for applet in sh cat ls mkdir rm cp mv env sleep id; do ln -s busybox "$rootfs/bin/$applet"; done
 install -m 0644 "$bundle" "$rootfs/app/oras-runtime.cjs"
+install -m 0644 "$webhook_bundle" "$rootfs/app/oras-runtime-webhook.cjs"
 printf 'root:x:0:0:root:/root:/bin/sh\noras:x:65532:65532:oras-runtime:/home/oras:/bin/sh\n' > "$rootfs/etc/passwd"
 printf 'root:x:0:\noras:x:65532:\n' > "$rootfs/etc/group"
 chown 65532:65532 "$rootfs/home/oras"
