@@ -23,7 +23,10 @@ const SERVING_DAYS = 365;
 function rsaKey(): { privatePem: string; publicPem: string } {
   // Native key generation; forge only assembles and signs the certificates.
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  return { privatePem: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(), publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString() };
+  return {
+    privatePem: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(),
+    publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+  };
 }
 
 function certificate(options: {
