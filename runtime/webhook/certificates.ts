@@ -29,9 +29,19 @@ function rsaKey(): { privatePem: string; publicPem: string } {
   };
 }
 
-function certificate(options: {
-  subject: string; publicPem: string; signerKeyPem: string; issuer?: forge.pki.Certificate; days: number; isCa: boolean; identity?: ServingIdentity; now: Date;
-}): forge.pki.Certificate {
+interface CertificateRequest {
+  readonly subject: string;
+  readonly publicPem: string;
+  readonly signerKeyPem: string;
+  /** The signing CA; a self-signed certificate without it. */
+  readonly issuer?: forge.pki.Certificate;
+  readonly days: number;
+  readonly isCa: boolean;
+  readonly identity?: ServingIdentity;
+  readonly now: Date;
+}
+
+function certificate(options: CertificateRequest): forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(options.publicPem);
   cert.serialNumber = `01${randomBytes(15).toString('hex')}`;
