@@ -4,3 +4,4 @@ export * from './registry-storage';
 export * from './runtime-image';
 export * from './workflow';
 export * from './workflow-step';
+export * from './webhook';
