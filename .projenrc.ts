@@ -90,6 +90,12 @@ project.addTask('bench:synth', {
   receiveArgs: true,
 });
 
+project.addTask('bench:webhook', {
+  description: 'Benchmark admission latency at 200 and 1000 requests per second',
+  exec: 'ts-node --project bench/tsconfig.json bench/webhook.ts',
+  receiveArgs: true,
+});
+
 // Install bundles in dist/ are synthesized from examples/.
 project.addTask('synth:examples', {
   description: 'Synthesize every example into dist/',

@@ -4,6 +4,7 @@
 #           (CNCF distribution), apache2-utils (htpasswd), openssl, skopeo.
 #   Go:     kube-linter, the oras CLI and vegeta, built from the Go module proxy.
 #   PyPI:   kubernetes-validate (strict Kubernetes OpenAPI schemas), in a venv.
+#   Kubernetes: kube-apiserver and etcd, through scripts/install-kube.sh.
 # Go and Python tools go to $CDK8S_ORAS_PEERS (default ~/.cache/cdk8s-oras),
 # keyed by version so reruns cost nothing. Needs root for apt and for
 # /etc/containers/containers.conf.
@@ -70,5 +71,8 @@ if [ ! -x "$venv/bin/kubernetes-validate" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
 ln -sf "$venv/bin/kubernetes-validate" "$PEERS/bin/kubernetes-validate"
+
+# kube-apiserver and etcd: a long cold build, cached by version.
+bash "$(dirname "${BASH_SOURCE[0]}")/install-kube.sh"
 
 log "ready in $PEERS/bin: $(ls "$PEERS/bin" | tr '\n' ' ')"
