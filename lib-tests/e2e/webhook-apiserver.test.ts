@@ -1,8 +1,10 @@
 import { ChildProcess, spawn } from 'child_process';
+import { X509Certificate } from 'crypto';
 import { readdirSync, readFileSync } from 'fs';
 import { join } from 'path';
 import { parseAllDocuments } from 'yaml';
 import { PREFIX } from '../../runtime/webhook/annotations';
+import { issueCertificates } from '../../runtime/webhook/certificates';
 import { freePort } from '../util/distribution';
 import { request } from '../util/http';
 import { KubeApiServer } from '../util/kube-apiserver';
@@ -105,6 +107,39 @@ describeWithPeers(['kube-apiserver', 'etcd'], 'the webhook in a real kube-apiser
       expect(after.metadata.resourceVersion).toBe(before.metadata.resourceVersion);
     } finally {
       second.kill('SIGTERM');
+      port = savedPort;
+    }
+  });
+
+  test('a certificate close to expiry is renewed at start, keeping the CA', async () => {
+    const secretPath = `/api/v1/namespaces/oras-system/secrets/${SECRET}`;
+    const current = (await api('GET', secretPath)).json;
+    const ca = { cert: Buffer.from(current.data['ca.crt'], 'base64').toString(), key: Buffer.from(current.data['ca.key'], 'base64').toString() };
+    // Issued 350 days ago: 15 days left, inside the 30-day renewal window.
+    const old = issueCertificates({ dnsNames: ['oras-webhook.oras-system.svc', 'oras-webhook.oras-system.svc.cluster.local'], ipAddresses: ['127.0.0.1'] },
+      ca, new Date(Date.now() - 350 * 24 * 3600 * 1000));
+    const b64 = (text: string) => Buffer.from(text).toString('base64');
+    current.data = { 'ca.crt': b64(old.caCert), 'ca.key': b64(old.caKey), 'tls.crt': b64(old.cert), 'tls.key': b64(old.key) };
+    expect((await api('PUT', secretPath, current)).status).toBe(200);
+
+    const savedPort = port;
+    port = await freePort();
+    const renewing = startWebhook();
+    try {
+      for (let i = 0; i < 200 && !webhookLog.includes('issuing a serving certificate: the serving certificate expires'); i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 100; i++) {
+        const renewed = (await api('GET', secretPath)).json;
+        if (renewed.data['tls.crt'] !== b64(old.cert)) {
+          expect(renewed.data['ca.crt']).toBe(b64(old.caCert));
+          const cert = new X509Certificate(Buffer.from(renewed.data['tls.crt'], 'base64'));
+          expect(new Date(cert.validTo).getTime() - Date.now()).toBeGreaterThan(300 * 24 * 3600 * 1000);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`the certificate was not renewed:\n${webhookLog}`);
+    } finally {
+      renewing.kill('SIGTERM');
       port = savedPort;
     }
   });
