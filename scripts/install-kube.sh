@@ -92,6 +92,6 @@ kube_tool() { # name version builder
 start=$SECONDS
 kube_tool etcd "$ETCD_VERSION" build_etcd
 kube_tool kube-apiserver "$KUBERNETES_VERSION" build_kube_apiserver
-"$PEERS/bin/etcd" --version | head -1 | sed 's/^/install-kube: /'
+"$PEERS/bin/etcd" --version | sed -n '1s/^/install-kube: /p'
 "$PEERS/bin/kube-apiserver" --version | sed 's/^/install-kube: /'
 log "ready in $PEERS/bin after $((SECONDS - start))s"
