@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { lstat, mkdir, realpath, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, realpath, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -169,10 +168,19 @@ async function fetchFile(job: BlobJob): Promise<void> {
   if (existing?.isDirectory()) throw new Error(`"${title}" exists as a directory in the output directory; cannot replace it with a file`);
   const temporary = temporaryName(target, 'partial');
   try {
-    const { body, hasher, verify, explain } = await blobStream(job);
-    await pipeline(body, hasher, createWriteStream(temporary, { flags: 'wx', mode: 0o644, highWaterMark: WRITE_BUFFER })).catch((err) => {
-      throw explain(err);
-    });
+    // Open before the download starts: a write stream opens lazily and could create the file after
+    // the cleanup below, and nothing may stand between the response and its pipeline.
+    const handle = await open(temporary, 'wx', 0o644);
+    let verify: () => void;
+    try {
+      const stream = await blobStream(job);
+      verify = stream.verify;
+      await pipeline(stream.body, stream.hasher, handle.createWriteStream({ highWaterMark: WRITE_BUFFER })).catch((err) => {
+        throw stream.explain(err);
+      });
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
     verify();
     await rename(temporary, target);
   } finally {
