@@ -24,6 +24,8 @@ const project = new cdk8s.ConstructLibraryCdk8s({
     // Bundled into the runtime (client-node 1.4 is the line that runs on Node 20).
     '@kubernetes/client-node@~1.4.0',
     'node-forge@^1.3.1',
+    '@grpc/grpc-js@^1.14.0',
+    'protobufjs@^7.5.0',
     '@types/node-forge@^1.3.14',
     'esbuild@^0.28.0',
     'fast-json-patch@^3.1.1',

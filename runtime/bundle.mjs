@@ -22,3 +22,4 @@ const common = {
 };
 await build({ ...common, entryPoints: [join(here, 'cli', 'main.ts')], outfile: join(here, 'build', 'oras-runtime.cjs') });
 await build({ ...common, entryPoints: [join(here, 'webhook', 'run.ts')], outfile: join(here, 'build', 'oras-runtime-webhook.cjs'), sourcemap: false });
+await build({ ...common, entryPoints: [join(here, 'csi', 'run.ts')], outfile: join(here, 'build', 'oras-runtime-csi.cjs'), sourcemap: false });

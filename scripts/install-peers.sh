@@ -2,7 +2,7 @@
 # Installs the real programs the tests run against, idempotently:
 #   Debian: podman + runc (pods), busybox-static (images), docker-registry
 #           (CNCF distribution), apache2-utils (htpasswd), openssl, skopeo.
-#   Go:     kube-linter, the oras CLI and vegeta, built from the Go module proxy.
+#   Go:     kube-linter, the oras CLI, csi-sanity and vegeta, built from the Go module proxy.
 #   PyPI:   kubernetes-validate (strict Kubernetes OpenAPI schemas), in a venv.
 #   Kubernetes: kube-apiserver and etcd, through scripts/install-kube.sh.
 # Go and Python tools go to $CDK8S_ORAS_PEERS (default ~/.cache/cdk8s-oras),
@@ -14,8 +14,9 @@ PEERS=${CDK8S_ORAS_PEERS:-$HOME/.cache/cdk8s-oras}
 KUBE_LINTER_VERSION=v0.8.3
 ORAS_VERSION=v1.2.3
 VEGETA_VERSION=v12.12.0
+CSI_TEST_VERSION=v5.4.0
 KUBERNETES_VALIDATE_VERSION=1.37.0
-APT_PACKAGES=(podman runc busybox-static docker-registry apache2-utils openssl skopeo)
+APT_PACKAGES=(podman runc busybox-static docker-registry apache2-utils openssl skopeo mount util-linux)
 
 log() { echo "install-peers: $*"; }
 mkdir -p "$PEERS/bin"
@@ -60,6 +61,7 @@ go_tool() { # name module version package [replacement]
 go_tool kube-linter golang.stackrox.io/kube-linter "$KUBE_LINTER_VERSION" golang.stackrox.io/kube-linter/cmd/kube-linter \
   "github.com/stackrox/kube-linter $KUBE_LINTER_VERSION"
 go_tool oras oras.land/oras "$ORAS_VERSION" oras.land/oras/cmd/oras
+go_tool csi-sanity github.com/kubernetes-csi/csi-test/v5 "$CSI_TEST_VERSION" github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity
 # A constant-rate HTTP load generator, for the webhook benchmark.
 go_tool vegeta github.com/tsenart/vegeta/v12 "$VEGETA_VERSION" github.com/tsenart/vegeta/v12
 

@@ -5,3 +5,4 @@ export * from './runtime-image';
 export * from './workflow';
 export * from './workflow-step';
 export * from './webhook';
+export * from './csi-driver';

@@ -19,7 +19,7 @@ const SECRET = 'oras-webhook-tls';
 function collection(object: any, namespace: string): string {
   const [group, version] = object.apiVersion.includes('/') ? object.apiVersion.split('/') : ['', object.apiVersion];
   const plural = object.kind === 'PodDisruptionBudget' ? 'poddisruptionbudgets' : `${object.kind.toLowerCase()}s`;
-  const clusterScoped = ['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration'].includes(object.kind);
+  const clusterScoped = ['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration', 'CSIDriver', 'StorageClass'].includes(object.kind);
   const prefix = group ? `/apis/${group}/${version}` : `/api/${version}`;
   return clusterScoped ? `${prefix}/${plural}` : `${prefix}/namespaces/${object.metadata.namespace ?? namespace}/${plural}`;
 }

@@ -16,7 +16,7 @@ describe('runtime/Dockerfile', () => {
   test('is multi-stage, runs as non-root and has the local image\'s layout', () => {
     expect(dockerfile.match(/^FROM /gm)).toHaveLength(2);
     expect(dockerfile).toMatch(/^USER 65532:65532$/m);
-    expect(dockerfile).toContain('COPY --from=build /src/runtime/build/oras-runtime.cjs /src/runtime/build/oras-runtime-webhook.cjs /app/');
+    expect(dockerfile).toContain('COPY --from=build /src/runtime/build/oras-runtime.cjs /src/runtime/build/oras-runtime-webhook.cjs /src/runtime/build/oras-runtime-csi.cjs /app/');
     expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "\/app\/oras-runtime.cjs"\]$/m);
   });
 });

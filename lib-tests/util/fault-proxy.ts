@@ -7,7 +7,8 @@ export type Fault =
   | { kind: 'truncate'; afterBytes: number }
   | { kind: 'corrupt' }
   | { kind: 'drop' }
-  | { kind: 'redirect'; location: string };
+  | { kind: 'redirect'; location: string }
+  | { kind: 'slow'; bytesPerSecond: number };
 
 /** Decides the fault for a request; `count` is how often the same method and path were seen before. */
 export type FaultRule = (method: string, path: string, count: number) => Fault | undefined;
@@ -84,6 +85,13 @@ export class FaultProxy {
               res.socket?.destroy();
             }
           });
+        });
+        up.on('end', () => res.end());
+      } else if (fault?.kind === 'slow') {
+        up.on('data', (chunk: Buffer) => {
+          up.pause();
+          res.write(chunk);
+          setTimeout(() => up.resume(), (chunk.length / fault.bytesPerSecond) * 1000);
         });
         up.on('end', () => res.end());
       } else if (fault?.kind === 'corrupt') {

@@ -1,11 +1,12 @@
 import { Command, UsageError } from './command';
+import { csiCommand } from './csi-command';
 import { pullCommand, pushCommand, resolveCommand, waitCommand } from './oci-commands';
 import { stepCommand } from './step-commands';
 import { RUNTIME_VERSION } from './version';
 import { webhookCommand } from './webhook-command';
 
 /** Every sub-command. */
-const COMMANDS: readonly Command[] = [pushCommand, pullCommand, resolveCommand, waitCommand, stepCommand, webhookCommand];
+const COMMANDS: readonly Command[] = [pushCommand, pullCommand, resolveCommand, waitCommand, stepCommand, webhookCommand, csiCommand];
 
 function usage(): string {
   const width = Math.max(8, ...COMMANDS.map((c) => c.name.length));

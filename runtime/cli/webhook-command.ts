@@ -2,10 +2,14 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from './command';
 
-/** The webhook bundle beside this one, or the source when running from TypeScript (tests). */
-function loadWebhook(): { runWebhook(args: string[]): Promise<number> } {
-  const bundled = join(__dirname, 'oras-runtime-webhook.cjs');
-  const module = existsSync(bundled) ? bundled : '../webhook/run';
+/**
+ * A command that lives in a bundle of its own beside this one (so that its
+ * heavy dependencies do not slow every other command), or in the TypeScript
+ * source when running from it (tests).
+ */
+export function loadBundled<T>(bundle: string, source: string): T {
+  const bundled = join(__dirname, bundle);
+  const module = existsSync(bundled) ? bundled : source;
   // A computed path: esbuild leaves it out of the main bundle.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   return require(module);
@@ -37,6 +41,6 @@ export const webhookCommand: Command = {
     '  --start-timeout <d>        how long oras-push waits for the app to start (default 10m)',
   ].join('\n'),
   run(args) {
-    return loadWebhook().runWebhook(args);
+    return loadBundled<{ runWebhook(a: string[]): Promise<number> }>('oras-runtime-webhook.cjs', '../webhook/run').runWebhook(args);
   },
 };

@@ -14,9 +14,10 @@ version=$(node -p "require('$root/package.json').version")
 image=${1:-ghcr.io/cdk8s-oras/oras-runtime:$version}
 bundle=$root/runtime/build/oras-runtime.cjs
 webhook_bundle=$root/runtime/build/oras-runtime-webhook.cjs
+csi_bundle=$root/runtime/build/oras-runtime-csi.cjs
 
 die() { echo "build-local: $*" >&2; exit 1; }
-[ -f "$bundle" ] && [ -f "$webhook_bundle" ] || die "the runtime bundles are missing; run 'npx projen compile' first"
+[ -f "$bundle" ] && [ -f "$webhook_bundle" ] && [ -f "$csi_bundle" ] || die "the runtime bundles are missing; run 'npx projen compile' first"
 command -v podman >/dev/null || die "podman is not installed; run scripts/install-peers.sh"
 node_bin=$(readlink -f "$(command -v node)")
 busybox=$(command -v busybox || true)
@@ -24,7 +25,7 @@ busybox=$(command -v busybox || true)
 if ldd "$busybox" >/dev/null 2>&1; then die "$busybox is dynamically linked; install busybox-static"; fi
 
 # Content key: a rebuild is needed only if the bundle or the node binary changed.
-key=$(cat "$bundle" "$webhook_bundle" "$node_bin" "$0" | sha256sum | cut -c1-64)
+key=$(cat "$bundle" "$webhook_bundle" "$csi_bundle" "$node_bin" "$0" | sha256sum | cut -c1-64)
 if [ "$(podman image inspect --format '{{ index .Config.Labels "land.oras.cdk8s.content" }}' "$image" 2>/dev/null || true)" = "$key" ]; then
   echo "$image is up to date"
   exit 0
@@ -42,9 +43,10 @@ for lib in $(ldd "$node_bin" | grep -o '/[^ ]*'); do
   cp -L "$lib" "$rootfs$lib"
 done
 install -m 0755 "$busybox" "$rootfs/bin/busybox"
-for applet in sh cat ls mkdir rm cp mv env sleep id; do ln -s busybox "$rootfs/bin/$applet"; done
+for applet in sh cat ls mkdir rm cp mv env sleep id mount umount; do ln -s busybox "$rootfs/bin/$applet"; done
 install -m 0644 "$bundle" "$rootfs/app/oras-runtime.cjs"
 install -m 0644 "$webhook_bundle" "$rootfs/app/oras-runtime-webhook.cjs"
+install -m 0644 "$csi_bundle" "$rootfs/app/oras-runtime-csi.cjs"
 printf 'root:x:0:0:root:/root:/bin/sh\noras:x:65532:65532:oras-runtime:/home/oras:/bin/sh\n' > "$rootfs/etc/passwd"
 printf 'root:x:0:\noras:x:65532:\n' > "$rootfs/etc/group"
 chown 65532:65532 "$rootfs/home/oras"

@@ -1,0 +1,279 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, rm, rmdir, stat, statfs, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { NodeCache } from './cache';
+import { CsiMetrics } from './metrics';
+import { bindReadOnly, isMountPoint, unmount } from './mounter';
+import { CsiError } from './protocol';
+import { Credential, CredentialSource } from '../oci/auth/credentials';
+import { isRetryableError } from '../oci/http';
+import { SilentReporter } from '../oci/progress';
+import { pull } from '../oci/pull';
+import { parseReference, Reference } from '../oci/reference';
+import { RegistryClient, RegistryError } from '../oci/registry-client';
+
+/** Volume attributes, compatible with the CSI prototype. */
+export const Attribute = {
+  REFERENCE: 'oras.artifact.reference',
+  MEDIA_TYPES: 'oras.artifact.layers.mediatype',
+  PLAIN_HTTP: 'oras.options.plainhttp',
+  INSECURE: 'oras.options.insecure',
+  CONCURRENCY: 'oras.options.concurrency',
+  PULL_ALWAYS: 'oras.options.pullalways',
+  PULL_POLICY: 'oras.options.pullpolicy',
+  POD_NAMESPACE: 'csi.storage.k8s.io/pod.namespace',
+} as const;
+
+type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
+
+interface MountRecord {
+  readonly volumeId: string;
+  readonly key: string;
+}
+
+export interface NodeOptions {
+  readonly nodeId: string;
+  readonly cache: NodeCache;
+  /** Where mount records live, so that a restarted plugin can still unpublish. */
+  readonly stateDir: string;
+  readonly metrics: CsiMetrics;
+  /** Cache entries are shared only within a namespace (the default). */
+  readonly isolateNamespaces: boolean;
+}
+
+function bool(value: string | undefined, name: string): boolean | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  throw new CsiError(grpc.status.INVALID_ARGUMENT, `volume attribute ${name} must be "true" or "false", not "${value}"`);
+}
+
+/** Credentials from a dockerconfigjson secret passed through nodePublishSecretRef. */
+function secretCredentials(secrets: Record<string, string>, registry: string): CredentialSource {
+  return {
+    async get(): Promise<Credential | undefined> {
+      const text = secrets['.dockerconfigjson'] ?? secrets['config.json'];
+      if (!text) return undefined;
+      let config: { auths?: Record<string, { auth?: string; username?: string; password?: string; identitytoken?: string }> };
+      try {
+        config = JSON.parse(text);
+      } catch {
+        throw new CsiError(grpc.status.INVALID_ARGUMENT, 'the nodePublishSecretRef Secret has no valid .dockerconfigjson');
+      }
+      for (const [key, entry] of Object.entries(config.auths ?? {})) {
+        if (key.replace(/^[a-z]+:\/\//, '').split('/')[0] !== registry) continue;
+        if (entry.identitytoken) return { refreshToken: entry.identitytoken };
+        if (entry.auth) {
+          const decoded = Buffer.from(entry.auth, 'base64').toString();
+          const colon = decoded.indexOf(':');
+          return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+        }
+        if (entry.username !== undefined) return { username: entry.username, password: entry.password };
+      }
+      return undefined;
+    },
+  };
+}
+
+/** CSI errors for registry failures: what went wrong and what to do. */
+function registryProblem(err: unknown, reference: string): CsiError {
+  if (err instanceof CsiError) return err;
+  if (err instanceof RegistryError) {
+    if (err.status === 401 || err.status === 403) {
+      return new CsiError(grpc.status.PERMISSION_DENIED, `${reference}: the registry refused this pod's credentials (${err.message}); `
+        + 'set nodePublishSecretRef to a dockerconfigjson Secret that may read it');
+    }
+    if (err.status === 404) return new CsiError(grpc.status.NOT_FOUND, `${reference} does not exist in the registry (${err.message})`);
+    return new CsiError(grpc.status.UNAVAILABLE, `${reference}: ${err.message}`);
+  }
+  return new CsiError(grpc.status.UNAVAILABLE, `${reference}: ${(err as Error).message}`);
+}
+
+/** The CSI Node service: publish mounts an artifact from the node cache, read-only; unpublish undoes it. */
+export class OrasNode {
+  private mounts = new Map<string, MountRecord>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly options: NodeOptions) {}
+
+  private get mountsPath(): string {
+    return join(this.options.stateDir, 'mounts.json');
+  }
+
+  /** Loads the mount records a previous run left. */
+  public async open(): Promise<void> {
+    await mkdir(this.options.stateDir, { recursive: true });
+    const saved = await readFile(this.mountsPath, 'utf8').then((t) => JSON.parse(t) as Record<string, MountRecord>, () => ({}));
+    this.mounts = new Map(Object.entries(saved));
+    this.options.metrics.mounts = this.mounts.size;
+  }
+
+  private async saveMounts(): Promise<void> {
+    const tmp = `${this.mountsPath}.${randomBytes(4).toString('hex')}`;
+    await writeFile(tmp, JSON.stringify(Object.fromEntries(this.mounts)));
+    await rename(tmp, this.mountsPath);
+    this.options.metrics.mounts = this.mounts.size;
+  }
+
+  /** Runs calls for one target path one at a time. */
+  private async serialized<T>(target: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(target) ?? Promise.resolve();
+    const next = previous.then(work, work);
+    this.locks.set(target, next.catch(() => undefined));
+    return next;
+  }
+
+  public getInfo(): object {
+    return { node_id: this.options.nodeId, max_volumes_per_node: 0 };
+  }
+
+  public getCapabilities(): object {
+    return { capabilities: [{ rpc: { type: 'GET_VOLUME_STATS' } }] };
+  }
+
+  /** Usage of a published volume: the filesystem of the node cache, where its tree lives. */
+  public async volumeStats(request: any): Promise<object> {
+    const volumeId: string = request.volume_id;
+    const path: string = request.volume_path;
+    if (!volumeId) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'volume_id is required');
+    if (!path) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'volume_path is required');
+    const record = this.mounts.get(path);
+    if (!record || record.volumeId !== volumeId) throw new CsiError(grpc.status.NOT_FOUND, `volume ${volumeId} is not published at ${path}`);
+    if (!await stat(path).then(() => true, () => false)) throw new CsiError(grpc.status.NOT_FOUND, `${path} does not exist`);
+    const fs = await statfs(path);
+    return {
+      usage: [
+        { unit: 'BYTES', total: fs.blocks * fs.bsize, available: fs.bavail * fs.bsize, used: (fs.blocks - fs.bfree) * fs.bsize },
+        { unit: 'INODES', total: fs.files, available: fs.ffree, used: fs.files - fs.ffree },
+      ],
+    };
+  }
+
+  public async publish(request: any): Promise<object> {
+    const volumeId: string = request.volume_id;
+    const target: string = request.target_path;
+    if (!volumeId) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'volume_id is required');
+    if (!target) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'target_path is required');
+    const capability = request.volume_capability;
+    if (!capability) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'volume_capability is required');
+    if (capability.block) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'block access is not supported: an artifact is mounted as a read-only directory');
+    const context: Record<string, string> = request.volume_context ?? {};
+    const referenceText = context[Attribute.REFERENCE];
+    if (!referenceText) {
+      throw new CsiError(grpc.status.INVALID_ARGUMENT, `the volume attribute ${Attribute.REFERENCE} is required (the artifact to mount, for example registry:5000/models/demo:v1)`);
+    }
+    let reference: Reference;
+    try {
+      reference = parseReference(referenceText);
+    } catch (err) {
+      throw new CsiError(grpc.status.INVALID_ARGUMENT, `${Attribute.REFERENCE}: ${(err as Error).message}`);
+    }
+    const plainHttp = bool(context[Attribute.PLAIN_HTTP], Attribute.PLAIN_HTTP) ?? false;
+    const insecure = bool(context[Attribute.INSECURE], Attribute.INSECURE) ?? false;
+    const pullAlways = bool(context[Attribute.PULL_ALWAYS], Attribute.PULL_ALWAYS) ?? false;
+    const policyText = context[Attribute.PULL_POLICY] ?? (pullAlways ? 'Always' : 'IfNotPresent');
+    if (!['Always', 'IfNotPresent', 'Never'].includes(policyText)) {
+      throw new CsiError(grpc.status.INVALID_ARGUMENT, `${Attribute.PULL_POLICY} must be Always, IfNotPresent or Never, not "${policyText}"`);
+    }
+    const policy = policyText as PullPolicy;
+    const concurrencyText = context[Attribute.CONCURRENCY];
+    const concurrency = concurrencyText === undefined ? 3 : Number(concurrencyText);
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw new CsiError(grpc.status.INVALID_ARGUMENT, `${Attribute.CONCURRENCY} must be a positive integer, not "${concurrencyText}"`);
+    }
+    const mediaTypes = context[Attribute.MEDIA_TYPES]?.split(',').map((m) => m.trim()).filter(Boolean);
+    const scope = this.options.isolateNamespaces ? (context[Attribute.POD_NAMESPACE] ?? '') : '';
+
+    return this.serialized(target, async () => {
+      const started = Date.now();
+      const credentials = secretCredentials(request.secrets ?? {}, reference.registry);
+      const client = new RegistryClient(reference.registry, { plainHttp, insecure, credentials, attempts: 3 });
+      try {
+        const digest = await this.resolve(client, reference, policy, scope);
+        const key = createHash('sha256').update(`${digest}\n${(mediaTypes ?? []).join(',')}\n${scope}`).digest('hex');
+        const existing = this.mounts.get(target);
+        if (existing) {
+          if (existing.volumeId === volumeId && existing.key === key && await isMountPoint(target)) return {};
+          throw new CsiError(grpc.status.ALREADY_EXISTS, `target ${target} already holds volume ${existing.volumeId} with other content`);
+        }
+        const { entry, hit } = await this.options.cache.ensure(key, async (dir) => {
+          const pulled = await pull(client, parseReference(`${reference.registry}/${reference.repository}@${digest}`), dir, {
+            concurrency, mediaTypes, reporter: new SilentReporter(),
+          });
+          const size = pulled.layers.reduce((sum, l) => sum + l.descriptor.size, 0);
+          this.options.metrics.pulled(size, (Date.now() - started) / 1000);
+          return { digest, reference: reference.text, size, private: await this.isPrivate(reference, digest, plainHttp, insecure) };
+        }).catch((err) => {
+          throw registryProblem(err, reference.text);
+        });
+        if (hit) this.options.metrics.cacheHits++;
+        if (entry.private && policy === 'Never') {
+          throw new CsiError(grpc.status.FAILED_PRECONDITION, `${reference.text} is private, and pull policy Never cannot check this pod's credentials against the registry`);
+        }
+        await mkdir(target, { recursive: true });
+        await bindReadOnly(this.options.cache.path(key), target);
+        this.mounts.set(target, { volumeId, key });
+        await this.saveMounts();
+        return {};
+      } catch (err) {
+        this.options.metrics.error(err instanceof CsiError ? grpc.status[err.code] : 'INTERNAL');
+        throw err;
+      } finally {
+        client.close();
+      }
+    });
+  }
+
+  /** The digest to mount, as the pull policy allows finding it. */
+  private async resolve(client: RegistryClient, reference: Reference, policy: PullPolicy, scope: string): Promise<string> {
+    const remembered = `${scope}\n${reference.text}`;
+    if (reference.digest) return reference.digest;
+    if (policy === 'Never') {
+      const digest = this.options.cache.lastResolved(remembered);
+      if (!digest) {
+        throw new CsiError(grpc.status.FAILED_PRECONDITION, `pull policy Never: ${reference.text} is not in this node's cache. `
+          + 'Pull it once with IfNotPresent or Always, or change the policy.');
+      }
+      return digest;
+    }
+    try {
+      const { digest } = await client.resolve(reference.repository, reference.manifestReference);
+      await this.options.cache.remember(remembered, digest);
+      return digest;
+    } catch (err) {
+      // The registry is out of reach: IfNotPresent may serve what the cache has, unless it is private.
+      const unreachable = isRetryableError((err as { cause?: unknown }).cause ?? err) || (err instanceof RegistryError && err.status >= 500);
+      const digest = this.options.cache.lastResolved(remembered);
+      if (policy === 'IfNotPresent' && unreachable && digest) return digest;
+      throw registryProblem(err, reference.text);
+    }
+  }
+
+  private async isPrivate(reference: Reference, digest: string, plainHttp: boolean, insecure: boolean): Promise<boolean> {
+    const anonymous = new RegistryClient(reference.registry, { plainHttp, insecure, attempts: 1 });
+    try {
+      await anonymous.resolve(reference.repository, digest);
+      return false;
+    } catch {
+      return true;
+    } finally {
+      anonymous.close();
+    }
+  }
+
+  public async unpublish(request: any): Promise<object> {
+    const volumeId: string = request.volume_id;
+    const target: string = request.target_path;
+    if (!volumeId) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'volume_id is required');
+    if (!target) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'target_path is required');
+    return this.serialized(target, async () => {
+      if (await isMountPoint(target)) await unmount(target);
+      const exists = await stat(target).then(() => true, () => false);
+      if (exists) await rmdir(target).catch(() => rm(target, { force: true }));
+      if (this.mounts.delete(target)) await this.saveMounts();
+      await this.options.cache.collect(new Set([...this.mounts.values()].map((m) => m.key)));
+      return {};
+    });
+  }
+}

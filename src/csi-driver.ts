@@ -1,0 +1,477 @@
+import { ApiObject, Chart, Size, SizeRoundingBehavior } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-27';
+import { Construct } from 'constructs';
+import { OrasArtifact } from './artifact';
+import { OrasRuntimeImage } from './runtime-image';
+
+/** Pinned CSI sidecars (kubernetes-csi, registry.k8s.io). */
+const NODE_DRIVER_REGISTRAR_IMAGE = 'registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.17.0';
+const LIVENESS_PROBE_IMAGE = 'registry.k8s.io/sig-storage/livenessprobe:v2.19.0';
+
+/** Port of the livenessprobe sidecar; the plugin's liveness probe asks it, and it calls Probe over the socket. */
+const HEALTH_PORT = 9808;
+/** The plugin directory inside every container of the pod. */
+const SOCKET_DIR = '/csi';
+const SOCKET = `${SOCKET_DIR}/csi.sock`;
+/** A unix socket path has room for 107 bytes (sun_path is 108 with the terminating NUL). */
+const MAX_SOCKET_PATH = 107;
+/** CSIDriver names are DNS subdomains of at most 63 characters (the API server's limit for this kind). */
+const DRIVER_NAME = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** A media type as RFC 6838 names it: `type/subtype`, optionally with a `+suffix`; no parameters, no commas. */
+const MEDIA_TYPE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$/;
+
+/** The volume attributes the node plugin reads, compatible with the oras CSI driver prototype. */
+const ATTRIBUTE = {
+  reference: 'oras.artifact.reference',
+  mediaTypes: 'oras.artifact.layers.mediatype',
+  plainHttp: 'oras.options.plainhttp',
+  insecure: 'oras.options.insecure',
+  concurrency: 'oras.options.concurrency',
+  pullPolicy: 'oras.options.pullpolicy',
+};
+
+/** When the node plugin pulls an artifact for a volume, rather than use its node-local cache. */
+export enum OrasPullPolicy {
+  /** Resolve and pull on every mount, even when the node's cache holds the reference. */
+  ALWAYS = 'Always',
+  /** Pull only when the node's cache does not hold the reference yet. */
+  IF_NOT_PRESENT = 'IfNotPresent',
+  /** Never pull: the mount fails unless the node's cache holds the reference. */
+  NEVER = 'Never',
+}
+
+/**
+ * Properties of an `OrasCsiDriver`.
+ */
+export interface OrasCsiDriverProps {
+  /**
+   * Name of the CSI driver: the CSIDriver object, the `driver` of every
+   * volume, and the plugin directory under the kubelet's. A DNS subdomain of at
+   * most 63 characters. The node DaemonSet and its ServiceAccount are named
+   * after it (dots become dashes, plus `-node`).
+   *
+   * @default 'csi.oras.land' - the name the prototype driver used
+   */
+  readonly name?: string;
+
+  /**
+   * Namespace of the node DaemonSet and its ServiceAccount. Pods in any
+   * namespace can use the driver. The plugin is privileged, so the namespace
+   * must allow privileged pods (Pod Security `privileged`).
+   *
+   * @default - the chart's namespace, else 'oras-system'
+   */
+  readonly namespace?: string;
+
+  /**
+   * The runtime image; the node plugin runs `oras-runtime csi`.
+   *
+   * @default OrasRuntimeImage.default()
+   */
+  readonly runtimeImage?: OrasRuntimeImage;
+
+  /**
+   * Absolute host path of the node-local artifact cache. It is created if
+   * missing, survives plugin restarts, and must lie outside `kubeletDir`.
+   *
+   * @default '/var/lib/oras-csi'
+   */
+  readonly cacheDir?: string;
+
+  /**
+   * Largest size of the node-local cache (the plugin's `--cache-max-size`);
+   * the plugin evicts cached artifacts beyond it.
+   *
+   * @default Size.gibibytes(20)
+   */
+  readonly cacheMaxSize?: Size;
+
+  /**
+   * Absolute host path of the kubelet's root directory (`--root-dir`). Some
+   * distributions move it, for example k0s to `/var/lib/k0s/kubelet`.
+   *
+   * @default '/var/lib/kubelet'
+   */
+  readonly kubeletDir?: string;
+
+  /**
+   * CPU, memory and ephemeral storage of the node plugin container. The
+   * sidecars have fixed small resources (10m / 16Mi requests, 100m / 64Mi limits).
+   *
+   * @default - cpu 50m request / 1 limit, memory 64Mi request / 512Mi limit; cpu or memory left out entirely keeps this default
+   */
+  readonly resources?: kplus.ContainerResources;
+
+  /**
+   * Port of the plugin's Prometheus metrics (`/metrics`), on the pod IP. Port
+   * 9808 belongs to the livenessprobe sidecar.
+   *
+   * @default 9809
+   */
+  readonly metricsPort?: number;
+}
+
+/**
+ * Options of `OrasCsiDriver.volume`.
+ */
+export interface OrasCsiVolumeOptions {
+  /**
+   * Name of the volume in the pod.
+   *
+   * @default - a DNS label derived from the scope's path and the id
+   */
+  readonly name?: string;
+
+  /**
+   * When the node pulls the artifact rather than use its cache. Written as
+   * `oras.options.pullpolicy`.
+   *
+   * @default OrasPullPolicy.IF_NOT_PRESENT
+   */
+  readonly pullPolicy?: OrasPullPolicy;
+
+  /**
+   * Keep only the layers of these media types (for example
+   * `application/vnd.oci.image.layer.v1.tar`). Written comma-separated as
+   * `oras.artifact.layers.mediatype`.
+   *
+   * @default - every layer of the artifact
+   */
+  readonly mediaTypes?: string[];
+
+  /**
+   * How many layers the node pulls at once (a positive whole number). Written
+   * as `oras.options.concurrency`.
+   *
+   * @default - the plugin's default
+   */
+  readonly concurrency?: number;
+
+  /**
+   * Secret of type `kubernetes.io/dockerconfigjson` with the registry
+   * credentials, in the namespace of the pod that uses the volume. The kubelet
+   * reads it and hands it to the plugin with each mount (the volume's
+   * `nodePublishSecretRef`); the plugin itself has no API access.
+   *
+   * @default - the credentials of the artifact's registry, if it has any; else anonymous
+   */
+  readonly credentials?: kplus.ISecret;
+}
+
+/**
+ * A CSI driver that mounts ORAS artifacts read-only into pods, from a
+ * node-local cache: CSI inline (ephemeral) volumes whose attributes name the
+ * artifact, compatible with the volume attributes of the oras CSI driver
+ * prototype (`oras.artifact.reference`, `oras.artifact.layers.mediatype`,
+ * `oras.options.*`).
+ *
+ * It writes:
+ * - a `storage.k8s.io/v1` CSIDriver: no attach, pod info on mount, lifecycle
+ *   mode `Ephemeral` only, `fsGroupPolicy: None` (the content is read-only, so
+ *   the kubelet must not chown it);
+ * - a DaemonSet on every node (all taints tolerated, `system-node-critical`)
+ *   with the node plugin (`oras-runtime csi`), `csi-node-driver-registrar` and
+ *   `livenessprobe`, pinned images, resources on every container;
+ * - its ServiceAccount, without a token.
+ *
+ * There is no RBAC: the plugin implements the CSI Identity and Node services
+ * only, and the kubelet passes everything a mount needs (the pod's identity
+ * and the `nodePublishSecretRef` Secret's content) in NodePublishVolume, so the
+ * plugin never calls the Kubernetes API.
+ *
+ * There is no StorageClass either: inline volumes need none, and without a
+ * controller (CreateVolume) a StorageClass could never provision a volume, so
+ * a PersistentVolumeClaim on it would stay Pending forever (the prototype's
+ * flaw). Use `volume()` in a pod instead.
+ *
+ * The plugin container is privileged and runs as root: it bind-mounts into
+ * the kubelet's pod directories with Bidirectional mount propagation, which
+ * Kubernetes allows for privileged containers only. The sidecars are not
+ * privileged and drop every capability.
+ */
+export class OrasCsiDriver extends Construct {
+  /** Name of the CSI driver (the `driver` of its volumes). */
+  public readonly name: string;
+  /** Namespace of the DaemonSet and its ServiceAccount. */
+  public readonly namespace: string;
+  /** Name of the node DaemonSet and its ServiceAccount. */
+  public readonly workloadName: string;
+  /** The node DaemonSet, for changes through `addJsonPatch` (for example a nodeSelector). */
+  public readonly daemonSet: ApiObject;
+
+  constructor(scope: Construct, id: string, props: OrasCsiDriverProps = {}) {
+    super(scope, id);
+    const where = `OrasCsiDriver "${this.node.path}"`;
+    this.name = props.name ?? 'csi.oras.land';
+    if (!DRIVER_NAME.test(this.name)) {
+      throw new Error(`${where}: name "${this.name}" must be a DNS subdomain of at most 63 characters `
+        + '(lowercase letters, digits, "-" and ".", starting and ending with a letter or digit), such as "csi.oras.land".');
+    }
+    this.namespace = props.namespace ?? Chart.of(this).namespace ?? 'oras-system';
+    this.workloadName = `${this.name.replace(/\./g, '-').slice(0, 57).replace(/-+$/, '')}-node`;
+
+    const kubeletDir = absolutePath(props.kubeletDir ?? '/var/lib/kubelet', 'kubeletDir', where);
+    const cacheDir = absolutePath(props.cacheDir ?? '/var/lib/oras-csi', 'cacheDir', where);
+    if (within(cacheDir, kubeletDir) || within(kubeletDir, cacheDir)) {
+      throw new Error(`${where}: cacheDir "${cacheDir}" and kubeletDir "${kubeletDir}" overlap. The kubelet owns its directory and cleans it up; `
+        + 'choose a cache directory outside it, such as "/var/lib/oras-csi".');
+    }
+    const pluginDir = `${kubeletDir}/plugins/${this.name}`;
+    const registrationSocket = `${pluginDir}/csi.sock`;
+    if (registrationSocket.length > MAX_SOCKET_PATH) {
+      throw new Error(`${where}: the kubelet would reach the plugin at "${registrationSocket}" (${registrationSocket.length} characters), `
+        + `but a unix socket path has at most ${MAX_SOCKET_PATH}. Choose a shorter name or kubeletDir.`);
+    }
+
+    const metricsPort = props.metricsPort ?? 9809;
+    if (!Number.isInteger(metricsPort) || metricsPort < 1 || metricsPort > 65535) {
+      throw new Error(`${where}: metricsPort must be a whole number from 1 to 65535, not ${metricsPort}.`);
+    }
+    if (metricsPort === HEALTH_PORT) {
+      throw new Error(`${where}: metricsPort ${metricsPort} is the livenessprobe sidecar's port; choose another, such as 9809.`);
+    }
+    const cacheMaxBytes = (props.cacheMaxSize ?? Size.gibibytes(20)).toKibibytes({ rounding: SizeRoundingBehavior.FLOOR }) * 1024;
+    if (!(cacheMaxBytes > 0) || !Number.isSafeInteger(cacheMaxBytes)) {
+      throw new Error(`${where}: cacheMaxSize must be at least 1 KiB and less than 8 PiB, not ${cacheMaxBytes} bytes.`);
+    }
+    const image = (props.runtimeImage ?? OrasRuntimeImage.default()).image;
+
+    const labels = { 'app.kubernetes.io/name': 'oras-csi-driver', 'app.kubernetes.io/instance': this.name, 'app.kubernetes.io/part-of': 'cdk8s-oras' };
+    const metadata = { name: this.workloadName, namespace: this.namespace, labels };
+
+    new ApiObject(this, 'CSIDriver', {
+      apiVersion: 'storage.k8s.io/v1',
+      kind: 'CSIDriver',
+      metadata: { name: this.name, labels },
+      spec: {
+        attachRequired: false,
+        podInfoOnMount: true,
+        volumeLifecycleModes: ['Ephemeral'],
+        fsGroupPolicy: 'None',
+        requiresRepublish: false,
+      },
+    });
+
+    // No RBAC: the kubelet hands the plugin the pod's identity and the mount's secret.
+    new ApiObject(this, 'ServiceAccount', { apiVersion: 'v1', kind: 'ServiceAccount', metadata, automountServiceAccountToken: false });
+
+    const pluginArgs = [
+      'csi',
+      '--endpoint', `unix://${SOCKET}`,
+      '--node-id', '$(NODE_NAME)',
+      '--cache-dir', cacheDir,
+      '--driver-name', this.name,
+      '--metrics-port', String(metricsPort),
+      '--cache-max-size', String(cacheMaxBytes),
+    ];
+    const sidecarSecurity = {
+      // The plugin creates its socket as root, and connecting needs write permission on it.
+      runAsUser: 0,
+      runAsNonRoot: false,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      capabilities: { drop: ['ALL'] },
+    };
+    const sidecarResources = { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } };
+    // The sidecars only connect to the socket, which a read-only mount allows.
+    const socketMount = { name: 'plugin-dir', mountPath: SOCKET_DIR, readOnly: true };
+
+    this.daemonSet = new ApiObject(this, 'DaemonSet', {
+      apiVersion: 'apps/v1',
+      kind: 'DaemonSet',
+      metadata,
+      spec: {
+        selector: { matchLabels: labels },
+        updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } },
+        template: {
+          metadata: { labels },
+          spec: {
+            serviceAccountName: this.workloadName,
+            automountServiceAccountToken: false,
+            priorityClassName: 'system-node-critical',
+            // Every node that may run a pod with an ORAS volume needs the plugin, tainted or not.
+            tolerations: [{ operator: 'Exists' }],
+            nodeSelector: { 'kubernetes.io/os': 'linux' },
+            // Applies to the sidecars; a privileged container runs unconfined regardless.
+            securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
+            containers: [
+              {
+                name: 'oras-csi',
+                image,
+                imagePullPolicy: 'IfNotPresent',
+                args: pluginArgs,
+                env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
+                ports: [
+                  // Served by the livenessprobe sidecar (containers share the pod's network); declared here for the probe below.
+                  { name: 'healthz', containerPort: HEALTH_PORT, protocol: 'TCP' },
+                  { name: 'metrics', containerPort: metricsPort, protocol: 'TCP' },
+                ],
+                livenessProbe: {
+                  httpGet: { path: '/healthz', port: 'healthz' },
+                  initialDelaySeconds: 10,
+                  periodSeconds: 10,
+                  timeoutSeconds: 3,
+                  failureThreshold: 5,
+                },
+                resources: renderResources(props.resources),
+                securityContext: {
+                  // Mount propagation Bidirectional (the bind mounts must reach the kubelet's view of the
+                  // pod directories) is only allowed in privileged containers. Privileged implies privilege
+                  // escalation; the API server rejects allowPrivilegeEscalation: false next to it.
+                  privileged: true,
+                  allowPrivilegeEscalation: true,
+                  runAsUser: 0,
+                  runAsNonRoot: false,
+                  readOnlyRootFilesystem: true,
+                },
+                volumeMounts: [
+                  { name: 'plugin-dir', mountPath: SOCKET_DIR },
+                  { name: 'pods-dir', mountPath: `${kubeletDir}/pods`, mountPropagation: 'Bidirectional' },
+                  { name: 'cache-dir', mountPath: cacheDir },
+                  { name: 'tmp', mountPath: '/tmp' },
+                ],
+              },
+              {
+                name: 'node-driver-registrar',
+                image: NODE_DRIVER_REGISTRAR_IMAGE,
+                imagePullPolicy: 'IfNotPresent',
+                args: [`--csi-address=${SOCKET}`, `--kubelet-registration-path=${registrationSocket}`],
+                resources: sidecarResources,
+                securityContext: sidecarSecurity,
+                volumeMounts: [socketMount, { name: 'registration-dir', mountPath: '/registration' }],
+              },
+              {
+                name: 'liveness-probe',
+                image: LIVENESS_PROBE_IMAGE,
+                imagePullPolicy: 'IfNotPresent',
+                args: [`--csi-address=${SOCKET}`, `--health-port=${HEALTH_PORT}`],
+                resources: sidecarResources,
+                securityContext: sidecarSecurity,
+                volumeMounts: [socketMount],
+              },
+            ],
+            volumes: [
+              { name: 'plugin-dir', hostPath: { path: pluginDir, type: 'DirectoryOrCreate' } },
+              { name: 'registration-dir', hostPath: { path: `${kubeletDir}/plugins_registry`, type: 'Directory' } },
+              { name: 'pods-dir', hostPath: { path: `${kubeletDir}/pods`, type: 'Directory' } },
+              { name: 'cache-dir', hostPath: { path: cacheDir, type: 'DirectoryOrCreate' } },
+              { name: 'tmp', emptyDir: {} },
+            ],
+          },
+        },
+      },
+    });
+  }
+
+  /**
+   * A read-only CSI inline volume of this driver that holds `artifact`, for a
+   * pod in any namespace: mount it with `readOnly: true`.
+   *
+   * The attributes are `oras.artifact.reference`, `oras.options.pullpolicy`,
+   * and, when set, `oras.artifact.layers.mediatype` and
+   * `oras.options.concurrency`. `oras.options.plainhttp` and
+   * `oras.options.insecure` come from the artifact's registry when it is known.
+   *
+   * The node plugin resolves the registry host from its own namespace, so the
+   * host must be a full name (such as `oras.default.svc:5000`): a one-label
+   * host (`oras:5000`, `localhost`) is refused.
+   *
+   * @param scope the scope of the Volume construct
+   * @param id the id of the Volume construct
+   * @param artifact the artifact to mount
+   * @throws if an option is invalid or the artifact's host is a single label
+   */
+  public volume(scope: Construct, id: string, artifact: OrasArtifact, options: OrasCsiVolumeOptions = {}): kplus.Volume {
+    const where = `OrasCsiDriver "${this.node.path}": volume "${id}"`;
+    const hostName = artifact.host.startsWith('[') ? artifact.host : artifact.host.replace(/:\d+$/, '');
+    if (!hostName.startsWith('[') && !hostName.includes('.')) {
+      throw new Error(`${where}: the registry host "${artifact.host}" of "${artifact.reference}" is a single label, which the node plugin would resolve `
+        + `in its own namespace ("${this.namespace}"), not the pod's. Give the registry's full name, such as "<service>.<namespace>.svc:5000" `
+        + '(an OrasRegistry with a namespace has one).');
+    }
+    const attributes: Record<string, string> = {
+      [ATTRIBUTE.reference]: artifact.reference,
+      [ATTRIBUTE.pullPolicy]: options.pullPolicy ?? OrasPullPolicy.IF_NOT_PRESENT,
+    };
+    if (options.mediaTypes !== undefined) {
+      if (options.mediaTypes.length === 0) throw new Error(`${where}: mediaTypes is empty, which would keep no layer. Omit it to keep every layer.`);
+      for (const mediaType of options.mediaTypes) {
+        if (!MEDIA_TYPE.test(mediaType)) {
+          throw new Error(`${where}: media type "${mediaType}" must be "type/subtype" without parameters or commas, such as "application/vnd.oci.image.layer.v1.tar".`);
+        }
+      }
+      attributes[ATTRIBUTE.mediaTypes] = options.mediaTypes.join(',');
+    }
+    if (options.concurrency !== undefined) {
+      if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
+        throw new Error(`${where}: concurrency must be a whole number of at least 1, not ${options.concurrency}.`);
+      }
+      attributes[ATTRIBUTE.concurrency] = String(options.concurrency);
+    }
+    if (artifact.registry) {
+      attributes[ATTRIBUTE.plainHttp] = String(artifact.registry.plainHttp);
+      attributes[ATTRIBUTE.insecure] = String(artifact.registry.insecure);
+    }
+    if (options.name !== undefined && !DNS_LABEL.test(options.name)) {
+      throw new Error(`${where}: name "${options.name}" must be a DNS label (lowercase letters, digits and "-", at most 63 characters).`);
+    }
+
+    const volume = kplus.Volume.fromCsi(scope, id, this.name, { name: options.name, readOnly: true, attributes });
+    const credentials = options.credentials ?? artifact.registry?.credentials;
+    if (credentials) setNodePublishSecretRef(volume, credentials.name, where);
+    return volume;
+  }
+}
+
+/**
+ * Sets `csi.nodePublishSecretRef` of a Volume made by `Volume.fromCsi`.
+ *
+ * cdk8s-plus-27 has no option for it, and its Volume cannot be subclassed (the
+ * constructor is private). The Volume keeps its Kubernetes source in the
+ * field `config`, which `_toKube()` spreads into every pod spec that uses it
+ * (Pod, Deployment, Job, …), and the generated Kubernetes types keep
+ * `nodePublishSecretRef`. This relies on that layout, so it checks the
+ * rendered volume and throws rather than ever drop the credentials silently.
+ */
+function setNodePublishSecretRef(volume: kplus.Volume, secretName: string, where: string): void {
+  const internals = volume as unknown as {
+    config?: { csi?: Record<string, unknown> };
+    _toKube?: () => { csi?: { nodePublishSecretRef?: { name?: string } } };
+  };
+  const csi = internals.config?.csi;
+  if (csi !== undefined && typeof csi === 'object') csi.nodePublishSecretRef = { name: secretName };
+  if (typeof internals._toKube !== 'function' || internals._toKube().csi?.nodePublishSecretRef?.name !== secretName) {
+    throw new Error(`${where}: this version of cdk8s-plus-27 does not let cdk8s-oras set the volume's nodePublishSecretRef, so the credentials `
+      + `("${secretName}") cannot reach the node plugin. Use the cdk8s-plus-27 version cdk8s-oras was built with, or add `
+      + '"csi.nodePublishSecretRef" to the pod\'s volume with ApiObject.of(pod).addJsonPatch and leave "credentials" unset.');
+  }
+}
+
+/** Throws unless `path` is an absolute, normalized host path other than "/"; returns it. */
+function absolutePath(path: string, prop: string, where: string): string {
+  const segments = path.split('/').slice(1);
+  if (!path.startsWith('/') || path === '/' || segments.some((s) => s === '' || s === '.' || s === '..') || path.includes('\0')) {
+    throw new Error(`${where}: ${prop} "${path}" must be an absolute host path without "." or ".." segments, empty segments or a trailing "/", `
+      + 'and not "/" itself (for example "/var/lib/oras-csi").');
+  }
+  return path;
+}
+
+/** Whether `path` is `dir` or lies inside it. */
+function within(path: string, dir: string): boolean {
+  return path === dir || path.startsWith(`${dir}/`);
+}
+
+function renderResources(resources: kplus.ContainerResources | undefined): Record<string, Record<string, string>> {
+  const cpu = resources?.cpu ?? { request: kplus.Cpu.millis(50), limit: kplus.Cpu.units(1) };
+  const memory = resources?.memory ?? { request: Size.mebibytes(64), limit: Size.mebibytes(512) };
+  const storage = resources?.ephemeralStorage;
+  const pick = (which: 'request' | 'limit') => ({
+    ...(cpu[which] ? { cpu: cpu[which]!.amount } : {}),
+    ...(memory[which] ? { memory: `${memory[which]!.toMebibytes()}Mi` } : {}),
+    ...(storage?.[which] ? { 'ephemeral-storage': `${storage[which]!.toMebibytes()}Mi` } : {}),
+  });
+  return { requests: pick('request'), limits: pick('limit') };
+}
