@@ -98,6 +98,12 @@ project.addTask('bench:webhook', {
   receiveArgs: true,
 });
 
+project.addTask('bench:csi', {
+  description: 'Benchmark CSI publish latency, cold publish vs raw pull, and 50 concurrent publishes (as root)',
+  exec: 'ts-node --project bench/tsconfig.json bench/csi.ts',
+  receiveArgs: true,
+});
+
 // Install bundles in dist/ are synthesized from examples/.
 project.addTask('synth:examples', {
   description: 'Synthesize every example into dist/',

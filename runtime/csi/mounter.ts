@@ -4,19 +4,28 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-/** Mount points of this mount namespace (octal escapes of mountinfo decoded). */
-export async function mountPoints(): Promise<Set<string>> {
+/** The mounts of this namespace: mount point -> per-mount options (octal escapes of mountinfo decoded). */
+async function mounts(): Promise<Map<string, string[]>> {
   const text = await readFile('/proc/self/mountinfo', 'utf8');
-  return new Set(text.split('\n').filter(Boolean).map((line) => line.split(' ')[4].replace(/\\([0-7]{3})/g, (_m, o) => String.fromCharCode(parseInt(o, 8)))));
+  const decode = (value: string) => value.replace(/\\([0-7]{3})/g, (_m, o) => String.fromCharCode(parseInt(o, 8)));
+  return new Map(text.split('\n').filter(Boolean).map((line) => {
+    const fields = line.split(' ');
+    return [decode(fields[4]), fields[5].split(',')];
+  }));
 }
 
 export async function isMountPoint(path: string): Promise<boolean> {
-  return (await mountPoints()).has(path);
+  return (await mounts()).has(path);
 }
 
-/** Bind-mounts `source` on `target` read-only: a bind, then a read-only remount (a bind alone ignores ro). */
+/**
+ * Bind-mounts `source` on `target` read-only. util-linux mount binds and
+ * remounts read-only in one call; the result is checked, and remounted when
+ * a mount program did not apply "ro".
+ */
 export async function bindReadOnly(source: string, target: string): Promise<void> {
-  await run('mount', ['--bind', source, target]);
+  await run('mount', ['-o', 'bind,ro', source, target]);
+  if ((await mounts()).get(target)?.includes('ro')) return;
   try {
     await run('mount', ['-o', 'remount,bind,ro', target]);
   } catch (err) {
