@@ -227,6 +227,23 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     expect(existsSync(join(dir, 'early'))).toBe(false);
   });
 
+  test('unused entries are collected, least recently used first, above the size cap', async () => {
+    await plugin.stop();
+    plugin = await Plugin.start(dir, ['--cache-max-size', '3Mi']);
+    const context = (ref: string) => ({ 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true' });
+    const a = await publishArtifact('gc-a', { 'a.bin': 'a'.repeat(2_000_000) });
+    const b = await publishArtifact('gc-b', { 'b.bin': 'b'.repeat(2_000_000) });
+    await publish(join(dir, 'ga'), context(a));
+    await publish(join(dir, 'gb'), context(b));
+    const entries = () => readdirSync(join(dir, 'data', 'cache', 'content')).length;
+    // Both are in use: nothing may go, even above the cap.
+    await plugin.call('node', 'NodeUnpublishVolume', { volume_id: 'x', target_path: join(dir, 'missing') });
+    expect(entries()).toBe(2);
+    await plugin.call('node', 'NodeUnpublishVolume', { volume_id: 'x', target_path: join(dir, 'ga') });
+    expect(entries()).toBe(1);
+    expect(readFileSync(join(dir, 'gb', 'b.bin')).length).toBe(2_000_000);
+  });
+
   test('namespaces do not share cache entries by default', async () => {
     const ref = await publishArtifact('ns', { 'n.txt': 'n' });
     await publish(join(dir, 'a'), { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true', 'csi.storage.k8s.io/pod.namespace': 'team-a' });
