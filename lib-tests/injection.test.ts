@@ -78,6 +78,11 @@ describe('injectOras', () => {
     expect(spec.containers[1].args).toEqual(expect.arrayContaining(['--failure-to', 'c:5000/o:1-failed', '--no-unpack', '--annotation', 'k=v=w']));
   });
 
+  test('a trailing slash in an input path names the same volume', () => {
+    const spec = injectOras(base(), settings({ inputs: [{ reference: 'r:5000/a:1', path: '/in/' }, { reference: 'r:5000/b:1', path: '/in' }] }));
+    expect(spec.initContainers![0].args).toEqual(expect.arrayContaining(['r:5000/a:1=/oras-inputs/0', 'r:5000/b:1=/oras-inputs/0']));
+  });
+
   test('an output in an input directory shares its volume, writable', () => {
     const spec = injectOras(base(), settings({ inputs: [{ reference: 'r:5000/a:1', path: '/work' }], output: { reference: 'r:5000/o:1', path: '/work/', stdoutFile: '/tmp/log.txt' } }));
     expect(spec.volumes?.map((v) => v.name)).toEqual(['oras-runtime', 'oras-scratch', 'oras-input-0']);

@@ -195,7 +195,7 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
       '--state', STATE_DIR,
       '--wrapper', WRAPPER_PATH,
       '--timeout', `${settings.inputTimeoutSeconds}s`,
-      ...settings.inputs.flatMap((input) => ['--input', `${input.reference}=${INPUTS_MOUNT}/${paths.indexOf(input.path)}`]),
+      ...settings.inputs.flatMap((input) => ['--input', `${input.reference}=${INPUTS_MOUNT}/${paths.indexOf(normalize(input.path))}`]),
       ...registryArgs,
     ],
     volumeMounts: [

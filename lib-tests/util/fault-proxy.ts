@@ -17,6 +17,7 @@ export interface ProxiedRequest {
   readonly method: string;
   readonly path: string;
   readonly fault?: Fault['kind'];
+  readonly authorization?: string;
 }
 
 /**
@@ -32,6 +33,8 @@ export class FaultProxy {
   }
 
   public readonly requests: ProxiedRequest[] = [];
+  /** Where Location headers of the upstream point instead of this proxy (another origin, in tests of credential scoping). */
+  public locationHost?: string;
   private readonly server: Server;
 
   private constructor(private readonly upstream: string, public rule: FaultRule) {
@@ -47,7 +50,7 @@ export class FaultProxy {
     const path = req.url ?? '/';
     const count = this.requests.filter((r) => r.method === req.method && r.path === path).length;
     const fault = this.rule(req.method ?? 'GET', path, count);
-    this.requests.push({ method: req.method ?? 'GET', path, fault: fault?.kind });
+    this.requests.push({ method: req.method ?? 'GET', path, fault: fault?.kind, authorization: req.headers.authorization });
     if (fault?.kind === 'status') {
       req.resume();
       res.writeHead(fault.status, { 'Content-Type': 'application/json' });
@@ -69,7 +72,10 @@ export class FaultProxy {
     const headers = { ...req.headers, host: this.upstream };
     const upstream = httpRequest({ host, port: Number(port), method: req.method, path, headers }, (up) => {
       const responseHeaders = { ...up.headers };
-      if (typeof responseHeaders.location === 'string') responseHeaders.location = responseHeaders.location.replace(this.upstream, this.host);
+      if (typeof responseHeaders.location === 'string') {
+        const location = responseHeaders.location.replace(this.upstream, this.host);
+        responseHeaders.location = this.locationHost && location.startsWith('/') ? `http://${this.locationHost}${location}` : location.replace(this.host, this.locationHost ?? this.host);
+      }
       res.writeHead(up.statusCode ?? 502, responseHeaders);
       if (fault?.kind === 'truncate') {
         let sent = 0;

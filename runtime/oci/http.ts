@@ -25,6 +25,8 @@ export interface HttpRequest {
   readonly headers?: Record<string, string>;
   /** The body, or a factory that makes it anew for each attempt. */
   readonly body?: Buffer | (() => Readable);
+  /** Attempts for this request; 1 for requests that must not be repeated blindly. Default: the transport's. */
+  readonly attempts?: number;
 }
 
 export interface HttpResponse {
@@ -43,7 +45,8 @@ const MAX_REDIRECTS = 5;
 /** A request that failed before any response: names the method, URL and cause. */
 export class TransportError extends Error {
   constructor(request: HttpRequest, public readonly cause: Error & { code?: string }, attempts: number) {
-    super(`${request.method} ${request.url}: ${cause.message}${attempts > 1 ? ` (after ${attempts} attempts)` : ''}`);
+    // Origin and path only: a query may hold presigned credentials.
+    super(`${request.method} ${request.url.origin}${request.url.pathname}: ${cause.message}${attempts > 1 ? ` (after ${attempts} attempts)` : ''}`);
     this.name = 'TransportError';
   }
 }
@@ -116,8 +119,9 @@ export class Transport {
 
   private async sendWithRetries(request: HttpRequest): Promise<HttpResponse> {
     const replayable = request.body === undefined || Buffer.isBuffer(request.body) || typeof request.body === 'function';
+    const attempts = request.attempts ?? this.attempts;
     for (let attempt = 1; ; attempt++) {
-      const last = attempt >= this.attempts || !replayable;
+      const last = attempt >= attempts || !replayable;
       try {
         const response = await this.once(request);
         if (!RETRY_STATUS.has(response.status) || last) return response;

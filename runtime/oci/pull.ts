@@ -4,7 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { ContentMismatchError, DigestStream, verifyContent } from './digest';
+import { assertDigest, ContentMismatchError, DigestStream, verifyContent } from './digest';
 import { isRetryableError, sleep } from './http';
 import { Annotation, Descriptor, isIndex, Manifest, MediaType } from './media-types';
 import { assertNoSymlinkParents, assertSafeTitle } from './paths';
@@ -94,6 +94,7 @@ function planLayers(descriptors: Descriptor[], mediaTypes: string[] | undefined,
       reporter.event('skip', { digest: descriptor.digest, message: `media type ${descriptor.mediaType} is filtered out` });
       continue;
     }
+    assertDigest(descriptor.digest, `layer ${descriptor.annotations?.[Annotation.TITLE] ?? '(untitled)'}`);
     const title = descriptor.annotations?.[Annotation.TITLE];
     if (!title) {
       reporter.event('skip', { digest: descriptor.digest, message: 'layer has no title' });
@@ -153,6 +154,8 @@ async function blobStream({ client, repository, descriptor, title, reporter }: B
   return {
     body,
     hasher,
+    /** Frees the connection after a failure (the pipeline destroys only our streams). */
+    abort: () => response.body.destroy(),
     verify: () => verifyContent(what, descriptor, { digest: hasher.digest(), size: hasher.size }),
     /** Names the blob and how far it got; keeps the code so that retries still apply. */
     explain: (err: Error & { code?: string }) => err instanceof ContentMismatchError ? err : Object.assign(
@@ -176,6 +179,7 @@ async function fetchFile(job: BlobJob): Promise<void> {
       const stream = await blobStream(job);
       verify = stream.verify;
       await pipeline(stream.body, stream.hasher, handle.createWriteStream({ highWaterMark: WRITE_BUFFER })).catch((err) => {
+        stream.abort();
         throw stream.explain(err);
       });
     } finally {
@@ -193,12 +197,12 @@ async function fetchDirectory(job: BlobJob): Promise<void> {
   const temporary = temporaryName(target, 'unpack');
   const retired = temporaryName(target, 'old');
   try {
-    const { body, hasher, verify, explain } = await blobStream(job);
+    const { body, hasher, verify, explain, abort } = await blobStream(job);
     const tar: Readable = descriptor.mediaType === MediaType.LAYER_TAR ? body.pipe(hasher) : body.pipe(hasher).pipe(createGunzip());
     body.on('error', (err) => tar.destroy(err));
     hasher.on('error', (err) => tar.destroy(err));
     const result = await extractTar(tar, temporary, { stripPrefix: title }).catch((err) => {
-      body.destroy();
+      abort();
       throw hasher.size < descriptor.size && !/escape|outside|symlink/.test(err.message) ? explain(err) : err;
     });
     verify();

@@ -39,6 +39,10 @@ interface CallOptions {
   readonly headers?: Record<string, string>;
   readonly body?: Buffer | (() => Readable);
   readonly ok: number[];
+  /** Send no credentials (a URL on another origin than the registry's). */
+  readonly anonymous?: boolean;
+  /** Attempts at the transport level; 1 where a blind repeat is unsafe. */
+  readonly attempts?: number;
 }
 
 /** The OCI distribution API of one registry, authenticated and verified. */
@@ -127,7 +131,9 @@ export class RegistryClient {
     if (await this.hasBlob(repository, descriptor.digest, 'push')) return 'exists';
     for (let attempt = 1; ; attempt++) {
       try {
-        const session = await this.call('POST', this.url(repository, 'blobs/uploads/'), { repository, operation: 'push', ok: [202] });
+        // Neither step is repeated blindly: a repeated POST leaves sessions behind, and a PUT whose
+        // answer was lost fails on replay although the blob arrived. A failed attempt starts over.
+        const session = await this.call('POST', this.url(repository, 'blobs/uploads/'), { repository, operation: 'push', ok: [202], attempts: 1 });
         session.body.resume();
         const location = header(session, 'location');
         if (!location) throw new RegistryError('POST', session.url, 202, 'NO_LOCATION', 'the upload session has no Location header');
@@ -139,6 +145,9 @@ export class RegistryClient {
           headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(descriptor.size) },
           body: open,
           ok: [201],
+          attempts: 1,
+          // Credentials stay with the registry's own origin (scheme, host and port).
+          anonymous: target.origin !== new URL(this.base).origin,
         });
         put.body.resume();
         return 'uploaded';
@@ -146,6 +155,7 @@ export class RegistryClient {
         const retryable = isRetryableError((err as TransportError).cause ?? err) || (err instanceof RegistryError && err.status >= 500);
         if (!retryable || attempt >= UPLOAD_ATTEMPTS) throw err;
         await sleep(250 * 2 ** attempt);
+        if (await this.hasBlob(repository, descriptor.digest, 'push')) return 'uploaded';
       }
     }
   }
@@ -160,12 +170,12 @@ export class RegistryClient {
 
   private async call(method: 'GET' | 'HEAD' | 'POST' | 'PUT', url: URL, options: CallOptions): Promise<HttpResponse> {
     const scopes = [`repository:${options.repository}:${options.operation === 'push' ? 'pull,push' : 'pull'}`];
-    let authorization = await this.authorizer.header(scopes, options.operation);
+    let authorization = options.anonymous ? undefined : await this.authorizer.header(scopes, options.operation);
     for (let round = 0; ; round++) {
       const headers = { ...options.headers, ...(authorization ? { Authorization: authorization } : {}) };
-      const response = await this.transport.send({ method, url, headers, body: options.body });
+      const response = await this.transport.send({ method, url, headers, body: options.body, attempts: options.attempts });
       if (options.ok.includes(response.status)) return response;
-      if (response.status === 401 && round < 2
+      if (response.status === 401 && round < 2 && !options.anonymous
         && await this.authorizer.challenged(header(response, 'www-authenticate'), scopes, options.operation, authorization)) {
         response.body.resume();
         authorization = await this.authorizer.header(scopes, options.operation);

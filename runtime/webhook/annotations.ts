@@ -84,7 +84,7 @@ export function settingsFromAnnotations(annotations: Record<string, string>, spe
   };
 
   const inputKeys = Object.keys(annotations)
-    .filter((key) => key === `${PREFIX}input-uri` || /^input-uri_\d+$/.test(key.slice(PREFIX.length)))
+    .filter((key) => key === `${PREFIX}input-uri` || (key.startsWith(PREFIX) && /^input-uri_\d+$/.test(key.slice(PREFIX.length))))
     .sort((a, b) => (Number(a.split('_')[1] ?? -1) - Number(b.split('_')[1] ?? -1)));
   const inputs = inputKeys.map((key) => ({ reference: resolve(key.slice(PREFIX.length), annotations[key]), path: '' }));
   const inputPath = inputs.length > 0 ? pathOf('input-path') : undefined;

@@ -205,6 +205,27 @@ describeWithPeers(['docker-registry', 'htpasswd', 'openssl'], 'auth against the 
     }
   });
 
+  test('an upload Location on another origin gets no credentials', async () => {
+    const registry = await Distribution.start();
+    const front = await FaultProxy.start(registry.host);
+    const storage = await FaultProxy.start(registry.host);
+    front.locationHost = storage.host;
+    writeFileSync(join(scratch, 'config.json'), JSON.stringify({ auths: { [front.host]: { registrytoken: 'registry-only-token' } } }));
+    const client = new RegistryClient(front.host, { plainHttp: true, credentials: new DockerConfigCredentials(join(scratch, 'config.json'), true) });
+    try {
+      await push(client, parseReference(`${front.host}/auth/location:v1`), [{ path: 'data.txt' }], { cwd: scratch });
+      expect(front.requests.some((r) => r.method === 'POST' && r.authorization === 'Bearer registry-only-token')).toBe(true);
+      const puts = storage.requests.filter((r) => r.method === 'PUT');
+      expect(puts.length).toBeGreaterThan(0);
+      expect(puts.every((r) => r.authorization === undefined)).toBe(true);
+    } finally {
+      client.close();
+      await front.stop();
+      await storage.stop();
+      await registry.stop();
+    }
+  });
+
   describe('TLS', () => {
     let registry: Distribution;
     beforeAll(async () => { registry = await Distribution.start({ tls: true }); });
