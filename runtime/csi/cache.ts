@@ -28,6 +28,7 @@ export class NodeCache {
   private entries = new Map<string, CacheEntry>();
   private resolved: Record<string, string> = {};
   private readonly inflight = new Map<string, Promise<CacheEntry>>();
+  private saving: Promise<void> = Promise.resolve();
 
   constructor(public readonly dir: string, private readonly maxBytes: number) {}
 
@@ -35,8 +36,13 @@ export class NodeCache {
     return join(this.dir, 'index.json');
   }
 
-  /** Loads the index, drops entries whose tree is gone and removes what interrupted fills left in tmp/. */
-  public async open(): Promise<void> {
+  /**
+   * Loads the index, drops entries whose tree is gone and removes what
+   * interrupted fills left in tmp/. Trees in `keep` (still mounted) stay even
+   * when the index lost them; they come back as private entries, so that they
+   * are served only after a credential check.
+   */
+  public async open(keep: Set<string> = new Set()): Promise<void> {
     await mkdir(join(this.dir, 'content'), { recursive: true });
     await rm(join(this.dir, 'tmp'), { recursive: true, force: true });
     await mkdir(join(this.dir, 'tmp'), { recursive: true });
@@ -44,7 +50,12 @@ export class NodeCache {
     const present = new Set(await readdir(join(this.dir, 'content')));
     this.entries = new Map(index.entries.filter((e) => present.has(e.key)).map((e) => [e.key, e]));
     for (const name of present) {
-      if (!this.entries.has(name)) await rm(join(this.dir, 'content', name), { recursive: true, force: true });
+      if (this.entries.has(name)) continue;
+      if (keep.has(name)) {
+        this.entries.set(name, { key: name, digest: '', reference: '', size: 0, private: true, lastUsed: Date.now() });
+      } else {
+        await rm(join(this.dir, 'content', name), { recursive: true, force: true });
+      }
     }
     this.resolved = index.resolved ?? {};
     await this.save();
@@ -119,9 +130,13 @@ export class NodeCache {
     return [...this.entries.values()].reduce((sum, e) => sum + e.size, 0);
   }
 
-  private async save(): Promise<void> {
-    const tmp = `${this.indexPath}.${randomBytes(4).toString('hex')}`;
-    await writeFile(tmp, JSON.stringify({ entries: [...this.entries.values()], resolved: this.resolved } satisfies Index));
-    await rename(tmp, this.indexPath);
+  /** Writes the index, one save after another, each with the state current when it runs. */
+  private save(): Promise<void> {
+    this.saving = this.saving.catch(() => undefined).then(async () => {
+      const tmp = `${this.indexPath}.${randomBytes(4).toString('hex')}`;
+      await writeFile(tmp, JSON.stringify({ entries: [...this.entries.values()], resolved: this.resolved } satisfies Index));
+      await rename(tmp, this.indexPath);
+    });
+    return this.saving;
   }
 }

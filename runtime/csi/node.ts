@@ -94,11 +94,19 @@ function registryProblem(err: unknown, reference: string): CsiError {
 export class OrasNode {
   private mounts = new Map<string, MountRecord>();
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** Keys between cache fill and mount: collection must not take them. */
+  private readonly pinned = new Map<string, number>();
+  private saving: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: NodeOptions) {}
 
   private get mountsPath(): string {
     return join(this.options.stateDir, 'mounts.json');
+  }
+
+  /** Cache keys that mounts still use (the cache keeps them when it opens). */
+  public get mountedKeys(): Set<string> {
+    return new Set([...this.mounts.values()].map((m) => m.key));
   }
 
   /** Loads the mount records a previous run left. */
@@ -109,18 +117,26 @@ export class OrasNode {
     this.options.metrics.mounts = this.mounts.size;
   }
 
-  private async saveMounts(): Promise<void> {
-    const tmp = `${this.mountsPath}.${randomBytes(4).toString('hex')}`;
-    await writeFile(tmp, JSON.stringify(Object.fromEntries(this.mounts)));
-    await rename(tmp, this.mountsPath);
-    this.options.metrics.mounts = this.mounts.size;
+  /** Writes the mount records, one save after another, each with the records current when it runs. */
+  private saveMounts(): Promise<void> {
+    this.saving = this.saving.catch(() => undefined).then(async () => {
+      const tmp = `${this.mountsPath}.${randomBytes(4).toString('hex')}`;
+      await writeFile(tmp, JSON.stringify(Object.fromEntries(this.mounts)));
+      await rename(tmp, this.mountsPath);
+      this.options.metrics.mounts = this.mounts.size;
+    });
+    return this.saving;
   }
 
   /** Runs calls for one target path one at a time. */
   private async serialized<T>(target: string, work: () => Promise<T>): Promise<T> {
     const previous = this.locks.get(target) ?? Promise.resolve();
     const next = previous.then(work, work);
-    this.locks.set(target, next.catch(() => undefined));
+    const settled = next.then(() => undefined, () => undefined);
+    this.locks.set(target, settled);
+    void settled.then(() => {
+      if (this.locks.get(target) === settled) this.locks.delete(target);
+    });
     return next;
   }
 
@@ -186,17 +202,25 @@ export class OrasNode {
     const scope = this.options.isolateNamespaces ? (context[Attribute.POD_NAMESPACE] ?? '') : '';
 
     return this.serialized(target, async () => {
+      // Idempotent first: the same volume on the same target is done, whatever the registry says now.
+      const existing = this.mounts.get(target);
+      if (existing) {
+        const mounted = await isMountPoint(target);
+        if (mounted && existing.volumeId === volumeId) return {};
+        if (mounted) throw new CsiError(grpc.status.ALREADY_EXISTS, `target ${target} already holds volume ${existing.volumeId}`);
+        // The record outlived its mount (a node reboot): forget it and publish anew.
+        this.mounts.delete(target);
+        await this.saveMounts();
+      }
       const started = Date.now();
       const credentials = secretCredentials(request.secrets ?? {}, reference.registry);
       const client = new RegistryClient(reference.registry, { plainHttp, insecure, credentials, attempts: 3 });
+      let pinnedKey: string | undefined;
       try {
         const digest = await this.resolve(client, reference, policy, scope);
         const key = createHash('sha256').update(`${digest}\n${(mediaTypes ?? []).join(',')}\n${scope}`).digest('hex');
-        const existing = this.mounts.get(target);
-        if (existing) {
-          if (existing.volumeId === volumeId && existing.key === key && await isMountPoint(target)) return {};
-          throw new CsiError(grpc.status.ALREADY_EXISTS, `target ${target} already holds volume ${existing.volumeId} with other content`);
-        }
+        pinnedKey = key;
+        this.pinned.set(key, (this.pinned.get(key) ?? 0) + 1);
         const { entry, hit } = await this.options.cache.ensure(key, async (dir) => {
           const pulled = await pull(client, parseReference(`${reference.registry}/${reference.repository}@${digest}`), dir, {
             concurrency, mediaTypes, reporter: new SilentReporter(),
@@ -208,8 +232,14 @@ export class OrasNode {
           throw registryProblem(err, reference.text);
         });
         if (hit) this.options.metrics.cacheHits++;
-        if (entry.private && policy === 'Never') {
-          throw new CsiError(grpc.status.FAILED_PRECONDITION, `${reference.text} is private, and pull policy Never cannot check this pod's credentials against the registry`);
+        if (entry.private) {
+          // A private tree is served only after this pod's credentials pass the registry, whatever the policy.
+          if (policy === 'Never') {
+            throw new CsiError(grpc.status.FAILED_PRECONDITION, `${reference.text} is private, and pull policy Never cannot check this pod's credentials against the registry`);
+          }
+          await client.resolve(reference.repository, digest).catch((err) => {
+            throw registryProblem(err, `${reference.text} (private, cached)`);
+          });
         }
         await mkdir(target, { recursive: true });
         await bindReadOnly(this.options.cache.path(key), target);
@@ -220,6 +250,11 @@ export class OrasNode {
         this.options.metrics.error(err instanceof CsiError ? grpc.status[err.code] : 'INTERNAL');
         throw err;
       } finally {
+        if (pinnedKey) {
+          const count = (this.pinned.get(pinnedKey) ?? 1) - 1;
+          if (count > 0) this.pinned.set(pinnedKey, count);
+          else this.pinned.delete(pinnedKey);
+        }
         client.close();
       }
     });
@@ -272,7 +307,7 @@ export class OrasNode {
       const exists = await stat(target).then(() => true, () => false);
       if (exists) await rmdir(target).catch(() => rm(target, { force: true }));
       if (this.mounts.delete(target)) await this.saveMounts();
-      await this.options.cache.collect(new Set([...this.mounts.values()].map((m) => m.key)));
+      await this.options.cache.collect(new Set([...this.mountedKeys, ...this.pinned.keys()]));
       return {};
     });
   }

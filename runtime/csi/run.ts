@@ -53,11 +53,12 @@ export async function runCsi(args: string[]): Promise<number> {
   const reporter = defaultReporter();
   const metrics = new CsiMetrics();
   const cache = new NodeCache(join(values['cache-dir'], 'cache'), parseSize(values['cache-max-size'] ?? '20Gi'));
-  await cache.open();
   const node = new OrasNode({
     nodeId: values['node-id'], cache, stateDir: join(values['cache-dir'], 'state'), metrics, isolateNamespaces: !values['share-cache-across-namespaces'],
   });
+  // Mount records first: the cache must not delete a tree that a pod still mounts.
   await node.open();
+  await cache.open(node.mountedKeys);
 
   const server = new grpc.Server();
   server.addService(IdentityService, {

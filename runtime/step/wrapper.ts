@@ -5,7 +5,9 @@
  *
  * It runs the argv after `--` exactly as given ("$@", never re-split),
  * forwards TERM, INT, HUP, QUIT, USR1 and USR2 to it, writes its PID and then
- * its exit code into the state directory, and exits with that code.
+ * its exit code into the state directory, and exits with that code. A
+ * non-interactive shell starts background commands with INT and QUIT
+ * ignored, so those two reach only commands that install their own handlers.
  */
 export const WRAPPER_SCRIPT = `# oras-wrap (cdk8s-oras): runs a step's command as given and records how it ended.
 # Usage: sh oras-wrap --state DIR [--stdout FILE] -- COMMAND [ARG]...

@@ -165,6 +165,20 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     await expect(plugin.call('node', 'NodeGetVolumeStats', { volume_id: '', volume_path: target })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
   });
 
+  test('publish is idempotent: after the mount vanished (a reboot) and after the tag moved', async () => {
+    const ref = await publishArtifact('idem', { 'i.txt': 'one' });
+    const target = join(dir, 'idem');
+    const request = { volume_id: 'vol-idem', target_path: target, volume_capability: capability, volume_context: { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true' } };
+    await plugin.call('node', 'NodePublishVolume', request);
+    await publishArtifact('idem', { 'i.txt': 'two' });
+    await plugin.call('node', 'NodePublishVolume', request);
+    expect(readFileSync(join(target, 'i.txt'), 'utf8')).toBe('one');
+    expect(run('umount', [target]).status).toBe(0);
+    await plugin.call('node', 'NodePublishVolume', request);
+    expect(readFileSync(join(target, 'i.txt'), 'utf8')).toBe('two');
+    await expect(plugin.call('node', 'NodePublishVolume', { ...request, volume_id: 'other' })).rejects.toMatchObject({ code: grpc.status.ALREADY_EXISTS });
+  });
+
   test('pull policy Never with an empty cache says what to do', async () => {
     const ref = await publishArtifact('never', { 'a.txt': 'a' });
     await expect(publish(join(dir, 't'), { 'oras.artifact.reference': ref, 'oras.options.pullpolicy': 'Never' }))
@@ -221,6 +235,7 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     expect(readdirSync(join(dir, 'data', 'cache', 'tmp')).length).toBeGreaterThan(0);
     plugin = await Plugin.start(dir);
     expect(readdirSync(join(dir, 'data', 'cache', 'tmp'))).toEqual([]);
+    expect(readFileSync(join(dir, 'early', 'e.txt'), 'utf8')).toBe('early');
     await publish(join(dir, 'slow2'), { 'oras.artifact.reference': slow, 'oras.options.plainhttp': 'true' });
     expect(readFileSync(join(dir, 'slow2', 'big.bin')).length).toBe(3_000_000);
     await plugin.call('node', 'NodeUnpublishVolume', { volume_id: 'x', target_path: join(dir, 'early') });
@@ -276,6 +291,10 @@ describeAsRoot('the CSI node plugin and private artifacts', ['docker-registry', 
       await expect(plugin.call('node', 'NodePublishVolume', body('without', {})))
         .rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: expect.stringMatching(/refused this pod's credentials.*nodePublishSecretRef/) });
       expect(existsSync(join(dir, 'without', 'secret.txt'))).toBe(false);
+      // By digest too: the cached tree is not served without the check.
+      const digest = (await client.resolve(ref.repository, ref.manifestReference)).digest;
+      const byDigest = { ...body('by-digest', {}), volume_context: { 'oras.artifact.reference': `${registry.host}/private/data@${digest}`, 'oras.options.plainhttp': 'true' } };
+      await expect(plugin.call('node', 'NodePublishVolume', byDigest)).rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
       await plugin.call('node', 'NodeUnpublishVolume', { volume_id: 'v', target_path: join(dir, 'with') });
     } finally {
       client.close();
