@@ -168,15 +168,15 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
   test('publish is idempotent: after the mount vanished (a reboot) and after the tag moved', async () => {
     const ref = await publishArtifact('idem', { 'i.txt': 'one' });
     const target = join(dir, 'idem');
-    const request = { volume_id: 'vol-idem', target_path: target, volume_capability: capability, volume_context: { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true' } };
-    await plugin.call('node', 'NodePublishVolume', request);
+    const publishRequest = { volume_id: 'vol-idem', target_path: target, volume_capability: capability, volume_context: { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true' } };
+    await plugin.call('node', 'NodePublishVolume', publishRequest);
     await publishArtifact('idem', { 'i.txt': 'two' });
-    await plugin.call('node', 'NodePublishVolume', request);
+    await plugin.call('node', 'NodePublishVolume', publishRequest);
     expect(readFileSync(join(target, 'i.txt'), 'utf8')).toBe('one');
     expect(run('umount', [target]).status).toBe(0);
-    await plugin.call('node', 'NodePublishVolume', request);
+    await plugin.call('node', 'NodePublishVolume', publishRequest);
     expect(readFileSync(join(target, 'i.txt'), 'utf8')).toBe('two');
-    await expect(plugin.call('node', 'NodePublishVolume', { ...request, volume_id: 'other' })).rejects.toMatchObject({ code: grpc.status.ALREADY_EXISTS });
+    await expect(plugin.call('node', 'NodePublishVolume', { ...publishRequest, volume_id: 'other' })).rejects.toMatchObject({ code: grpc.status.ALREADY_EXISTS });
   });
 
   test('pull policy Never with an empty cache says what to do', async () => {
