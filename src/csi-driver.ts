@@ -2,6 +2,7 @@ import { ApiObject, Chart, Size, SizeRoundingBehavior } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { OrasArtifact } from './artifact';
+import { CSI_ATTRIBUTE } from './csi-attributes';
 import { OrasRuntimeImage } from './runtime-image';
 
 /** Pinned CSI sidecars (kubernetes-csi, registry.k8s.io). */
@@ -20,16 +21,6 @@ const DRIVER_NAME = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 /** A media type as RFC 6838 names it: `type/subtype`, optionally with a `+suffix`; no parameters, no commas. */
 const MEDIA_TYPE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$/;
-
-/** The volume attributes the node plugin reads, compatible with the oras CSI driver prototype. */
-const ATTRIBUTE = {
-  reference: 'oras.artifact.reference',
-  mediaTypes: 'oras.artifact.layers.mediatype',
-  plainHttp: 'oras.options.plainhttp',
-  insecure: 'oras.options.insecure',
-  concurrency: 'oras.options.concurrency',
-  pullPolicy: 'oras.options.pullpolicy',
-};
 
 /** When the node plugin pulls an artifact for a volume, rather than use its node-local cache. */
 export enum OrasPullPolicy {
@@ -392,8 +383,8 @@ export class OrasCsiDriver extends Construct {
         + '(an OrasRegistry with a namespace has one).');
     }
     const attributes: Record<string, string> = {
-      [ATTRIBUTE.reference]: artifact.reference,
-      [ATTRIBUTE.pullPolicy]: options.pullPolicy ?? OrasPullPolicy.IF_NOT_PRESENT,
+      [CSI_ATTRIBUTE.REFERENCE]: artifact.reference,
+      [CSI_ATTRIBUTE.PULL_POLICY]: options.pullPolicy ?? OrasPullPolicy.IF_NOT_PRESENT,
     };
     if (options.mediaTypes !== undefined) {
       if (options.mediaTypes.length === 0) throw new Error(`${where}: mediaTypes is empty, which would keep no layer. Omit it to keep every layer.`);
@@ -402,17 +393,17 @@ export class OrasCsiDriver extends Construct {
           throw new Error(`${where}: media type "${mediaType}" must be "type/subtype" without parameters or commas, such as "application/vnd.oci.image.layer.v1.tar".`);
         }
       }
-      attributes[ATTRIBUTE.mediaTypes] = options.mediaTypes.join(',');
+      attributes[CSI_ATTRIBUTE.MEDIA_TYPES] = options.mediaTypes.join(',');
     }
     if (options.concurrency !== undefined) {
       if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
         throw new Error(`${where}: concurrency must be a whole number of at least 1, not ${options.concurrency}.`);
       }
-      attributes[ATTRIBUTE.concurrency] = String(options.concurrency);
+      attributes[CSI_ATTRIBUTE.CONCURRENCY] = String(options.concurrency);
     }
     if (artifact.registry) {
-      attributes[ATTRIBUTE.plainHttp] = String(artifact.registry.plainHttp);
-      attributes[ATTRIBUTE.insecure] = String(artifact.registry.insecure);
+      attributes[CSI_ATTRIBUTE.PLAIN_HTTP] = String(artifact.registry.plainHttp);
+      attributes[CSI_ATTRIBUTE.INSECURE] = String(artifact.registry.insecure);
     }
     if (options.name !== undefined && !DNS_LABEL.test(options.name)) {
       throw new Error(`${where}: name "${options.name}" must be a DNS label (lowercase letters, digits and "-", at most 63 characters).`);

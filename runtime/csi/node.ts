@@ -6,24 +6,13 @@ import { NodeCache } from './cache';
 import { CsiMetrics } from './metrics';
 import { bindReadOnly, isMountPoint, unmount } from './mounter';
 import { CsiError } from './protocol';
-import { Credential, CredentialSource } from '../oci/auth/credentials';
+import { CSI_ATTRIBUTE } from '../../src/csi-attributes';
+import { Credential, CredentialSource, credentialFromAuths, DockerConfig } from '../oci/auth/credentials';
 import { isRetryableError } from '../oci/http';
 import { SilentReporter } from '../oci/progress';
 import { pull } from '../oci/pull';
 import { parseReference, Reference } from '../oci/reference';
 import { RegistryClient, RegistryError } from '../oci/registry-client';
-
-/** Volume attributes, compatible with the CSI prototype. */
-export const Attribute = {
-  REFERENCE: 'oras.artifact.reference',
-  MEDIA_TYPES: 'oras.artifact.layers.mediatype',
-  PLAIN_HTTP: 'oras.options.plainhttp',
-  INSECURE: 'oras.options.insecure',
-  CONCURRENCY: 'oras.options.concurrency',
-  PULL_ALWAYS: 'oras.options.pullalways',
-  PULL_POLICY: 'oras.options.pullpolicy',
-  POD_NAMESPACE: 'csi.storage.k8s.io/pod.namespace',
-} as const;
 
 type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
 
@@ -55,23 +44,13 @@ function secretCredentials(secrets: Record<string, string>, registry: string): C
     async get(): Promise<Credential | undefined> {
       const text = secrets['.dockerconfigjson'] ?? secrets['config.json'];
       if (!text) return undefined;
-      let config: { auths?: Record<string, { auth?: string; username?: string; password?: string; identitytoken?: string }> };
+      let config: DockerConfig;
       try {
         config = JSON.parse(text);
       } catch {
         throw new CsiError(grpc.status.INVALID_ARGUMENT, 'the nodePublishSecretRef Secret has no valid .dockerconfigjson');
       }
-      for (const [key, entry] of Object.entries(config.auths ?? {})) {
-        if (key.replace(/^[a-z]+:\/\//, '').split('/')[0] !== registry) continue;
-        if (entry.identitytoken) return { refreshToken: entry.identitytoken };
-        if (entry.auth) {
-          const decoded = Buffer.from(entry.auth, 'base64').toString();
-          const colon = decoded.indexOf(':');
-          return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
-        }
-        if (entry.username !== undefined) return { username: entry.username, password: entry.password };
-      }
-      return undefined;
+      return credentialFromAuths(config, registry, 'the nodePublishSecretRef Secret');
     },
   };
 }
@@ -175,31 +154,31 @@ export class OrasNode {
     if (!capability) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'volume_capability is required');
     if (capability.block) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'block access is not supported: an artifact is mounted as a read-only directory');
     const context: Record<string, string> = request.volume_context ?? {};
-    const referenceText = context[Attribute.REFERENCE];
+    const referenceText = context[CSI_ATTRIBUTE.REFERENCE];
     if (!referenceText) {
-      throw new CsiError(grpc.status.INVALID_ARGUMENT, `the volume attribute ${Attribute.REFERENCE} is required (the artifact to mount, for example registry:5000/models/demo:v1)`);
+      throw new CsiError(grpc.status.INVALID_ARGUMENT, `the volume attribute ${CSI_ATTRIBUTE.REFERENCE} is required (the artifact to mount, for example registry:5000/models/demo:v1)`);
     }
     let reference: Reference;
     try {
       reference = parseReference(referenceText);
     } catch (err) {
-      throw new CsiError(grpc.status.INVALID_ARGUMENT, `${Attribute.REFERENCE}: ${(err as Error).message}`);
+      throw new CsiError(grpc.status.INVALID_ARGUMENT, `${CSI_ATTRIBUTE.REFERENCE}: ${(err as Error).message}`);
     }
-    const plainHttp = bool(context[Attribute.PLAIN_HTTP], Attribute.PLAIN_HTTP) ?? false;
-    const insecure = bool(context[Attribute.INSECURE], Attribute.INSECURE) ?? false;
-    const pullAlways = bool(context[Attribute.PULL_ALWAYS], Attribute.PULL_ALWAYS) ?? false;
-    const policyText = context[Attribute.PULL_POLICY] ?? (pullAlways ? 'Always' : 'IfNotPresent');
+    const plainHttp = bool(context[CSI_ATTRIBUTE.PLAIN_HTTP], CSI_ATTRIBUTE.PLAIN_HTTP) ?? false;
+    const insecure = bool(context[CSI_ATTRIBUTE.INSECURE], CSI_ATTRIBUTE.INSECURE) ?? false;
+    const pullAlways = bool(context[CSI_ATTRIBUTE.PULL_ALWAYS], CSI_ATTRIBUTE.PULL_ALWAYS) ?? false;
+    const policyText = context[CSI_ATTRIBUTE.PULL_POLICY] ?? (pullAlways ? 'Always' : 'IfNotPresent');
     if (!['Always', 'IfNotPresent', 'Never'].includes(policyText)) {
-      throw new CsiError(grpc.status.INVALID_ARGUMENT, `${Attribute.PULL_POLICY} must be Always, IfNotPresent or Never, not "${policyText}"`);
+      throw new CsiError(grpc.status.INVALID_ARGUMENT, `${CSI_ATTRIBUTE.PULL_POLICY} must be Always, IfNotPresent or Never, not "${policyText}"`);
     }
     const policy = policyText as PullPolicy;
-    const concurrencyText = context[Attribute.CONCURRENCY];
+    const concurrencyText = context[CSI_ATTRIBUTE.CONCURRENCY];
     const concurrency = concurrencyText === undefined ? 3 : Number(concurrencyText);
     if (!Number.isInteger(concurrency) || concurrency < 1) {
-      throw new CsiError(grpc.status.INVALID_ARGUMENT, `${Attribute.CONCURRENCY} must be a positive integer, not "${concurrencyText}"`);
+      throw new CsiError(grpc.status.INVALID_ARGUMENT, `${CSI_ATTRIBUTE.CONCURRENCY} must be a positive integer, not "${concurrencyText}"`);
     }
-    const mediaTypes = context[Attribute.MEDIA_TYPES]?.split(',').map((m) => m.trim()).filter(Boolean);
-    const scope = this.options.isolateNamespaces ? (context[Attribute.POD_NAMESPACE] ?? '') : '';
+    const mediaTypes = context[CSI_ATTRIBUTE.MEDIA_TYPES]?.split(',').map((m) => m.trim()).filter(Boolean);
+    const scope = this.options.isolateNamespaces ? (context[CSI_ATTRIBUTE.POD_NAMESPACE] ?? '') : '';
 
     return this.serialized(target, async () => {
       // Idempotent first: the same volume on the same target is done, whatever the registry says now.

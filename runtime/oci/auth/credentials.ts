@@ -34,7 +34,8 @@ function hostOfKey(key: string): string {
   return withoutScheme.split('/')[0].toLowerCase();
 }
 
-interface DockerConfig {
+/** The parts of a docker config.json that hold credentials. */
+export interface DockerConfig {
   auths?: Record<string, { auth?: string; username?: string; password?: string; identitytoken?: string; registrytoken?: string }>;
   credsStore?: string;
   credHelpers?: Record<string, string>;
@@ -79,23 +80,35 @@ export class DockerConfigCredentials implements CredentialSource {
 
   public async get(registry: string): Promise<Credential | undefined> {
     const config = await this.load();
-    const wanted = registry.toLowerCase();
-    const keys = wanted === 'docker.io' ? DOCKER_HUB_KEYS : [wanted];
-    for (const [key, entry] of Object.entries(config.auths ?? {})) {
-      if (!keys.includes(hostOfKey(key)) && !keys.includes(key)) continue;
-      if (entry.identitytoken) return { refreshToken: entry.identitytoken, username: entry.username };
-      if (entry.registrytoken) return { accessToken: entry.registrytoken };
-      if (entry.auth) {
-        const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
-        const colon = decoded.indexOf(':');
-        if (colon < 0) throw new Error(`registry config ${this.path}: the "auth" of ${key} is not base64 of "user:password"`);
-        return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
-      }
-      if (entry.username !== undefined && entry.password !== undefined) return { username: entry.username, password: entry.password };
-    }
-    const helper = config.credHelpers?.[wanted] ?? config.credsStore;
+    const found = credentialFromAuths(config, registry, `registry config ${this.path}`);
+    if (found) return found;
+    const helper = config.credHelpers?.[registry.toLowerCase()] ?? config.credsStore;
     return helper ? runCredentialHelper(helper, registry, this.env) : undefined;
   }
+}
+
+/**
+ * The credentials an `auths` entry of a docker config holds for `registry`
+ * (keys may be URLs; docker.io has its aliases): `identitytoken`,
+ * `registrytoken`, `auth` (base64 of user:password) or `username`/`password`.
+ * `source` names the config in errors.
+ */
+export function credentialFromAuths(config: DockerConfig, registry: string, source: string): Credential | undefined {
+  const wanted = registry.toLowerCase();
+  const keys = wanted === 'docker.io' ? DOCKER_HUB_KEYS : [wanted];
+  for (const [key, entry] of Object.entries(config.auths ?? {})) {
+    if (!keys.includes(hostOfKey(key)) && !keys.includes(key)) continue;
+    if (entry.identitytoken) return { refreshToken: entry.identitytoken, username: entry.username };
+    if (entry.registrytoken) return { accessToken: entry.registrytoken };
+    if (entry.auth) {
+      const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      if (colon < 0) throw new Error(`${source}: the "auth" of ${key} is not base64 of "user:password"`);
+      return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+    }
+    if (entry.username !== undefined && entry.password !== undefined) return { username: entry.username, password: entry.password };
+  }
+  return undefined;
 }
 
 function runCredentialHelper(helper: string, registry: string, env: NodeJS.ProcessEnv): Promise<Credential | undefined> {
