@@ -4,20 +4,16 @@
 //
 //   npx projen bench:webhook [seconds]      (default 60)
 import { spawnSync } from 'child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
+import { highWaterMiB } from '../lib-tests/util/measure';
 import { requirePeer } from '../lib-tests/util/peers';
 import { RunningWebhook } from '../lib-tests/util/webhook';
 import { PREFIX } from '../runtime/webhook/annotations';
 
 const seconds = Number(process.argv[2] ?? 60);
 const RATES = [200, 1000];
-
-function peakMiB(pid: number): number {
-  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return match ? Number(match[1]) / 1024 : 0;
-}
 
 async function main(): Promise<void> {
   const vegeta = requirePeer('vegeta');
@@ -55,7 +51,7 @@ async function main(): Promise<void> {
       const ms = (ns: number) => (ns / 1e6).toFixed(2);
       const errors = report.requests - Math.round(report.success * report.requests);
       rows.push(`| ${rate}/s for ${seconds} s | ${report.requests} | ${ms(report.latencies['50th'])} ms | ${ms(report.latencies['99th'])} ms | `
-        + `${errors} | ${Math.round(report.throughput)}/s | ${peakMiB(webhook.child.pid!).toFixed(0)} MiB |`);
+        + `${errors} | ${Math.round(report.throughput)}/s | ${highWaterMiB(webhook.child.pid!).toFixed(0)} MiB |`);
     }
   } finally {
     await webhook.stop();

@@ -11,7 +11,8 @@ export interface Measured {
   readonly peakMiB: number;
 }
 
-function highWaterMiB(pid: number): number {
+/** The peak resident memory (VmHWM) of a live process, in MiB; 0 once it is gone. */
+export function highWaterMiB(pid: number): number {
   try {
     const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return match ? Number(match[1]) / 1024 : 0;

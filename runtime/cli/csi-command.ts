@@ -1,5 +1,5 @@
+import { loadBundled } from './bundled';
 import { Command } from './command';
-import { loadBundled } from './webhook-command';
 
 export const csiCommand: Command = {
   name: 'csi',

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
+import { forEachLimited } from './concurrency';
 import { DigestStream } from './digest';
 import { Annotation, Descriptor, EMPTY_CONFIG, Manifest, MediaType } from './media-types';
 import { titleForPath } from './paths';
@@ -52,27 +53,6 @@ export function parsePushItem(argument: string): PushItem {
   const colon = argument.lastIndexOf(':');
   if (colon <= 0) return { path: argument };
   return { path: argument.slice(0, colon), mediaType: argument.slice(colon + 1) || undefined };
-}
-
-/**
- * Runs async work over items with at most `limit` in flight. After a failure
- * no new item starts, and the first error is thrown once every worker has
- * stopped, so that callers clean up only when nothing still writes.
- */
-export async function forEachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length && !failure) {
-      try {
-        await work(items[next++]);
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  });
-  await Promise.all(workers);
-  if (failure) throw failure.error;
 }
 
 /**
