@@ -1,9 +1,12 @@
+import { constants } from 'node:os';
 import { Command, UsageError } from './command';
 import { csiCommand } from './csi-command';
 import { pullCommand, pushCommand, resolveCommand, waitCommand } from './oci-commands';
 import { stepCommand } from './step-commands';
 import { RUNTIME_VERSION } from './version';
 import { webhookCommand } from './webhook-command';
+import { CancelledError } from '../oci/errors';
+import { printable } from '../oci/printable';
 
 /** Every sub-command. */
 const COMMANDS: readonly Command[] = [pushCommand, pullCommand, resolveCommand, waitCommand, stepCommand, webhookCommand, csiCommand];
@@ -22,6 +25,13 @@ function usage(): string {
     '',
     'Run "oras-runtime <command> --help" for the options of a command.',
   ].join('\n');
+}
+
+/** An error and the errors it wraps (`cause`). */
+function causes(err: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let e = err; e !== undefined && chain.length < 10; e = (e as { cause?: unknown } | null)?.cause) chain.push(e);
+  return chain;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -48,11 +58,13 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     // By name: the webhook bundle has its own copy of the class.
     if (err instanceof UsageError || (err as Error | undefined)?.name === 'UsageError') {
-      process.stderr.write(`oras-runtime ${command.name}: ${(err as Error).message}\nRun "oras-runtime ${command.name} --help" for usage.\n`);
+      process.stderr.write(`oras-runtime ${command.name}: ${printable((err as Error).message)}\nRun "oras-runtime ${command.name} --help" for usage.\n`);
       return 2;
     }
-    process.stderr.write(`oras-runtime: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 1;
+    process.stderr.write(`oras-runtime: ${printable(err instanceof Error ? err.message : String(err))}\n`);
+    // Stopped by a signal, after cleaning up: the conventional 128 + its number.
+    const cancelled = causes(err).find((e): e is CancelledError => e instanceof CancelledError);
+    return cancelled?.signal ? 128 + constants.signals[cancelled.signal] : 1;
   }
 }
 
@@ -60,7 +72,7 @@ if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => { process.exitCode = code; },
     (err) => {
-      process.stderr.write(`oras-runtime: ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.stderr.write(`oras-runtime: ${String(err instanceof Error ? err.stack : err).split('\n').map(printable).join('\n')}\n`);
       process.exitCode = 1;
     },
   );

@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
-import { Command, UsageError } from './command';
-import { parseDuration } from './duration';
-import { clientFor, parseAnnotations, parseFlags, positiveInteger, REGISTRY_OPTIONS, REGISTRY_USAGE, RegistryFlags } from './registry-flags';
+import { ParseArgsConfig } from 'node:util';
+import { cancellable, Command, UsageError } from './command';
+import {
+  clientFor, durationFlag, parseAnnotations, parseFlags, positiveInteger, REGISTRY_OPTIONS, REGISTRY_USAGE, RegistryFlags, sizeFlag,
+} from './registry-flags';
 import { defaultReporter } from '../oci/progress';
 import { pull } from '../oci/pull';
 import { AnnotationMap, parsePushItem, push } from '../oci/push';
@@ -18,29 +20,47 @@ function reference(text: string | undefined, command: string) {
   }
 }
 
+/** The flags of every command here: the registry's, and `--timeout`. */
+const OPTIONS = { ...REGISTRY_OPTIONS, timeout: { type: 'string' } } as const;
+const OPTIONS_USAGE = [
+  '  --timeout <duration>       give up after this long, for example 90s or 10m (default: no limit; stalled transfers fail anyway)',
+  REGISTRY_USAGE,
+].join('\n');
+
+/** A command's own flags and OPTIONS, with positionals. */
+function parseCommand<T extends ParseArgsConfig['options']>(args: string[], own: T) {
+  return parseFlags({ args, allowPositionals: true, options: { ...OPTIONS, ...own } });
+}
+
 /**
- * Runs one verb against the reference's registry and prints the digest it
- * resolves to; errors get the verb and reference in front.
+ * Runs one verb against the reference's registry and prints the digest it resolves to. SIGTERM and
+ * SIGINT cancel it (it cleans up first); errors get the verb and reference in front.
  */
-async function printDigest(verb: string, ref: Reference, flags: RegistryFlags, work: (client: RegistryClient) => Promise<string>): Promise<number> {
+async function printDigest(
+  verb: string, ref: Reference, flags: RegistryFlags, work: (client: RegistryClient, signal: AbortSignal) => Promise<string>,
+): Promise<number> {
   const client = clientFor(ref, flags);
   try {
-    process.stdout.write(`${await work(client)}\n`);
+    process.stdout.write(`${await cancellable((signal) => work(client, signal))}\n`);
     return 0;
   } catch (err) {
     if (err instanceof UsageError) throw err;
-    throw new Error(`${verb} ${ref.text}: ${(err as Error).message}`);
+    throw new Error(`${verb} ${ref.text}: ${(err as Error).message}`, { cause: err });
   } finally {
     client.close();
   }
 }
 
 async function readAnnotationFile(path: string): Promise<AnnotationMap> {
+  const text = await readFile(path, 'utf8').catch((err: Error) => {
+    throw new UsageError(`--annotation-file ${path}: ${err.message}`);
+  });
   let parsed: unknown;
   try {
-    parsed = JSON.parse(await readFile(path, 'utf8'));
-  } catch (err) {
-    throw new UsageError(`--annotation-file ${path}: ${(err as Error).message}`);
+    parsed = JSON.parse(text);
+  } catch {
+    // Never echo file content (JSON.parse quotes it).
+    throw new UsageError(`--annotation-file ${path} is not valid JSON`);
   }
   const valid = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
     && Object.values(parsed).every((v) => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((s) => typeof s === 'string'));
@@ -61,20 +81,15 @@ export const pushCommand: Command = {
     '  --annotation-file <file>   oras annotation file: {"$manifest": {...}, "$config": {...}, "<title>": {...}}',
     '  --annotation, -a <k=v>     a manifest annotation (repeatable)',
     '  --no-unpack                push directories without the unpack annotation (pullers keep the tarball)',
-    REGISTRY_USAGE,
+    OPTIONS_USAGE,
   ].join('\n'),
   async run(args) {
-    const { values, positionals } = parseFlags({
-      args,
-      allowPositionals: true,
-      options: {
-        ...REGISTRY_OPTIONS,
-        'artifact-type': { type: 'string' },
-        'annotation-file': { type: 'string' },
-        'annotation': { type: 'string', short: 'a', multiple: true },
-        'no-unpack': { type: 'boolean' },
-      },
-    });
+    const { values, positionals } = parseCommand(args, {
+      'artifact-type': { type: 'string' },
+      'annotation-file': { type: 'string' },
+      'annotation': { type: 'string', short: 'a', multiple: true },
+      'no-unpack': { type: 'boolean' },
+    } as const);
     const [refText, ...paths] = positionals;
     const ref = reference(refText, 'push');
     if (!ref.tag && !ref.digest) throw new UsageError('push needs a tag');
@@ -82,12 +97,15 @@ export const pushCommand: Command = {
     const extra = parseAnnotations(values.annotation);
     if (Object.keys(extra).length > 0) annotations.$manifest = { ...annotations.$manifest, ...extra };
     const concurrency = positiveInteger(values.concurrency, '--concurrency', 3);
-    return printDigest('push', ref, values, async (client) => (await push(client, ref, paths.map(parsePushItem), {
+    const timeoutMs = durationFlag(values.timeout, '--timeout');
+    return printDigest('push', ref, values, async (client, signal) => (await push(client, ref, paths.map(parsePushItem), {
       artifactType: values['artifact-type'],
       annotations,
       unpack: !values['no-unpack'],
       concurrency,
       reporter: defaultReporter(),
+      signal,
+      timeoutMs,
     })).digest);
   },
 };
@@ -98,33 +116,37 @@ export const pullCommand: Command = {
   usage: [
     'Usage: oras-runtime pull <reference> -o <dir> [options]',
     '',
-    'Writes every titled layer under <dir>; directory layers are unpacked. Every blob is verified before it',
-    'appears under its name. Prints the manifest digest on stdout; progress goes to stderr.',
+    'Writes every titled layer under <dir>; directory layers are unpacked into what is there, as oras pull does.',
+    'Everything is verified in a staging directory before it appears under its name; a failed or cancelled',
+    'pull leaves nothing behind. Prints the manifest digest on stdout; progress goes to stderr.',
     '',
     '  --output, -o <dir>         where to write (default: the current directory)',
     '  --media-type <type>        keep only layers of this media type (repeatable)',
     '  --no-unpack                keep directory layers as tarballs',
-    REGISTRY_USAGE,
+    '  --max-unpacked-size <size> largest size a directory layer may unpack to',
+    '                             (default 100 times its compressed size, at least 1GiB)',
+    OPTIONS_USAGE,
   ].join('\n'),
   async run(args) {
-    const { values, positionals } = parseFlags({
-      args,
-      allowPositionals: true,
-      options: {
-        ...REGISTRY_OPTIONS,
-        'output': { type: 'string', short: 'o' },
-        'media-type': { type: 'string', multiple: true },
-        'no-unpack': { type: 'boolean' },
-      },
-    });
+    const { values, positionals } = parseCommand(args, {
+      'output': { type: 'string', short: 'o' },
+      'media-type': { type: 'string', multiple: true },
+      'no-unpack': { type: 'boolean' },
+      'max-unpacked-size': { type: 'string' },
+    } as const);
     if (positionals.length !== 1) throw new UsageError('pull takes exactly one reference');
     const ref = reference(positionals[0], 'pull');
     const concurrency = positiveInteger(values.concurrency, '--concurrency', 3);
-    return printDigest('pull', ref, values, async (client) => (await pull(client, ref, values.output ?? '.', {
+    const timeoutMs = durationFlag(values.timeout, '--timeout');
+    const maxUnpackedBytes = sizeFlag(values['max-unpacked-size'], '--max-unpacked-size');
+    return printDigest('pull', ref, values, async (client, signal) => (await pull(client, ref, values.output ?? '.', {
       concurrency,
       unpack: !values['no-unpack'],
       mediaTypes: values['media-type'],
       reporter: defaultReporter(),
+      maxUnpackedBytes,
+      signal,
+      timeoutMs,
     })).digest);
   },
 };
@@ -132,12 +154,13 @@ export const pullCommand: Command = {
 export const resolveCommand: Command = {
   name: 'resolve',
   summary: 'print the manifest digest of a reference',
-  usage: ['Usage: oras-runtime resolve <reference> [options]', '', REGISTRY_USAGE].join('\n'),
+  usage: ['Usage: oras-runtime resolve <reference> [options]', '', OPTIONS_USAGE].join('\n'),
   async run(args) {
-    const { values, positionals } = parseFlags({ args, allowPositionals: true, options: { ...REGISTRY_OPTIONS } });
+    const { values, positionals } = parseCommand(args, {});
     if (positionals.length !== 1) throw new UsageError('resolve takes exactly one reference');
     const ref = reference(positionals[0], 'resolve');
-    return printDigest('resolve', ref, values, async (client) => (await client.resolve(ref.repository, ref.manifestReference)).digest);
+    const timeoutMs = durationFlag(values.timeout, '--timeout');
+    return printDigest('resolve', ref, values, async (client, signal) => (await client.resolve(ref.repository, ref.manifestReference, { signal, timeoutMs })).digest);
   },
 };
 
@@ -148,26 +171,20 @@ export const waitCommand: Command = {
     'Usage: oras-runtime wait <reference> --timeout <duration> [options]',
     '',
     'Retries with backoff while the registry answers "not found" or cannot be reached.',
-    'Authentication errors end the wait at once.',
+    'Authentication errors end the wait at once; at the deadline a request in flight is cut short.',
     '',
     '  --timeout <duration>       how long to wait, for example 90s, 10m or 1h (default 5m)',
     REGISTRY_USAGE,
   ].join('\n'),
   async run(args) {
-    const { values, positionals } = parseFlags({ args, allowPositionals: true, options: { ...REGISTRY_OPTIONS, timeout: { type: 'string' } } });
+    const { values, positionals } = parseCommand(args, {});
     if (positionals.length !== 1) throw new UsageError('wait takes exactly one reference');
     const ref = reference(positionals[0], 'wait');
-    let timeoutMs: number;
-    try {
-      timeoutMs = parseDuration(values.timeout ?? '5m');
-    } catch (err) {
-      throw new UsageError(`--timeout: ${(err as Error).message}`);
-    }
+    const timeoutMs = durationFlag(values.timeout, '--timeout', '5m');
     const reporter = defaultReporter();
-    return printDigest('wait', ref, values, (client) => waitFor(
-      async () => (await client.resolve(ref.repository, ref.manifestReference)).digest,
-      timeoutMs,
-      (message) => reporter.event('waiting', { reference: ref.text, message }),
+    return printDigest('wait', ref, values, (client, signal) => waitFor(
+      async (deadline) => (await client.resolve(ref.repository, ref.manifestReference, { signal: deadline })).digest,
+      { timeoutMs, signal, onRetry: (message) => reporter.event('waiting', { reference: ref.text, message }) },
     ));
   },
 };

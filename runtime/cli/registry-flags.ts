@@ -1,7 +1,10 @@
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { UsageError } from './command';
+import { parseDuration } from './duration';
+import { parseSize } from './size';
 import { RUNTIME_VERSION } from './version';
 import { ChainedCredentials, DockerConfigCredentials, EnvironmentCredentials } from '../oci/auth/credentials';
+import { DEFAULT_MIN_RATE, MinRate } from '../oci/http';
 import { Reference } from '../oci/reference';
 import { RegistryClient } from '../oci/registry-client';
 
@@ -11,6 +14,7 @@ export const REGISTRY_OPTIONS = {
   'insecure': { type: 'boolean' },
   'concurrency': { type: 'string' },
   'registry-config': { type: 'string' },
+  'min-rate': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 export const REGISTRY_USAGE = [
@@ -19,6 +23,7 @@ export const REGISTRY_USAGE = [
   '  --concurrency <n>          parallel blob transfers (default 3)',
   '  --registry-config <file>   docker config.json with credentials',
   '                             (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)',
+  '  --min-rate <size>/<duration>  a transfer slower than this is stalled and tried again (default 32KiB/30s; 0 turns it off)',
   '  Credentials also come from ORAS_USER with ORAS_PASS, ORAS_PULL_PASS or ORAS_PUSH_PASS.',
 ].join('\n');
 
@@ -49,11 +54,44 @@ export function parseAnnotations(pairs: string[] = []): Record<string, string> {
   return annotations;
 }
 
+/** A duration flag in milliseconds (`90s`, `5m`), or `fallback` when it is not given. */
+export function durationFlag(value: string | undefined, flag: string, fallback: string): number;
+export function durationFlag(value: string | undefined, flag: string): number | undefined;
+export function durationFlag(value: string | undefined, flag: string, fallback?: string): number | undefined {
+  const text = value ?? fallback;
+  return text === undefined ? undefined : parsed(flag, () => parseDuration(text));
+}
+
+/** A size flag in bytes (`512MiB`, `10GiB`), or undefined when it is not given. */
+export function sizeFlag(value: string | undefined, flag: string): number | undefined {
+  return value === undefined ? undefined : parsed(flag, () => parseSize(value));
+}
+
+/** `--min-rate <size>/<duration>`, or `0` for none. */
+export function minRateFlag(value: string | undefined): MinRate {
+  if (value === undefined) return DEFAULT_MIN_RATE;
+  if (value === '0') return { bytes: 0, windowMs: DEFAULT_MIN_RATE.windowMs };
+  const [size, window, ...rest] = value.split('/');
+  if (window === undefined || rest.length > 0) throw new UsageError(`--min-rate must be <size>/<duration> such as 32KiB/30s, or 0, not "${value}"`);
+  const rate = { bytes: parsed('--min-rate', () => parseSize(size)), windowMs: parsed('--min-rate', () => parseDuration(window)) };
+  if (rate.windowMs <= 0) throw new UsageError('--min-rate needs a window longer than 0');
+  return rate;
+}
+
+function parsed<T>(flag: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new UsageError(`${flag}: ${(err as Error).message}`);
+  }
+}
+
 export interface RegistryFlags {
   'plain-http'?: boolean;
   'insecure'?: boolean;
   'concurrency'?: string;
   'registry-config'?: string;
+  'min-rate'?: string;
 }
 
 /** A client for the reference's registry, configured from the common flags. */
@@ -66,6 +104,7 @@ export function clientFor(reference: Reference, flags: RegistryFlags): RegistryC
     plainHttp: flags['plain-http'],
     insecure: flags.insecure,
     maxSockets: positiveInteger(flags.concurrency, '--concurrency', 3) + 2,
+    minRate: minRateFlag(flags['min-rate']),
     userAgent: `oras-runtime/${RUNTIME_VERSION}`,
     credentials: new ChainedCredentials([new EnvironmentCredentials(), dockerConfig]),
   });

@@ -1,7 +1,7 @@
-import { Command, UsageError } from './command';
-import { parseDuration } from './duration';
-import { clientFor, parseAnnotations, parseFlags, REGISTRY_OPTIONS, REGISTRY_USAGE } from './registry-flags';
+import { cancellable, Command, UsageError } from './command';
+import { clientFor, durationFlag, parseAnnotations, parseFlags, REGISTRY_OPTIONS, REGISTRY_USAGE, sizeFlag } from './registry-flags';
 import { defaultReporter } from '../oci/progress';
+import { Reference } from '../oci/reference';
 import { pullInputs } from '../step/pull-inputs';
 import { pushOutput } from '../step/push-output';
 
@@ -11,14 +11,6 @@ const STEP_OPTIONS = {
   debug: { type: 'boolean' },
 } as const;
 
-function duration(value: string | undefined, flag: string, fallback: string): number {
-  try {
-    return parseDuration(value ?? fallback);
-  } catch (err) {
-    throw new UsageError(`${flag}: ${(err as Error).message}`);
-  }
-}
-
 function required(value: string | undefined, flag: string): string {
   if (!value) throw new UsageError(`${flag} is required`);
   return value;
@@ -27,7 +19,13 @@ function required(value: string | undefined, flag: string): string {
 async function stepPull(args: string[]): Promise<number> {
   const { values } = parseFlags({
     args,
-    options: { ...STEP_OPTIONS, wrapper: { type: 'string' }, timeout: { type: 'string' }, input: { type: 'string', multiple: true } },
+    options: {
+      ...STEP_OPTIONS,
+      'wrapper': { type: 'string' },
+      'timeout': { type: 'string' },
+      'input': { type: 'string', multiple: true },
+      'max-unpacked-size': { type: 'string' },
+    },
   });
   const reporter = defaultReporter();
   const inputs = (values.input ?? []).map((pair) => {
@@ -36,14 +34,16 @@ async function stepPull(args: string[]): Promise<number> {
     return { reference: pair.slice(0, eq), dir: pair.slice(eq + 1) };
   });
   if (values.debug) reporter.event('settings', { command: 'step pull', inputs, timeout: values.timeout, plainHttp: !!values['plain-http'], insecure: !!values.insecure });
-  await pullInputs({
+  const settings = {
     state: required(values.state, '--state'),
     wrapper: required(values.wrapper, '--wrapper'),
-    timeoutMs: duration(values.timeout, '--timeout', '10m'),
+    timeoutMs: durationFlag(values.timeout, '--timeout', '10m'),
+    maxUnpackedBytes: sizeFlag(values['max-unpacked-size'], '--max-unpacked-size'),
     inputs,
-    clientFor: (reference) => clientFor(reference, values),
+    clientFor: (reference: Reference) => clientFor(reference, values),
     reporter,
-  });
+  };
+  await cancellable((signal) => pullInputs({ ...settings, signal }));
   return 0;
 }
 
@@ -63,17 +63,18 @@ async function stepPush(args: string[]): Promise<number> {
   const reporter = defaultReporter();
   const annotations = parseAnnotations(values.annotation);
   if (values.debug) reporter.event('settings', { command: 'step push', to: values.to, failureTo: values['failure-to'], annotations });
-  return pushOutput({
+  const settings = {
     state: required(values.state, '--state'),
     dir: required(values.dir, '--dir'),
     to: required(values.to, '--to'),
     failureTo: values['failure-to'],
     unpack: !values['no-unpack'],
     annotations,
-    startTimeoutMs: duration(values['start-timeout'], '--start-timeout', '10m'),
-    clientFor: (reference) => clientFor(reference, values),
+    startTimeoutMs: durationFlag(values['start-timeout'], '--start-timeout', '10m'),
+    clientFor: (reference: Reference) => clientFor(reference, values),
     reporter,
-  });
+  };
+  return cancellable((signal) => pushOutput({ ...settings, signal }));
 }
 
 /** The commands the injected containers run. */
@@ -82,10 +83,12 @@ export const stepCommand: Command = {
   summary: 'what the containers injected into a step pod run',
   usage: [
     'Usage: oras-runtime step pull --state <dir> --wrapper <file> --timeout <duration> [--input <ref>=<dir>]... [options]',
+    '                              [--max-unpacked-size <size>]',
     '       oras-runtime step push --state <dir> --dir <dir> --to <ref> [--failure-to <ref>] [--no-unpack]',
     '                              [--annotation k=v]... [--start-timeout <duration>] [options]',
     '',
-    'step pull (init container): installs the command wrapper, waits for each input until the deadline and pulls it.',
+    'step pull (init container): installs the command wrapper, waits for each input until the deadline (--timeout)',
+    'and pulls it; SIGTERM removes what is staged before it exits.',
     'step push (sidecar): waits for the command to end; pushes <dir> after exit code 0, or to --failure-to otherwise.',
     '',
     '  --debug                    log the resolved settings',

@@ -1,10 +1,16 @@
 import { createHash, Hash } from 'node:crypto';
 import { Transform, TransformCallback } from 'node:stream';
+import { ContentMismatchError, InvalidReferenceError } from './errors';
 
 const DIGEST = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 
-export function assertDigest(digest: string, what: string): void {
-  if (!DIGEST.test(digest)) throw new Error(`${what}: "${digest}" is not a sha256 or sha512 digest`);
+/** Whether `value` is `sha256:<64 hex>` or `sha512:<128 hex>`, the only digests that may reach a URL. */
+export function isDigest(value: unknown): value is string {
+  return typeof value === 'string' && DIGEST.test(value);
+}
+
+export function assertDigest(digest: unknown, what: string): asserts digest is string {
+  if (!isDigest(digest)) throw new InvalidReferenceError(what, String(digest));
 }
 
 export function digestOf(data: Buffer | string, algorithm = 'sha256'): string {
@@ -41,13 +47,30 @@ export class DigestStream extends Transform {
   }
 }
 
-/** Thrown when content does not match the digest or size it was asked for by. */
-export class ContentMismatchError extends Error {
-  constructor(what: string, expected: { digest: string; size?: number }, actual: { digest: string; size: number }) {
-    const sizePart = expected.size !== undefined && expected.size !== actual.size ? ` (expected ${expected.size} bytes, got ${actual.size})` : '';
-    super(`${what}: content does not match: expected ${expected.digest}, got ${actual.digest}${sizePart}. `
-      + 'The registry returned other content than it advertised (truncated or corrupted); nothing was written.');
-    this.name = 'ContentMismatchError';
+/**
+ * Passes on at most the descriptor's size: a byte more fails at once (oversized). At the end it
+ * fails unless size and digest match, so whatever reads from it never sees unverified success.
+ */
+export class VerifyingStream extends DigestStream {
+  constructor(private readonly what: string, private readonly expected: { readonly digest: string; readonly size: number }) {
+    super(algorithmOf(expected.digest));
+  }
+
+  public override _transform(chunk: Buffer, encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.size + chunk.length > this.expected.size) {
+      callback(new ContentMismatchError(this.what, this.expected, { size: this.size + chunk.length }));
+      return;
+    }
+    super._transform(chunk, encoding, callback);
+  }
+
+  public override _flush(callback: TransformCallback): void {
+    try {
+      verifyContent(this.what, this.expected, { digest: this.digest(), size: this.size });
+      callback();
+    } catch (err) {
+      callback(err as Error);
+    }
   }
 }
 

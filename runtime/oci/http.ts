@@ -1,6 +1,16 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { Readable } from 'node:stream';
+import { LimitError, requestLabel, StalledError, TransportError } from './errors';
+
+/** The slowest transfer we wait for: fewer than `bytes` in any `windowMs` while a body moves is a stall. */
+export interface MinRate {
+  readonly bytes: number;
+  readonly windowMs: number;
+}
+
+/** 32 KiB in 30 s (about 1 KiB/s): a link slower than that is broken, not slow. */
+export const DEFAULT_MIN_RATE: MinRate = { bytes: 32 * 1024, windowMs: 30_000 };
 
 /** How requests reach a registry. */
 export interface TransportOptions {
@@ -8,12 +18,14 @@ export interface TransportOptions {
   readonly plainHttp?: boolean;
   /** HTTPS without certificate verification. */
   readonly insecure?: boolean;
-  /** Idle time on a socket before the request fails (ms). Default 60 s. */
+  /** Time without an answer, or without any traffic on the socket, before a request fails (ms). Default 60 s. */
   readonly idleTimeoutMs?: number;
-  /** Attempts for a request that meets a 5xx, 429 or connection error. Default 5. */
+  /** Attempts for a request that meets a transient failure (see isTransient). Default 5. */
   readonly attempts?: number;
   /** First retry delay (ms), doubled each time with jitter. Default 250. */
   readonly retryBaseMs?: number;
+  /** A request or response body slower than this fails with a StalledError. Default DEFAULT_MIN_RATE; bytes 0 turns it off. */
+  readonly minRate?: MinRate;
   /** Parallel connections per registry. Default 8. */
   readonly maxSockets?: number;
   readonly userAgent?: string;
@@ -25,8 +37,8 @@ export interface HttpRequest {
   readonly headers?: Record<string, string>;
   /** The body, or a factory that makes it anew for each attempt. */
   readonly body?: Buffer | (() => Readable);
-  /** Attempts for this request; 1 for requests that must not be repeated blindly. Default: the transport's. */
-  readonly attempts?: number;
+  /** Aborts the request and its response body with the signal's reason. */
+  readonly signal?: AbortSignal;
 }
 
 export interface HttpResponse {
@@ -37,51 +49,33 @@ export interface HttpResponse {
   readonly body: http.IncomingMessage;
 }
 
-const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
-const RETRY_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH', 'ERR_STREAM_PREMATURE_CLOSE', 'ORAS_TIMEOUT']);
 const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 5;
 
-/** A request that failed before any response: names the method, URL and cause. */
-export class TransportError extends Error {
-  constructor(request: HttpRequest, public readonly cause: Error & { code?: string }, attempts: number) {
-    // Origin and path only: a query may hold presigned credentials.
-    super(`${request.method} ${request.url.origin}${request.url.pathname}: ${cause.message}${attempts > 1 ? ` (after ${attempts} attempts)` : ''}`);
-    this.name = 'TransportError';
-  }
-}
-
-export function isRetryableError(err: unknown): boolean {
-  const code = (err as { code?: string })?.code;
-  return code !== undefined && RETRY_CODES.has(code);
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Reads a small response body whole (error bodies, manifests, tokens), refusing more than `limit` bytes. */
-export async function readBody(body: Readable, limit: number): Promise<Buffer> {
+/** Reads a small response body whole (error bodies, manifests, tokens); more than `limit` bytes fails with `tooLarge()`. */
+export async function readBody(body: Readable, limit: number, tooLarge?: () => Error): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
     size += chunk.length;
     if (size > limit) {
       body.destroy();
-      throw new Error(`response body exceeds ${limit} bytes`);
+      throw tooLarge?.() ?? new LimitError('the response body', 'bytes', limit, 'the registry sent more than a response of this kind may hold');
     }
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
 }
 
-/** HTTP with retries, backoff, timeouts and redirects for one registry. */
+/**
+ * HTTP for one registry: timeouts, a minimum transfer rate, cancellation and redirects. One attempt per
+ * call; RegistryClient retries with the client's policy.
+ */
 export class Transport {
   public readonly scheme: 'http' | 'https';
   private readonly agent: http.Agent;
-  private readonly attempts: number;
-  private readonly retryBaseMs: number;
   private readonly idleTimeoutMs: number;
+  private readonly minRate: MinRate;
   private readonly userAgent: string;
 
   constructor(options: TransportOptions = {}) {
@@ -90,26 +84,21 @@ export class Transport {
     this.agent = options.plainHttp
       ? new http.Agent(agentOptions)
       : new https.Agent({ ...agentOptions, rejectUnauthorized: !options.insecure });
-    this.attempts = Math.max(1, options.attempts ?? 5);
-    this.retryBaseMs = options.retryBaseMs ?? 250;
     this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
+    this.minRate = options.minRate ?? DEFAULT_MIN_RATE;
     this.userAgent = options.userAgent ?? 'oras-runtime';
   }
 
-  /**
-   * Sends a request. Connection errors and 5xx/429 answers are retried with
-   * backoff while the body can be made again; redirects are followed for GET
-   * and HEAD, without Authorization once the host changes.
-   */
+  /** Sends a request; redirects are followed for GET and HEAD, without Authorization once the origin changes. */
   public async send(request: HttpRequest): Promise<HttpResponse> {
     let current = request;
     for (let redirects = 0; ; redirects++) {
-      const response = await this.sendWithRetries(current);
+      const response = await this.once(current);
       if (!REDIRECT_STATUS.has(response.status) || !response.headers.location || (current.method !== 'GET' && current.method !== 'HEAD')) {
         return response;
       }
       response.body.resume();
-      if (redirects >= MAX_REDIRECTS) throw new TransportError(request, new Error(`more than ${MAX_REDIRECTS} redirects`), 1);
+      if (redirects >= MAX_REDIRECTS) throw new TransportError(request.method, request.url, new Error(`more than ${MAX_REDIRECTS} redirects`));
       const next = new URL(response.headers.location, current.url);
       const headers = { ...current.headers };
       if (next.host !== current.url.host || next.protocol !== current.url.protocol) delete headers.Authorization;
@@ -117,48 +106,32 @@ export class Transport {
     }
   }
 
-  private async sendWithRetries(request: HttpRequest): Promise<HttpResponse> {
-    const replayable = request.body === undefined || Buffer.isBuffer(request.body) || typeof request.body === 'function';
-    const attempts = request.attempts ?? this.attempts;
-    for (let attempt = 1; ; attempt++) {
-      const last = attempt >= attempts || !replayable;
-      try {
-        const response = await this.once(request);
-        if (!RETRY_STATUS.has(response.status) || last) return response;
-        response.body.resume();
-        await sleep(this.backoff(attempt, response.headers['retry-after']));
-      } catch (err) {
-        if (!isRetryableError(err) || last) throw new TransportError(request, err as Error, attempt);
-        await sleep(this.backoff(attempt));
-      }
-    }
-  }
-
-  private backoff(attempt: number, retryAfter?: string): number {
-    const seconds = retryAfter !== undefined ? Number(retryAfter) : NaN;
-    if (Number.isFinite(seconds) && seconds >= 0) return Math.min(seconds * 1000, 30_000);
-    const base = this.retryBaseMs * 2 ** (attempt - 1);
-    return Math.min(base / 2 + Math.random() * base, 10_000);
-  }
-
   private once(request: HttpRequest): Promise<HttpResponse> {
-    const transport = request.url.protocol === 'http:' ? http : https;
-    const agent = request.url.protocol === `${this.scheme}:` ? this.agent : undefined;
+    const { signal, method, url } = request;
+    const transport = url.protocol === 'http:' ? http : https;
+    const agent = url.protocol === `${this.scheme}:` ? this.agent : undefined;
+    const label = requestLabel(method, url);
     return new Promise((resolve, reject) => {
-      const req = transport.request(request.url, {
-        method: request.method,
-        agent,
-        headers: { 'User-Agent': this.userAgent, ...request.headers },
-      }, (res) => {
-        res.setTimeout(this.idleTimeoutMs, () => {
-          res.destroy(Object.assign(new Error(`no data for ${this.idleTimeoutMs} ms`), { code: 'ORAS_TIMEOUT' }));
-        });
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, url: request.url, body: res });
+      if (signal?.aborted) return reject(signal.reason);
+      let response: http.IncomingMessage | undefined;
+      const stop = (err: Error) => {
+        response?.destroy(err);
+        req.destroy(err);
+      };
+      const req = transport.request(url, { method, agent, headers: { 'User-Agent': this.userAgent, ...request.headers } }, (res) => {
+        response = res;
+        res.setTimeout(this.idleTimeoutMs, () => stop(new StalledError(`${label}: no data for ${this.idleTimeoutMs} ms`)));
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, url, body: res });
       });
-      req.setTimeout(this.idleTimeoutMs, () => {
-        req.destroy(Object.assign(new Error(`no response for ${this.idleTimeoutMs} ms`), { code: 'ORAS_TIMEOUT' }));
+      req.setTimeout(this.idleTimeoutMs, () => stop(new StalledError(`${label}: no response for ${this.idleTimeoutMs} ms`)));
+      req.on('error', (err) => reject(err === signal?.reason || err instanceof StalledError ? err : new TransportError(method, url, err)));
+      const aborted = () => stop(signal!.reason);
+      signal?.addEventListener('abort', aborted, { once: true });
+      const unwatch = this.watchRate(req, () => response, label, request.body !== undefined, stop);
+      req.once('close', () => {
+        signal?.removeEventListener('abort', aborted);
+        unwatch();
       });
-      req.on('error', reject);
       const body = request.body;
       if (body === undefined) {
         req.end();
@@ -167,9 +140,37 @@ export class Transport {
       } else {
         const stream = body();
         stream.on('error', (err) => req.destroy(err));
+        req.once('close', () => stream.destroy());
         stream.pipe(req);
       }
     });
+  }
+
+  /**
+   * Checks every window that a body moving in either direction (our upload, or the response while we
+   * wait for it) moved at least the minimum; waiting for the answer itself is the idle timeout's job.
+   */
+  private watchRate(
+    req: http.ClientRequest, response: () => http.IncomingMessage | undefined, label: string, uploads: boolean, stop: (err: Error) => void,
+  ): () => void {
+    const { bytes, windowMs } = this.minRate;
+    if (bytes <= 0) return () => undefined;
+    const moved = () => (req.socket ? req.socket.bytesRead + req.socket.bytesWritten : 0);
+    let last = 0;
+    req.once('socket', () => { last = moved(); });
+    const timer = setInterval(() => {
+      const res = response();
+      const uploading = uploads && !req.writableFinished;
+      // Unread data in the response means we are the slow side.
+      const downloading = res !== undefined && !res.complete && res.readableLength === 0;
+      const now = moved();
+      if ((uploading || downloading) && now - last < bytes) {
+        stop(new StalledError(`${label}: the transfer stalled (${now - last} bytes in ${windowMs} ms, the minimum is ${bytes})`));
+      }
+      last = now;
+    }, windowMs);
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   public close(): void {

@@ -1,5 +1,7 @@
+import { Stats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { isAbsolute, join, posix, relative, sep } from 'node:path';
+import { PathEscapeError } from './errors';
 
 /**
  * The layer title for a path given on the command line: relative, '/'-separated,
@@ -25,7 +27,7 @@ export function assertSafeTitle(title: string): void {
   const bad = title === '' || title.includes('\0') || title.includes('\\') || title.startsWith('/')
     || parts.some((p) => p === '..' || p === '.' || p === '');
   if (bad) {
-    throw new Error(`layer title "${title}" would escape the output directory (absolute, "..", empty or "\\" parts); refusing to pull it`);
+    throw new PathEscapeError(title, `layer title "${title}" would escape the output directory (absolute, "..", empty or "\\" parts); refusing to pull it`);
   }
 }
 
@@ -35,17 +37,24 @@ export function assertSafeTitle(title: string): void {
  */
 export async function assertNoSymlinkParents(root: string, target: string): Promise<void> {
   const rel = relative(root, target);
-  if (rel.startsWith('..') || isAbsolute(rel)) throw new Error(`"${target}" is outside "${root}"`);
+  if (rel.startsWith('..') || isAbsolute(rel)) throw new PathEscapeError(target, `"${target}" is outside "${root}"`);
   const parts = rel.split(sep).slice(0, -1);
   let current = root;
   for (const part of parts) {
     current = join(current, part);
-    const info = await lstat(current).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined;
-      throw err;
-    });
+    const info = await lstatOrUndefined(current);
     if (!info) return;
-    if (info.isSymbolicLink()) throw new Error(`"${relative(root, current)}" in the output directory is a symlink; refusing to write "${rel}" through it`);
+    if (info.isSymbolicLink()) throw new PathEscapeError(rel, `"${relative(root, current)}" in the output directory is a symlink; refusing to write "${rel}" through it`);
     if (!info.isDirectory()) throw new Error(`"${relative(root, current)}" in the output directory is not a directory; cannot write "${rel}" under it`);
+  }
+}
+
+/** lstat, or undefined when nothing is there. */
+export async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
   }
 }

@@ -1,4 +1,5 @@
 import { Transform, TransformCallback } from 'node:stream';
+import { printable } from './printable';
 
 /** What push and pull tell the user. */
 export interface Reporter {
@@ -40,7 +41,8 @@ export class JsonReporter implements Reporter {
   constructor(private readonly out: NodeJS.WritableStream = process.stderr) {}
 
   public event(name: string, fields: Record<string, unknown>): void {
-    this.out.write(JSON.stringify({ time: new Date().toISOString(), event: name, ...fields }) + '\n');
+    const safe = Object.fromEntries(Object.entries(fields).map(([key, value]) => [key, typeof value === 'string' ? printable(value) : value]));
+    this.out.write(JSON.stringify({ time: new Date().toISOString(), event: name, ...safe }) + '\n');
   }
 
   public track(id: string, title: string, total: number): Transform {
@@ -92,7 +94,7 @@ export class TtyReporter implements Reporter {
     // A terminal of unknown size reports 0 columns.
     const width = Math.max(this.out.columns || 100, 40);
     if (this.drawn > 0) this.out.write(`\x1b[${this.drawn}A`);
-    for (const line of this.lines.values()) this.out.write(`\x1b[2K${line.slice(0, width - 1)}\n`);
+    for (const line of this.lines.values()) this.out.write(`\x1b[2K${printable(line).slice(0, width - 1)}\n`);
     this.drawn = this.lines.size;
   }
 }

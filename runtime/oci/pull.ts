@@ -1,25 +1,39 @@
-import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, realpath, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { Readable } from 'node:stream';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, realpath, rm, rmdir, statfs } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough, Transform, TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { forEachLimited } from './concurrency';
-import { assertDigest, ContentMismatchError, DigestStream, verifyContent } from './digest';
-import { isRetryableError, sleep } from './http';
+import { DeadlineOptions, withDeadline } from './deadline';
+import { VerifyingStream } from './digest';
+import { asDiskFull, ContentMismatchError, DiskFullError, InvalidTarError, LimitError } from './errors';
 import { Annotation, Descriptor, isIndex, Manifest, MediaType } from './media-types';
-import { assertNoSymlinkParents, assertSafeTitle } from './paths';
-import { Reporter, SilentReporter } from './progress';
+import { assertNoSymlinkParents, assertSafeTitle, lstatOrUndefined } from './paths';
+import { formatBytes, Reporter, SilentReporter } from './progress';
 import { Reference } from './reference';
-import { RegistryClient } from './registry-client';
-import { extractTar } from './tar';
+import { FetchedManifest, RegistryClient } from './registry-client';
+import { retry } from './retry';
+import { checkMerge, checkPlace, mergeInto, Staging } from './staging';
+import { extractTar, ExtractResult } from './tar';
 
-const BLOB_ATTEMPTS = 3;
 const MAX_INDEX_DEPTH = 4;
 /** Bytes buffered towards a file before backpressure: fewer, larger writes. */
 const WRITE_BUFFER = 1024 * 1024;
 
-export interface PullOptions {
+/** Defaults of the limits a pull enforces; PullOptions overrides each. */
+export const PULL_LIMITS = {
+  /** Distinct manifests in an artifact, an index and its children together. */
+  manifests: 256,
+  /** Layer descriptors across all of them. */
+  layers: 10_000,
+  /** A directory layer may unpack to this many times its compressed size... */
+  unpackRatio: 100,
+  /** ...and always to at least this (1 GiB), so small layers of zero-filled files still pass. */
+  unpackFloorBytes: 1024 ** 3,
+} as const;
+
+export interface PullOptions extends DeadlineOptions {
   /** Parallel blob downloads. Default 3. */
   readonly concurrency?: number;
   /** Unpack directory layers (the default); false keeps each tarball as a file named by its title. */
@@ -27,6 +41,12 @@ export interface PullOptions {
   /** Keep only layers of these media types. Default: all. */
   readonly mediaTypes?: string[];
   readonly reporter?: Reporter;
+  /** Largest size (bytes) one directory layer may unpack to. Default: 100 times its compressed size, at least 1 GiB. */
+  readonly maxUnpackedBytes?: number;
+  /** Distinct manifests in the artifact, an index and its children together. Default 256. */
+  readonly maxManifests?: number;
+  /** Layers across all manifests. Default 10 000. */
+  readonly maxLayers?: number;
 }
 
 export interface PulledLayer {
@@ -43,47 +63,216 @@ export interface PullResult {
   readonly layers: PulledLayer[];
 }
 
-/**
- * Pulls an ORAS artifact into `outputDir`: every titled layer of the manifest
- * (or of every manifest of an index) becomes a file or an unpacked directory
- * named by its title. Each blob goes to a temporary name first and appears
- * under its title only once its digest and size are verified.
- */
-export async function pull(client: RegistryClient, reference: Reference, outputDir: string, options: PullOptions = {}): Promise<PullResult> {
-  const reporter = options.reporter ?? new SilentReporter();
-  const root = await client.fetchManifest(reference.repository, reference.manifestReference);
-  const descriptors = await layersOf(client, reference.repository, root.manifest, root.descriptor, 0);
-  const plan = planLayers(descriptors, options.mediaTypes, reporter);
-
-  await mkdir(outputDir, { recursive: true });
-  const out = await realpath(outputDir);
-  const unpackAll = options.unpack ?? true;
-  const layers: PulledLayer[] = [];
-  await forEachLimited(plan, options.concurrency ?? 3, async ({ title, descriptor }) => {
-    const target = join(out, ...title.split('/'));
-    await assertNoSymlinkParents(out, target);
-    await mkdir(dirname(target), { recursive: true });
-    const unpacked = unpackAll && descriptor.annotations?.[Annotation.UNPACK] === 'true';
-    const job: BlobJob = { client, repository: reference.repository, descriptor, title, target, reporter };
-    await withRetries(reporter, title, () => unpacked ? fetchDirectory(job) : fetchFile(job));
-    layers.push({ title, path: target, descriptor, unpacked });
-    reporter.event('pulled', { title, digest: descriptor.digest, size: descriptor.size });
-  });
-  return { digest: root.descriptor.digest, manifest: root.manifest, layers };
+/** One layer on its way: where it is staged and where it goes. */
+interface Job extends PulledLayer {
+  readonly staged: string;
 }
 
-async function layersOf(client: RegistryClient, repository: string, manifest: Manifest, descriptor: Descriptor, depth: number)
-  : Promise<Descriptor[]> {
-  if (!isIndex(manifest.mediaType ?? descriptor.mediaType) && !manifest.manifests) {
-    return [...(manifest.layers ?? manifest.blobs ?? [])];
+/**
+ * Pulls an ORAS artifact into `outputDir`: every titled layer of the manifest (or of every manifest of
+ * an index) becomes a file, or a directory merged into what is there as `oras pull` does, named by its
+ * title. Everything is downloaded and verified in a staging directory first and moves to its final
+ * name only once every layer passed; a failed or cancelled pull leaves nothing behind.
+ */
+export function pull(client: RegistryClient, reference: Reference, outputDir: string, options: PullOptions = {}): Promise<PullResult> {
+  return withDeadline(`pull ${reference.text}`, options, (signal) => new Puller(client, reference, options, signal).run(outputDir));
+}
+
+class Puller {
+  private readonly reporter: Reporter;
+  /** Aborts the transfers still running once one layer failed. */
+  private readonly failed = new AbortController();
+  private readonly signal: AbortSignal;
+
+  constructor(
+    private readonly client: RegistryClient,
+    private readonly reference: Reference,
+    private readonly options: PullOptions,
+    signal: AbortSignal | undefined,
+  ) {
+    this.reporter = options.reporter ?? new SilentReporter();
+    this.signal = signal ? AbortSignal.any([signal, this.failed.signal]) : this.failed.signal;
   }
-  if (depth >= MAX_INDEX_DEPTH) throw new Error(`index ${descriptor.digest} nests deeper than ${MAX_INDEX_DEPTH} levels`);
-  const all: Descriptor[] = [];
-  for (const child of manifest.manifests ?? []) {
-    const fetched = await client.fetchManifest(repository, child.digest, child);
-    all.push(...await layersOf(client, repository, fetched.manifest, fetched.descriptor, depth + 1));
+
+  async run(outputDir: string): Promise<PullResult> {
+    const root = await this.client.fetchManifest(this.reference.repository, this.reference.manifestReference, undefined, { signal: this.signal });
+    const plan = planLayers(await this.collectLayers(root), this.options.mediaTypes, this.reporter);
+    const created = await mkdir(outputDir, { recursive: true });
+    try {
+      const layers = await this.fill(await realpath(outputDir), plan);
+      return { digest: root.descriptor.digest, manifest: root.manifest, layers };
+    } catch (err) {
+      // An output directory this pull created goes again if it stayed empty.
+      if (created) await rmdir(outputDir).catch(() => undefined);
+      throw err;
+    }
   }
-  return all;
+
+  /** Stages and verifies every layer, then moves them into `out`; the staging directory goes in any case. */
+  private async fill(out: string, plan: { title: string; descriptor: Descriptor }[]): Promise<PulledLayer[]> {
+    const staging = await Staging.create(out);
+    try {
+      const unpackAll = this.options.unpack ?? true;
+      const jobs: Job[] = plan.map(({ title, descriptor }, i) => ({
+        title,
+        descriptor,
+        path: join(out, ...title.split('/')),
+        unpacked: unpackAll && descriptor.annotations?.[Annotation.UNPACK] === 'true',
+        staged: staging.path(String(i)),
+      }));
+      for (const job of jobs) {
+        await assertNoSymlinkParents(out, job.path);
+        checkPlace(job.unpacked, await lstatOrUndefined(job.path), job.title);
+      }
+      await ensureSpace(out, jobs);
+      const fetch = (job: Job) => (job.unpacked ? this.fetchDirectory(job) : this.download(job, job.staged));
+      await forEachLimited(jobs, this.options.concurrency ?? 3, (job) => fetch(job).catch((err) => {
+        this.failed.abort(err);
+        throw err;
+      }));
+      // Everything is verified: check every place again (time passed), then move in.
+      for (const job of jobs) {
+        await assertNoSymlinkParents(out, job.path);
+        await checkMerge(job.staged, job.path, job.title);
+      }
+      for (const job of jobs) {
+        await mergeInto(job.staged, job.path);
+        this.reporter.event('pulled', { title: job.title, digest: job.descriptor.digest, size: job.descriptor.size });
+      }
+      return jobs.map(({ staged: _, ...layer }) => layer);
+    } finally {
+      await staging.remove();
+    }
+  }
+
+  /** The layers of the manifest, or of each distinct manifest an index leads to, within the limits. */
+  private async collectLayers(root: FetchedManifest): Promise<Descriptor[]> {
+    const maxManifests = this.options.maxManifests ?? PULL_LIMITS.manifests;
+    const maxLayers = this.options.maxLayers ?? PULL_LIMITS.layers;
+    const seen = new Set([root.descriptor.digest]);
+    const layers: Descriptor[] = [];
+    const visit = async ({ manifest, descriptor }: FetchedManifest, depth: number): Promise<void> => {
+      if (!isIndex(manifest.mediaType ?? descriptor.mediaType) && !manifest.manifests) {
+        const own = manifest.layers ?? manifest.blobs ?? [];
+        if (layers.length + own.length > maxLayers) {
+          throw new LimitError(`the artifact ${this.reference.text}`, 'layers', maxLayers, 'raise maxLayers if it is trusted');
+        }
+        layers.push(...own);
+        return;
+      }
+      if (depth >= MAX_INDEX_DEPTH) throw new LimitError(`the index ${descriptor.digest}`, 'levels of nesting', MAX_INDEX_DEPTH, 'an index may not nest deeper');
+      for (const child of manifest.manifests ?? []) {
+        if (seen.has(child.digest)) continue;
+        seen.add(child.digest);
+        if (seen.size > maxManifests) {
+          throw new LimitError(`the index of ${this.reference.text}`, 'manifests', maxManifests, 'raise maxManifests if it is trusted');
+        }
+        await visit(await this.client.fetchManifest(this.reference.repository, child.digest, child, { signal: this.signal }), depth + 1);
+      }
+    };
+    await visit(root, 0);
+    return layers;
+  }
+
+  /** Downloads one blob to `file`, verified against its descriptor; transient failures start it over. */
+  private download({ descriptor, title }: Job, file: string): Promise<void> {
+    const what = `blob "${title}" (${descriptor.digest})`;
+    return retry(async () => {
+      await rm(file, { force: true });
+      // Opened before the request: a lazily opened write stream could create the file after the cleanup.
+      const handle = await open(file, 'wx', 0o644);
+      const verifier = new VerifyingStream(what, descriptor);
+      try {
+        const response = await this.client.fetchBlob(this.reference.repository, descriptor.digest, { signal: this.signal });
+        if (Number(response.headers['content-length']) > descriptor.size) {
+          response.body.destroy();
+          throw new ContentMismatchError(what, descriptor, { size: Number(response.headers['content-length']) });
+        }
+        const tracker = this.reporter.track(descriptor.digest, title, descriptor.size);
+        await pipeline(response.body, tracker, verifier, handle.createWriteStream({ highWaterMark: WRITE_BUFFER }));
+      } catch (err) {
+        throw brokenTransfer(err, what, descriptor, verifier.size, file);
+      } finally {
+        await handle.close().catch(() => undefined);
+      }
+    }, {
+      policy: this.client.retryPolicy,
+      signal: this.signal,
+      onRetry: (err) => this.reporter.event('retry', { title, message: (err as Error).message }),
+    });
+  }
+
+  /**
+   * Downloads and verifies a directory layer, then unpacks it: the archive is only read once its
+   * digest matched, and it may not unpack to more than the limit.
+   */
+  private async fetchDirectory(job: Job): Promise<void> {
+    const { descriptor, title, staged } = job;
+    const blob = `${staged}.blob`;
+    await this.download(job, blob);
+    const limit = this.options.maxUnpackedBytes ?? Math.max(PULL_LIMITS.unpackFloorBytes, PULL_LIMITS.unpackRatio * descriptor.size);
+    const tooLarge = () => new LimitError(`directory layer "${title}" unpacked`, 'bytes', limit,
+      'raise it with --max-unpacked-size (maxUnpackedBytes) if the artifact is trusted');
+    let result: ExtractResult | undefined;
+    let refused: unknown;
+    const extract = (tar: AsyncIterable<Uint8Array>) => extractTar(tar, staged, { stripPrefix: title }).then((r) => { result = r; }, (err) => {
+      refused = err;
+      throw err;
+    });
+    try {
+      const gunzip = descriptor.mediaType === MediaType.LAYER_TAR ? new PassThrough() : createGunzip();
+      // The extractor's own error wins: stopping its input early makes the pipeline report an abort.
+      await pipeline(createReadStream(blob), gunzip, new ByteLimit(limit, tooLarge), extract, { signal: this.signal }).catch((err) => {
+        throw refused ?? err;
+      });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (typeof code === 'string' && code.startsWith('Z_')) throw new InvalidTarError(`directory layer "${title}" is not valid gzip: ${(err as Error).message}`);
+      throw asDiskFull(err, job.path);
+    } finally {
+      await rm(blob, { force: true });
+    }
+    const expected = descriptor.annotations?.[Annotation.CONTENT_DIGEST];
+    if (expected && expected !== result!.digest) {
+      throw new ContentMismatchError(`directory "${title}" (uncompressed tar)`, { digest: expected }, { digest: result!.digest, size: result!.size });
+    }
+  }
+}
+
+/**
+ * What a failed download means: a full disk, content that is wrong, or (for any other error before
+ * the declared size arrived) a transfer that broke short, which is worth another attempt.
+ */
+function brokenTransfer(err: unknown, what: string, descriptor: Descriptor, received: number, file: string): unknown {
+  const full = asDiskFull(err, file);
+  if (full !== err) return full;
+  const systemError = typeof (err as NodeJS.ErrnoException).code === 'string';
+  return systemError && received < descriptor.size ? new ContentMismatchError(what, descriptor, { size: received }, err as Error) : err;
+}
+
+/** Passes at most `limit` bytes; one more fails the stream with `error()`. */
+class ByteLimit extends Transform {
+  private bytes = 0;
+
+  constructor(private readonly limit: number, private readonly error: () => Error) {
+    super();
+  }
+
+  public override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.bytes += chunk.length;
+    callback(this.bytes > this.limit ? this.error() : null, chunk);
+  }
+}
+
+/**
+ * Fails early with a DiskFullError when the file system cannot hold the download: every blob, plus
+ * at least as much again for directory layers (unpacked sizes are known only once unpacked).
+ */
+async function ensureSpace(out: string, jobs: Job[]): Promise<void> {
+  const needed = jobs.reduce((sum, job) => sum + job.descriptor.size * (job.unpacked ? 2 : 1), 0);
+  const { bavail, bsize } = await statfs(out);
+  const free = bavail * bsize;
+  if (needed > free) throw new DiskFullError(out, `the layers need at least ${formatBytes(needed)}, and ${formatBytes(free)} are free`);
 }
 
 /** Titled layers, each title once; validated before anything is written. */
@@ -94,7 +283,6 @@ function planLayers(descriptors: Descriptor[], mediaTypes: string[] | undefined,
       reporter.event('skip', { digest: descriptor.digest, message: `media type ${descriptor.mediaType} is filtered out` });
       continue;
     }
-    assertDigest(descriptor.digest, `layer ${descriptor.annotations?.[Annotation.TITLE] ?? '(untitled)'}`);
     const title = descriptor.annotations?.[Annotation.TITLE];
     if (!title) {
       reporter.event('skip', { digest: descriptor.digest, message: 'layer has no title' });
@@ -113,108 +301,4 @@ function planLayers(descriptors: Descriptor[], mediaTypes: string[] | undefined,
     if (clash) throw new Error(`layer "${clash}" would be written inside layer "${title}"; the artifact's titles overlap`);
   }
   return [...byTitle].map(([title, descriptor]) => ({ title, descriptor }));
-}
-
-async function withRetries(reporter: Reporter, title: string, attempt: () => Promise<void>): Promise<void> {
-  for (let n = 1; ; n++) {
-    try {
-      return await attempt();
-    } catch (err) {
-      const truncated = err instanceof ContentMismatchError && /expected \d+ bytes, got \d+/.test(err.message);
-      const retryable = isRetryableError((err as { cause?: unknown }).cause ?? err) || isRetryableError(err) || truncated;
-      if (!retryable || n >= BLOB_ATTEMPTS) throw err;
-      reporter.event('retry', { title, message: (err as Error).message });
-      await sleep(250 * 2 ** n);
-    }
-  }
-}
-
-function temporaryName(target: string, kind: string): string {
-  return join(dirname(target), `.${basename(target)}.oras-${kind}-${randomBytes(6).toString('hex')}`);
-}
-
-/** One layer to fetch to one place. */
-interface BlobJob {
-  readonly client: RegistryClient;
-  readonly repository: string;
-  readonly descriptor: Descriptor;
-  readonly title: string;
-  readonly target: string;
-  readonly reporter: Reporter;
-}
-
-async function blobStream({ client, repository, descriptor, title, reporter }: BlobJob) {
-  const what = `blob "${title}" (${descriptor.digest})`;
-  const response = await client.fetchBlob(repository, descriptor.digest).catch((err: Error & { code?: string }) => {
-    throw Object.assign(new Error(`${what}: ${err.message}`), { code: err.code, cause: (err as { cause?: unknown }).cause });
-  });
-  const hasher = new DigestStream(descriptor.digest.split(':')[0]);
-  const body: Readable = response.body.pipe(reporter.track(descriptor.digest, title, descriptor.size));
-  response.body.on('error', (err) => body.destroy(err));
-  return {
-    body,
-    hasher,
-    /** Frees the connection after a failure (the pipeline destroys only our streams). */
-    abort: () => response.body.destroy(),
-    verify: () => verifyContent(what, descriptor, { digest: hasher.digest(), size: hasher.size }),
-    /** Names the blob and how far it got; keeps the code so that retries still apply. */
-    explain: (err: Error & { code?: string }) => err instanceof ContentMismatchError ? err : Object.assign(
-      new Error(`${what}: the transfer broke after ${hasher.size} of ${descriptor.size} bytes (${err.message}); nothing was written`),
-      { code: err.code ?? 'ERR_STREAM_PREMATURE_CLOSE' },
-    ),
-  };
-}
-
-async function fetchFile(job: BlobJob): Promise<void> {
-  const { title, target } = job;
-  const existing = await lstat(target).catch(() => undefined);
-  if (existing?.isDirectory()) throw new Error(`"${title}" exists as a directory in the output directory; cannot replace it with a file`);
-  const temporary = temporaryName(target, 'partial');
-  try {
-    // Open before the download starts: a write stream opens lazily and could create the file after
-    // the cleanup below, and nothing may stand between the response and its pipeline.
-    const handle = await open(temporary, 'wx', 0o644);
-    let verify: () => void;
-    try {
-      const stream = await blobStream(job);
-      verify = stream.verify;
-      await pipeline(stream.body, stream.hasher, handle.createWriteStream({ highWaterMark: WRITE_BUFFER })).catch((err) => {
-        stream.abort();
-        throw stream.explain(err);
-      });
-    } finally {
-      await handle.close().catch(() => undefined);
-    }
-    verify();
-    await rename(temporary, target);
-  } finally {
-    await rm(temporary, { force: true });
-  }
-}
-
-async function fetchDirectory(job: BlobJob): Promise<void> {
-  const { descriptor, title, target } = job;
-  const temporary = temporaryName(target, 'unpack');
-  const retired = temporaryName(target, 'old');
-  try {
-    const { body, hasher, verify, explain, abort } = await blobStream(job);
-    const tar: Readable = descriptor.mediaType === MediaType.LAYER_TAR ? body.pipe(hasher) : body.pipe(hasher).pipe(createGunzip());
-    body.on('error', (err) => tar.destroy(err));
-    hasher.on('error', (err) => tar.destroy(err));
-    const result = await extractTar(tar, temporary, { stripPrefix: title }).catch((err) => {
-      abort();
-      throw hasher.size < descriptor.size && !/escape|outside|symlink/.test(err.message) ? explain(err) : err;
-    });
-    verify();
-    const expected = descriptor.annotations?.[Annotation.CONTENT_DIGEST];
-    if (expected && expected !== result.digest) {
-      throw new ContentMismatchError(`directory "${title}" (uncompressed tar)`, { digest: expected }, { digest: result.digest, size: result.size });
-    }
-    const existing = await lstat(target).catch(() => undefined);
-    if (existing) await rename(target, retired);
-    await rename(temporary, target);
-  } finally {
-    await rm(temporary, { recursive: true, force: true });
-    await rm(retired, { recursive: true, force: true });
-  }
 }

@@ -7,6 +7,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { forEachLimited } from './concurrency';
+import { DeadlineOptions, withDeadline } from './deadline';
 import { DigestStream } from './digest';
 import { Annotation, Descriptor, EMPTY_CONFIG, Manifest, MediaType } from './media-types';
 import { titleForPath } from './paths';
@@ -24,7 +25,7 @@ export interface PushItem {
 /** Annotations as the oras `--annotation-file` holds them: `$manifest`, `$config`, and one key per title. */
 export type AnnotationMap = Record<string, Record<string, string>>;
 
-export interface PushOptions {
+export interface PushOptions extends DeadlineOptions {
   /** Default `application/vnd.unknown.artifact.v1`. */
   readonly artifactType?: string;
   readonly annotations?: AnnotationMap;
@@ -60,7 +61,13 @@ export function parsePushItem(argument: string): PushItem {
  * titled with their path, directories as tar+gzip layers with the content
  * digest of the uncompressed tar, the empty config, then the manifest.
  */
-export async function push(client: RegistryClient, reference: Reference, items: PushItem[], options: PushOptions = {}): Promise<PushResult> {
+export function push(client: RegistryClient, reference: Reference, items: PushItem[], options: PushOptions = {}): Promise<PushResult> {
+  return withDeadline(`push ${reference.text}`, options, (signal) => pushWithin(client, reference, items, options, signal));
+}
+
+async function pushWithin(
+  client: RegistryClient, reference: Reference, items: PushItem[], options: PushOptions, signal?: AbortSignal,
+): Promise<PushResult> {
   const reporter = options.reporter ?? new SilentReporter();
   const annotations = options.annotations ?? {};
   const scratch = await mkdtemp(join(tmpdir(), 'oras-push-'));
@@ -77,7 +84,7 @@ export async function push(client: RegistryClient, reference: Reference, items: 
         throw new Error(`"${item.path}" does not exist`);
       });
       if (info.isDirectory()) {
-        layers.push(await packDirectoryLayer(source, title, scratch, item.mediaType, extra, options.unpack ?? true));
+        layers.push(await packDirectoryLayer(source, title, scratch, item.mediaType, extra, options.unpack ?? true, signal));
       } else if (info.isFile()) {
         layers.push(await fileLayer(source, title, item.mediaType, extra));
       } else {
@@ -96,7 +103,8 @@ export async function push(client: RegistryClient, reference: Reference, items: 
     await forEachLimited(uploads, options.concurrency ?? 3, async (layer) => {
       const title = layer.descriptor.annotations?.[Annotation.TITLE] ?? '(config)';
       const { digest, size } = layer.descriptor;
-      const result = await client.pushBlob(reference.repository, layer.descriptor, () => layer.open().pipe(reporter.track(digest, title, size)));
+      const open = () => layer.open().pipe(reporter.track(digest, title, size));
+      const result = await client.pushBlob(reference.repository, layer.descriptor, open, { signal });
       reporter.event(result === 'exists' ? 'exists' : 'uploaded', { title, digest: layer.descriptor.digest, size: layer.descriptor.size });
     });
 
@@ -109,7 +117,7 @@ export async function push(client: RegistryClient, reference: Reference, items: 
       annotations: { [Annotation.CREATED]: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'), ...annotations.$manifest },
     };
     const raw = Buffer.from(JSON.stringify(manifest));
-    const digest = await client.pushManifest(reference.repository, reference.manifestReference, raw, MediaType.OCI_MANIFEST);
+    const digest = await client.pushManifest(reference.repository, reference.manifestReference, raw, MediaType.OCI_MANIFEST, { signal });
     if (reference.digest && reference.digest !== digest) {
       throw new Error(`the manifest's digest is ${digest}, not ${reference.digest} as the reference demands`);
     }
@@ -135,11 +143,11 @@ async function fileLayer(path: string, title: string, mediaType: string | undefi
 }
 
 async function packDirectoryLayer(path: string, title: string, scratch: string, mediaType: string | undefined,
-  extra: Record<string, string>, unpack: boolean): Promise<Layer> {
+  extra: Record<string, string>, unpack: boolean, signal?: AbortSignal): Promise<Layer> {
   const file = join(scratch, `${randomBytes(8).toString('hex')}.tar.gz`);
   const tarHash = new DigestStream();
   const gzHash = new DigestStream();
-  await pipeline(tarDirectory(path, title), tarHash, createGzip(), gzHash, createWriteStream(file, { flags: 'wx' }));
+  await pipeline(tarDirectory(path, title), tarHash, createGzip(), gzHash, createWriteStream(file, { flags: 'wx' }), { signal });
   const annotations: Record<string, string> = { ...extra, [Annotation.TITLE]: title, [Annotation.CONTENT_DIGEST]: tarHash.digest() };
   if (unpack) annotations[Annotation.UNPACK] = 'true';
   return {

@@ -1,27 +1,21 @@
 import { Readable } from 'node:stream';
 import { Authorizer } from './auth/authorizer';
 import { CredentialSource, Operation } from './auth/credentials';
-import { digestOf, verifyContent } from './digest';
-import { HttpResponse, isRetryableError, readBody, sleep, Transport, TransportError, TransportOptions } from './http';
+import { DeadlineOptions, withDeadline } from './deadline';
+import { assertDigest, digestOf, isDigest, verifyContent } from './digest';
+import { AuthError, ContentMismatchError, InvalidReferenceError, LimitError, RegistryError } from './errors';
+import { HttpResponse, readBody, Transport, TransportOptions } from './http';
+import { parseManifest } from './manifest';
 import { Descriptor, Manifest, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './media-types';
 import { endpointHost } from './reference';
+import { DEFAULT_RETRY_POLICY, retry, RetryPolicy } from './retry';
+
+export { AuthError, RegistryError } from './errors';
 
 const ERROR_BODY_LIMIT = 64 * 1024;
-const UPLOAD_ATTEMPTS = 3;
-
-/** An answer the registry gave that the request could not accept: method, URL, status and the registry's error code. */
-export class RegistryError extends Error {
-  constructor(
-    public readonly method: string,
-    public readonly url: URL,
-    public readonly status: number,
-    public readonly code: string,
-    detail: string,
-  ) {
-    super(`${method} ${url.origin}${url.pathname}: ${status} ${code}${detail ? `: ${detail}` : ''}`);
-    this.name = 'RegistryError';
-  }
-}
+/** The distribution spec's grammar of repository names and tags. */
+const REPOSITORY = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
 export interface RegistryClientOptions extends TransportOptions {
   readonly credentials?: CredentialSource;
@@ -41,99 +35,118 @@ interface CallOptions {
   readonly ok: number[];
   /** Send no credentials (a URL on another origin than the registry's). */
   readonly anonymous?: boolean;
-  /** Attempts at the transport level; 1 where a blind repeat is unsafe. */
-  readonly attempts?: number;
+  readonly signal?: AbortSignal;
 }
 
-/** The OCI distribution API of one registry, authenticated and verified. */
+/**
+ * The OCI distribution API of one registry, authenticated and verified. Each public method retries
+ * transient failures with the client's one policy and honours `signal` and `timeoutMs`.
+ */
 export class RegistryClient {
+  public readonly retryPolicy: RetryPolicy;
   private readonly transport: Transport;
   private readonly authorizer: Authorizer;
   private readonly base: string;
 
   constructor(public readonly registry: string, options: RegistryClientOptions = {}) {
     this.transport = new Transport(options);
-    this.authorizer = new Authorizer(registry, options.credentials, this.transport);
     this.base = `${this.transport.scheme}://${endpointHost(registry)}`;
+    this.authorizer = new Authorizer(registry, options.credentials, this.transport, new URL(`${this.base}/v2/`));
+    this.retryPolicy = {
+      ...DEFAULT_RETRY_POLICY,
+      attempts: Math.max(1, options.attempts ?? DEFAULT_RETRY_POLICY.attempts),
+      baseMs: options.retryBaseMs ?? DEFAULT_RETRY_POLICY.baseMs,
+    };
   }
 
   /** Digest, size and media type of a manifest, by tag or digest. */
-  public async resolve(repository: string, reference: string): Promise<Descriptor> {
-    const url = this.url(repository, `manifests/${reference}`);
-    const response = await this.call('HEAD', url, { repository, operation: 'pull', headers: { Accept: MANIFEST_ACCEPT }, ok: [200] });
-    response.body.resume();
-    const digest = header(response, 'docker-content-digest');
-    const size = Number(header(response, 'content-length'));
-    const mediaType = header(response, 'content-type');
-    if (digest && Number.isFinite(size) && mediaType) {
-      if (reference.includes(':') && digest !== reference) {
-        throw new RegistryError('HEAD', url, 200, 'DIGEST_MISMATCH', `asked for ${reference}, the registry answered ${digest}`);
+  public resolve(repository: string, reference: string, options: DeadlineOptions = {}): Promise<Descriptor> {
+    return withDeadline(`resolving ${this.registry}/${repository}:${reference}`, options, async (signal) => {
+      const url = this.manifestUrl(repository, reference);
+      const response = await this.retried(signal, () => this.call('HEAD', url, { repository, operation: 'pull', headers: { Accept: MANIFEST_ACCEPT }, ok: [200], signal }));
+      response.body.resume();
+      const digest = header(response, 'docker-content-digest');
+      const size = Number(header(response, 'content-length'));
+      const mediaType = header(response, 'content-type');
+      if (isDigest(digest) && Number.isSafeInteger(size) && size >= 0 && mediaType) {
+        if (isDigest(reference) && digest !== reference) {
+          throw new RegistryError('HEAD', url, 200, 'DIGEST_MISMATCH', `asked for ${reference}, the registry answered ${digest}`);
+        }
+        return { mediaType, digest, size };
       }
-      return { mediaType, digest, size };
-    }
-    return (await this.fetchManifest(repository, reference)).descriptor;
+      return (await this.fetchManifest(repository, reference, undefined, { signal })).descriptor;
+    });
   }
 
   /**
-   * Fetches a manifest and checks it: at most 4 MiB, and its sha256 equals
-   * the digest asked for, the descriptor given, or the digest the registry states.
+   * Fetches a manifest and checks it: at most 4 MiB (or the size `expected` declares), its sha256
+   * equals the digest asked for, the descriptor given, or the digest the registry states, and every
+   * field has the type the spec gives it.
    */
-  public async fetchManifest(repository: string, reference: string, expected?: Descriptor): Promise<FetchedManifest> {
-    const url = this.url(repository, `manifests/${reference}`);
-    const response = await this.call('GET', url, { repository, operation: 'pull', headers: { Accept: MANIFEST_ACCEPT }, ok: [200] });
-    const length = Number(header(response, 'content-length'));
-    if (length > MAX_MANIFEST_BYTES) {
-      response.body.destroy();
-      throw new RegistryError('GET', url, 200, 'MANIFEST_TOO_LARGE', `${length} bytes, the limit is ${MAX_MANIFEST_BYTES}`);
-    }
-    const raw = await readBody(response.body, MAX_MANIFEST_BYTES);
-    const digest = expected?.digest ?? (reference.includes(':') ? reference : header(response, 'docker-content-digest'));
-    const actual = { digest: digestOf(raw), size: raw.length };
-    if (digest) verifyContent(`manifest ${this.registry}/${repository}@${digest}`, { digest, size: expected?.size }, actual);
-    let manifest: Manifest;
-    try {
-      manifest = JSON.parse(raw.toString('utf8'));
-    } catch {
-      throw new RegistryError('GET', url, 200, 'MANIFEST_INVALID', 'the manifest is not JSON');
-    }
-    if (manifest.schemaVersion !== 2) throw new RegistryError('GET', url, 200, 'MANIFEST_INVALID', `unsupported schemaVersion ${manifest.schemaVersion}`);
-    const mediaType = manifest.mediaType ?? header(response, 'content-type') ?? '';
-    return { descriptor: { mediaType, digest: actual.digest, size: actual.size }, manifest, raw };
+  public fetchManifest(repository: string, reference: string, expected?: Descriptor, options: DeadlineOptions = {}): Promise<FetchedManifest> {
+    return withDeadline(`fetching the manifest ${this.registry}/${repository}:${reference}`, options, (signal) => this.retried(signal, async () => {
+      const url = this.manifestUrl(repository, reference);
+      const asked = expected?.digest ?? (isDigest(reference) ? reference : undefined);
+      let what = `manifest ${this.registry}/${repository}@${asked ?? reference}`;
+      const limit = expected?.size ?? MAX_MANIFEST_BYTES;
+      if (limit > MAX_MANIFEST_BYTES) throw new LimitError(what, 'bytes', MAX_MANIFEST_BYTES, 'a manifest may hold at most 4 MiB');
+      const response = await this.call('GET', url, { repository, operation: 'pull', headers: { Accept: MANIFEST_ACCEPT }, ok: [200], signal });
+      const stated = header(response, 'docker-content-digest');
+      const digest = asked ?? (isDigest(stated) ? stated : undefined);
+      what = `manifest ${this.registry}/${repository}@${digest ?? reference}`;
+      const tooLarge = () => (expected
+        ? new ContentMismatchError(what, expected, { size: limit + 1 })
+        : new LimitError(what, 'bytes', MAX_MANIFEST_BYTES, 'a manifest may hold at most 4 MiB'));
+      if (Number(header(response, 'content-length')) > limit) {
+        response.body.destroy();
+        throw tooLarge();
+      }
+      const raw = await readBody(response.body, limit, tooLarge);
+      const actual = { digest: digestOf(raw), size: raw.length };
+      if (digest) verifyContent(what, { digest, size: expected?.size }, actual);
+      const manifest = parseManifest(raw, what);
+      const mediaType = manifest.mediaType ?? header(response, 'content-type') ?? '';
+      return { descriptor: { mediaType, digest: actual.digest, size: actual.size }, manifest, raw };
+    }));
   }
 
   /** Stores a manifest under a tag or its digest; resolves to its digest. */
-  public async pushManifest(repository: string, reference: string, raw: Buffer, mediaType: string): Promise<string> {
-    const url = this.url(repository, `manifests/${reference}`);
-    const response = await this.call('PUT', url, { repository, operation: 'push', headers: { 'Content-Type': mediaType }, body: raw, ok: [201] });
-    response.body.resume();
-    const digest = digestOf(raw);
-    const stated = header(response, 'docker-content-digest');
-    if (stated && stated !== digest) throw new RegistryError('PUT', url, 201, 'DIGEST_MISMATCH', `sent ${digest}, the registry stored ${stated}`);
-    return digest;
+  public pushManifest(repository: string, reference: string, raw: Buffer, mediaType: string, options: DeadlineOptions = {}): Promise<string> {
+    return withDeadline(`pushing the manifest ${this.registry}/${repository}:${reference}`, options, async (signal) => {
+      const url = this.manifestUrl(repository, reference);
+      const response = await this.retried(signal, () => this.call('PUT', url, { repository, operation: 'push', headers: { 'Content-Type': mediaType }, body: raw, ok: [201], signal }));
+      response.body.resume();
+      const digest = digestOf(raw);
+      const stated = header(response, 'docker-content-digest');
+      if (stated && stated !== digest) throw new RegistryError('PUT', url, 201, 'DIGEST_MISMATCH', `sent ${digest}, the registry stored ${stated}`);
+      return digest;
+    });
   }
 
-  public async hasBlob(repository: string, digest: string, operation: Operation = 'pull'): Promise<boolean> {
-    const response = await this.call('HEAD', this.url(repository, `blobs/${digest}`), { repository, operation, ok: [200, 404] });
-    response.body.resume();
-    return response.status === 200;
+  public hasBlob(repository: string, digest: string, operation: Operation = 'pull', options: DeadlineOptions = {}): Promise<boolean> {
+    return withDeadline(`looking up the blob ${digest}`, options, (signal) => this.retried(signal, () => this.headBlob(repository, digest, operation, signal)));
   }
 
-  /** The blob's byte stream; redirects are followed. The caller verifies what it reads. */
-  public async fetchBlob(repository: string, digest: string): Promise<HttpResponse> {
-    return this.call('GET', this.url(repository, `blobs/${digest}`), { repository, operation: 'pull', ok: [200] });
+  /**
+   * The blob's byte stream; redirects are followed. One attempt: the caller verifies what it reads
+   * (VerifyingStream) and retries the whole transfer when isTransient says so.
+   */
+  public async fetchBlob(repository: string, digest: string, options: { signal?: AbortSignal } = {}): Promise<HttpResponse> {
+    return this.call('GET', this.blobUrl(repository, digest), { repository, operation: 'pull', ok: [200], signal: options.signal });
   }
 
   /**
    * Uploads a blob unless the repository has it: HEAD, then POST and one PUT
    * with the digest. `open` makes the content stream anew for each attempt.
    */
-  public async pushBlob(repository: string, descriptor: Descriptor, open: () => Readable): Promise<'exists' | 'uploaded'> {
-    if (await this.hasBlob(repository, descriptor.digest, 'push')) return 'exists';
-    for (let attempt = 1; ; attempt++) {
-      try {
-        // Neither step is repeated blindly: a repeated POST leaves sessions behind, and a PUT whose
-        // answer was lost fails on replay although the blob arrived. A failed attempt starts over.
-        const session = await this.call('POST', this.url(repository, 'blobs/uploads/'), { repository, operation: 'push', ok: [202], attempts: 1 });
+  public pushBlob(repository: string, descriptor: Descriptor, open: () => Readable, options: DeadlineOptions = {}): Promise<'exists' | 'uploaded'> {
+    return withDeadline(`pushing the blob ${descriptor.digest}`, options, async (signal) => {
+      if (await this.hasBlob(repository, descriptor.digest, 'push', { signal })) return 'exists';
+      // A failed attempt starts over with a new session: a repeated POST leaves sessions behind, and
+      // a PUT whose answer was lost fails on replay although the blob arrived.
+      return this.retried(signal, async (attempt): Promise<'exists' | 'uploaded'> => {
+        if (attempt > 1 && await this.headBlob(repository, descriptor.digest, 'push', signal)) return 'uploaded';
+        const session = await this.call('POST', this.url(repository, 'blobs/uploads/'), { repository, operation: 'push', ok: [202], signal });
         session.body.resume();
         const location = header(session, 'location');
         if (!location) throw new RegistryError('POST', session.url, 202, 'NO_LOCATION', 'the upload session has no Location header');
@@ -145,40 +158,59 @@ export class RegistryClient {
           headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(descriptor.size) },
           body: open,
           ok: [201],
-          attempts: 1,
           // Credentials stay with the registry's own origin (scheme, host and port).
           anonymous: target.origin !== new URL(this.base).origin,
+          signal,
         });
         put.body.resume();
         return 'uploaded';
-      } catch (err) {
-        const retryable = isRetryableError((err as TransportError).cause ?? err) || (err instanceof RegistryError && err.status >= 500);
-        if (!retryable || attempt >= UPLOAD_ATTEMPTS) throw err;
-        await sleep(250 * 2 ** attempt);
-        if (await this.hasBlob(repository, descriptor.digest, 'push')) return 'uploaded';
-      }
-    }
+      });
+    });
   }
 
   public close(): void {
     this.transport.close();
   }
 
+  private retried<T>(signal: AbortSignal | undefined, work: (attempt: number) => Promise<T>): Promise<T> {
+    return retry(work, { policy: this.retryPolicy, signal });
+  }
+
+  private async headBlob(repository: string, digest: string, operation: Operation, signal?: AbortSignal): Promise<boolean> {
+    const response = await this.call('HEAD', this.blobUrl(repository, digest), { repository, operation, ok: [200, 404], signal });
+    response.body.resume();
+    return response.status === 200;
+  }
+
   private url(repository: string, path: string): URL {
+    if (!REPOSITORY.test(repository)) throw new InvalidReferenceError(`registry ${this.registry}`, repository, 'a repository name');
     return new URL(`${this.base}/v2/${repository}/${path}`);
   }
 
+  /** Digests and tags are checked before they reach a URL: `../x?y` must never become a path. */
+  private manifestUrl(repository: string, reference: string): URL {
+    if (!isDigest(reference) && !TAG.test(reference)) throw new InvalidReferenceError(`manifest of ${repository}`, reference, 'a tag or a sha256/sha512 digest');
+    return this.url(repository, `manifests/${reference}`);
+  }
+
+  private blobUrl(repository: string, digest: string): URL {
+    assertDigest(digest, `blob of ${repository}`);
+    return this.url(repository, `blobs/${digest}`);
+  }
+
+  /** One request, with the auth rounds a challenge asks for; no retries. */
   private async call(method: 'GET' | 'HEAD' | 'POST' | 'PUT', url: URL, options: CallOptions): Promise<HttpResponse> {
+    const { signal } = options;
     const scopes = [`repository:${options.repository}:${options.operation === 'push' ? 'pull,push' : 'pull'}`];
-    let authorization = options.anonymous ? undefined : await this.authorizer.header(scopes, options.operation);
+    let authorization = options.anonymous ? undefined : await this.authorizer.header(scopes, options.operation, signal);
     for (let round = 0; ; round++) {
       const headers = { ...options.headers, ...(authorization ? { Authorization: authorization } : {}) };
-      const response = await this.transport.send({ method, url, headers, body: options.body, attempts: options.attempts });
+      const response = await this.transport.send({ method, url, headers, body: options.body, signal });
       if (options.ok.includes(response.status)) return response;
       if (response.status === 401 && round < 2 && !options.anonymous
         && await this.authorizer.challenged(header(response, 'www-authenticate'), scopes, options.operation, authorization)) {
         response.body.resume();
-        authorization = await this.authorizer.header(scopes, options.operation);
+        authorization = await this.authorizer.header(scopes, options.operation, signal);
         continue;
       }
       throw await errorOf(method, url, response, this.registry);
@@ -196,15 +228,17 @@ async function errorOf(method: string, url: URL, response: HttpResponse, registr
   let detail = '';
   try {
     const body = method === 'HEAD' ? Buffer.alloc(0) : await readBody(response.body, ERROR_BODY_LIMIT);
-    const parsed = JSON.parse(body.toString('utf8')) as { errors?: { code?: string; message?: string }[] };
+    const parsed = JSON.parse(body.toString('utf8')) as { errors?: { code?: unknown; message?: unknown }[] };
     const first = parsed.errors?.[0];
-    if (first?.code) code = first.code;
-    if (first?.message) detail = first.message;
+    if (typeof first?.code === 'string') code = first.code;
+    if (typeof first?.message === 'string') detail = first.message;
   } catch {
     response.body.resume();
   }
   if (response.status === 401 || response.status === 403) {
     detail += `${detail ? '. ' : ''}Credentials for ${registry} are missing or not allowed this: set ORAS_USER and ORAS_PASS, or log in with a docker config (--registry-config)`;
+    return new AuthError(registry, method, url, response.status, code, detail);
   }
-  return new RegistryError(method, url, response.status, code, detail);
+  const seconds = Number(header(response, 'retry-after'));
+  return new RegistryError(method, url, response.status, code, detail, Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined);
 }

@@ -11,10 +11,12 @@
  */
 import { createHash } from 'crypto';
 import { closeSync, constants, fchmodSync, futimesSync, lstatSync, openSync, readSync, Stats, writeSync } from 'fs';
-import { chmod, FileHandle, link, lstat, lutimes, mkdir, open, readdir, readlink, realpath, stat, symlink, unlink, utimes } from 'fs/promises';
+import { chmod, FileHandle, link, lutimes, mkdir, open, readdir, readlink, realpath, stat, symlink, unlink, utimes } from 'fs/promises';
 import { dirname, isAbsolute, join, relative } from 'path';
 import { Readable } from 'stream';
 import { pipeline } from 'stream/promises';
+import { InvalidTarError, PathEscapeError } from './errors';
+import { lstatOrUndefined } from './paths';
 
 const BLOCK = 512;
 /** Files are read in chunks of this size, so memory never grows with file size. */
@@ -383,8 +385,9 @@ interface Pending {
  * Extracts a tar stream into `destination` (created if missing) and resolves once every byte of
  * `input` has been read, including anything after the end-of-archive blocks. File content is streamed.
  * Directory modes and times are applied at the end, deepest first, so read-only directories do not
- * block extraction. Entries that would land or point outside `destination` are refused with an error;
- * on error the input is destroyed and what was extracted so far stays on disk.
+ * block extraction. Entries that would land or point outside `destination` are refused with a
+ * PathEscapeError, symlinks once more in their final state; a malformed archive is an InvalidTarError.
+ * On error the input is destroyed and what was extracted so far stays on disk, unchecked: discard it.
  */
 export async function extractTar(input: AsyncIterable<Uint8Array>, destination: string, options: ExtractOptions = {}): Promise<ExtractResult> {
   const strip = options.stripPrefix === undefined ? undefined : prefixParts(options.stripPrefix);
@@ -415,7 +418,7 @@ async function readArchive(reader: ByteReader, extractor: Extractor): Promise<nu
     if (isZeroBlock(block)) {
       await readSecondZeroBlock(reader, offset);
       if (pending.pax.size > 0 || pending.longName !== undefined || pending.longLink !== undefined) {
-        throw new Error(`invalid tar: the extended header before offset ${offset} is not followed by an entry`);
+        throw new InvalidTarError(`invalid tar: the extended header before offset ${offset} is not followed by an entry`);
       }
       return count;
     }
@@ -450,13 +453,13 @@ async function readArchive(reader: ByteReader, extractor: Extractor): Promise<nu
 async function readSecondZeroBlock(reader: ByteReader, offset: number): Promise<void> {
   const second = await reader.block('the second end-of-archive block');
   if (!second) throw truncated(`the stream ended after the first end-of-archive block at offset ${offset}`);
-  if (!isZeroBlock(second)) throw new Error(`invalid tar: the zero block at offset ${offset} is followed by a non-zero block`);
+  if (!isZeroBlock(second)) throw new InvalidTarError(`invalid tar: the zero block at offset ${offset} is followed by a non-zero block`);
 }
 
 /** The content of a PAX or GNU long-name entry, with its padding consumed. */
 async function readMeta(reader: ByteReader, header: RawHeader, offset: number): Promise<Buffer> {
   if (header.size > MAX_META_SIZE) {
-    throw new Error(`invalid tar: the '${header.type}' header at offset ${offset} holds ${header.size} bytes (at most ${MAX_META_SIZE} are accepted)`);
+    throw new InvalidTarError(`invalid tar: the '${header.type}' header at offset ${offset} holds ${header.size} bytes (at most ${MAX_META_SIZE} are accepted)`);
   }
   const data = await reader.readAll(header.size, `the '${header.type}' header at offset ${offset}`);
   await reader.skip(padding(header.size), `the '${header.type}' header at offset ${offset}`);
@@ -466,7 +469,7 @@ async function readMeta(reader: ByteReader, header: RawHeader, offset: number): 
 /** Applies PAX records to `into`; an empty value removes the key, as POSIX says. */
 function mergePax(into: Map<string, string>, data: Buffer): void {
   for (const [key, value] of parsePaxRecords(data)) {
-    if (key.startsWith('GNU.sparse.')) throw new Error('unsupported tar entry: GNU sparse files cannot be extracted');
+    if (key.startsWith('GNU.sparse.')) throw new InvalidTarError('unsupported tar entry: GNU sparse files cannot be extracted');
     if (value === '') into.delete(key);
     else into.set(key, value);
   }
@@ -482,11 +485,11 @@ export function parsePaxRecords(data: Buffer): Array<[string, string]> {
     const length = /^[0-9]+$/.test(lengthText) ? Number(lengthText) : NaN;
     const end = at + length;
     if (!(length > space - at + 1) || end > data.length || data[end - 1] !== 0x0a) {
-      throw new Error(`invalid tar: malformed PAX record at byte ${at} of an extended header`);
+      throw new InvalidTarError(`invalid tar: malformed PAX record at byte ${at} of an extended header`);
     }
     const record = data.subarray(space + 1, end - 1);
     const equals = record.indexOf(0x3d);
-    if (equals <= 0) throw new Error(`invalid tar: PAX record at byte ${at} has no "key=value"`);
+    if (equals <= 0) throw new InvalidTarError(`invalid tar: PAX record at byte ${at} has no "key=value"`);
     records.push([record.toString('utf8', 0, equals), record.toString('utf8', equals + 1)]);
     at = end;
   }
@@ -509,7 +512,7 @@ function resolveEntry(header: RawHeader, globals: Map<string, string>, pending: 
 function paxNumber(text: string | undefined, pattern: RegExp, key: string, offset: number): number {
   const value = text !== undefined && pattern.test(text) ? Number(text) : NaN;
   if (!Number.isFinite(value) || Math.abs(value) > Number.MAX_SAFE_INTEGER) {
-    throw new Error(`invalid tar: the PAX ${key} "${text}" for the entry at offset ${offset} is not a valid number`);
+    throw new InvalidTarError(`invalid tar: the PAX ${key} "${text}" for the entry at offset ${offset} is not a valid number`);
   }
   return value;
 }
@@ -535,12 +538,12 @@ function entryKind(flag: string, name: string): EntryKind | undefined {
     case '4':
     case '6': {
       const what = { 3: 'a character device', 4: 'a block device', 6: 'a named pipe (FIFO)' }[flag];
-      throw new Error(`refusing tar entry "${name}": it is ${what}; only files, directories and links are extracted`);
+      throw new InvalidTarError(`refusing tar entry "${name}": it is ${what}; only files, directories and links are extracted`);
     }
     case 'S':
-      throw new Error(`unsupported tar entry "${name}": GNU sparse files cannot be extracted`);
+      throw new InvalidTarError(`unsupported tar entry "${name}": GNU sparse files cannot be extracted`);
     default:
-      throw new Error(`unsupported tar entry "${name}": unknown type '${flag}'`);
+      throw new InvalidTarError(`unsupported tar entry "${name}": unknown type '${flag}'`);
   }
 }
 
@@ -567,12 +570,12 @@ function verifyChecksum(block: Buffer, offset: number): void {
   const field = block.subarray(FIELDS.checksum.offset, FIELDS.checksum.offset + FIELDS.checksum.length);
   const text = field.toString('latin1').replace(/^[ \0]+|[ \0]+$/g, '');
   if (!/^[0-7]+$/.test(text)) {
-    throw new Error(`invalid tar header at offset ${offset}: the checksum field is not an octal number (not a tar archive, or corrupt)`);
+    throw new InvalidTarError(`invalid tar header at offset ${offset}: the checksum field is not an octal number (not a tar archive, or corrupt)`);
   }
   const stored = parseInt(text, 8);
   const { unsigned, signed } = checksums(block);
   if (stored !== unsigned && stored !== signed) {
-    throw new Error(`invalid tar header at offset ${offset}: checksum mismatch (the header says ${stored}, its bytes sum to ${unsigned}); the archive is corrupt`);
+    throw new InvalidTarError(`invalid tar header at offset ${offset}: checksum mismatch (the header says ${stored}, its bytes sum to ${unsigned}); the archive is corrupt`);
   }
 }
 
@@ -610,7 +613,7 @@ function readNumber(block: Buffer, field: Field, what: string, offset: number): 
   if (bytes[0] >= 0x80) return readBase256(bytes, what, offset);
   const text = bytes.toString('latin1').replace(/^[ \0]+|[ \0]+$/g, '');
   if (text === '') return 0;
-  if (!/^[0-7]+$/.test(text)) throw new Error(`invalid tar header at offset ${offset}: the ${what} field "${text}" is not an octal number`);
+  if (!/^[0-7]+$/.test(text)) throw new InvalidTarError(`invalid tar header at offset ${offset}: the ${what} field "${text}" is not an octal number`);
   return parseInt(text, 8);
 }
 
@@ -621,7 +624,7 @@ function readBase256(bytes: Buffer, what: string, offset: number): number {
   // 0x80 marks a positive number (drop the marker), 0xff a negative one in two's complement.
   value = bytes[0] >= 0xc0 ? value - span : value - 0x80n * (span / 256n);
   if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) {
-    throw new Error(`invalid tar header at offset ${offset}: the ${what} field is out of range`);
+    throw new InvalidTarError(`invalid tar header at offset ${offset}: the ${what} field is out of range`);
   }
   return Number(value);
 }
@@ -631,44 +634,35 @@ function isZeroBlock(block: Buffer): boolean {
   return true;
 }
 
-function truncated(detail: string): Error {
-  return new Error(`truncated tar: ${detail}`);
+function truncated(detail: string): InvalidTarError {
+  return new InvalidTarError(`truncated tar: ${detail}`);
 }
 
 /** The path components of a relative, clean prefix such as "data". */
 function prefixParts(prefix: string): string[] {
   const parts = prefix.split('/').filter((p) => p !== '' && p !== '.');
   if (prefix.startsWith('/') || parts.length === 0 || parts.includes('..')) {
-    throw new Error(`invalid stripPrefix "${prefix}": use a relative path without ".." components`);
+    throw new TypeError(`invalid stripPrefix "${prefix}": use a relative path without ".." components`);
   }
   return parts;
 }
 
-function escapes(name: string, why: string): Error {
-  return new Error(`refusing tar entry "${name}": it would escape the output directory (${why})`);
+function escapes(name: string, why: string): PathEscapeError {
+  return new PathEscapeError(name, `refusing tar entry "${name}": it would escape the output directory (${why})`);
 }
 
 /** The components of an entry name below the output directory, refusing names that leave it. */
 function entryParts(name: string, strip: string[] | undefined, what = 'path'): string[] {
-  if (name === '') throw new Error('invalid tar: an entry has an empty name');
-  if (name.includes('\0')) throw new Error(`invalid tar: the entry "${name}" has a NUL byte in its name`);
+  if (name === '') throw new InvalidTarError('invalid tar: an entry has an empty name');
+  if (name.includes('\0')) throw new InvalidTarError(`invalid tar: the entry "${name}" has a NUL byte in its name`);
   if (name.startsWith('/')) throw escapes(name, `its ${what} is absolute`);
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) throw escapes(name, `its ${what} has a ".." component`);
   if (!strip) return parts;
   if (strip.some((part, i) => parts[i] !== part)) {
-    throw new Error(`refusing tar entry "${name}": it is outside the directory "${strip.join('/')}" this archive must hold`);
+    throw new PathEscapeError(name, `refusing tar entry "${name}": it is outside the directory "${strip.join('/')}" this archive must hold`);
   }
   return parts.slice(strip.length);
-}
-
-async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
-  try {
-    return await lstat(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
 }
 
 /** Writes entries under `root` (a real path) and remembers what later entries and `finish()` need. */
@@ -682,6 +676,8 @@ class Extractor {
   /** Directories this extractor created empty, and every path it wrote: a new name in such a directory needs no lstat. */
   private readonly created = new Set<string>();
   private readonly written = new Set<string>();
+  /** Symlinks this archive made: absolute path -> its components and entry name, checked again at the end. */
+  private readonly symlinks = new Map<string, { parts: string[]; name: string }>();
 
   constructor(private readonly root: string, private readonly strip: string[] | undefined) {}
 
@@ -691,7 +687,7 @@ class Extractor {
     const rel = relative(this.root, path);
     if (rel === '..' || rel.startsWith('../') || isAbsolute(rel)) throw escapes(entry.name, 'it resolves outside');
     if (parts.length === 0 && entry.kind !== 'directory') {
-      throw new Error(`refusing tar entry "${entry.name}": it names the output directory itself but is not a directory`);
+      throw new InvalidTarError(`refusing tar entry "${entry.name}": it names the output directory itself but is not a directory`);
     }
     await this.prepareParents(parts, entry.name);
     switch (entry.kind) {
@@ -711,14 +707,30 @@ class Extractor {
     await reader.skip(entry.size + padding(entry.size), `the data of "${entry.name}"`);
   }
 
-  /** Applies directory modes and times, deepest first. */
+  /** Checks every symlink in its final state, then applies directory modes and times, deepest first. */
   async finish(): Promise<void> {
+    await this.checkSymlinks();
     const deepestFirst = [...this.directories].sort((a, b) => b[1].depth - a[1].depth);
     for (const [path, { mode, mtime }] of deepestFirst) {
       const info = await lstatOrUndefined(path);
       if (!info?.isDirectory()) continue;
       await chmod(path, mode);
       await utimes(path, asDate(mtime), asDate(mtime));
+    }
+  }
+
+  /**
+   * A link that led inside when it was written can lead outside once a later entry replaces a
+   * symlink it goes through (`p -> a/b/c`, `l -> p/../../../x`, then `p -> .`): what counts is the end.
+   */
+  private async checkSymlinks(): Promise<void> {
+    for (const [path, { parts, name }] of this.symlinks) {
+      const info = await lstatOrUndefined(path);
+      if (!info?.isSymbolicLink()) continue;
+      const target = await readlink(path);
+      if (!(await resolveInside(this.root, parts.slice(0, -1), target, { left: MAX_LINK_HOPS }))) {
+        throw escapes(name, `once the archive is extracted, its symlink target "${target}" leads outside`);
+      }
     }
   }
 
@@ -734,9 +746,9 @@ class Extractor {
         await mkdir(dir, { mode: 0o755 });
         this.created.add(dir);
       } else if (info.isSymbolicLink()) {
-        throw new Error(`refusing tar entry "${name}": its parent "${shown}" is a symlink, and writing through it could escape the output directory`);
+        throw new PathEscapeError(name, `refusing tar entry "${name}": its parent "${shown}" is a symlink, and writing through it could escape the output directory`);
       } else if (!info.isDirectory()) {
-        throw new Error(`cannot extract tar entry "${name}": its parent "${shown}" is not a directory`);
+        throw new InvalidTarError(`cannot extract tar entry "${name}": its parent "${shown}" is not a directory`);
       }
       this.verified.add(dir);
     }
@@ -756,7 +768,7 @@ class Extractor {
     if (!info) return false;
     if (info.isDirectory()) {
       if (keepDirectory) return true;
-      throw new Error(`cannot extract tar entry "${name}": a directory already exists at "${parts.join('/')}"`);
+      throw new InvalidTarError(`cannot extract tar entry "${name}": a directory already exists at "${parts.join('/')}"`);
     }
     await unlink(path);
     this.files.delete(parts.join('/'));
@@ -808,13 +820,14 @@ class Extractor {
   }
 
   private async makeSymlink(entry: Entry, parts: string[], path: string): Promise<void> {
-    if (entry.linkname === '') throw new Error(`invalid tar: the symlink "${entry.name}" has an empty target`);
-    if (entry.linkname.includes('\0')) throw new Error(`invalid tar: the symlink "${entry.name}" has a NUL byte in its target`);
+    if (entry.linkname === '') throw new InvalidTarError(`invalid tar: the symlink "${entry.name}" has an empty target`);
+    if (entry.linkname.includes('\0')) throw new InvalidTarError(`invalid tar: the symlink "${entry.name}" has a NUL byte in its target`);
     if (isAbsolute(entry.linkname)) throw escapes(entry.name, `its symlink target "${entry.linkname}" is absolute`);
     const inside = await resolveInside(this.root, parts.slice(0, -1), entry.linkname, { left: MAX_LINK_HOPS });
     if (!inside) throw escapes(entry.name, `its symlink target "${entry.linkname}" leads outside, or through a path that cannot be checked`);
     await this.clear(path, parts, entry.name, false);
     await symlink(entry.linkname, path);
+    this.symlinks.set(path, { parts, name: entry.name });
     await lutimes(path, asDate(entry.mtime), asDate(entry.mtime)).catch(() => undefined);
   }
 
@@ -976,5 +989,5 @@ class ByteReader {
 function toBuffer(chunk: unknown): Buffer {
   if (Buffer.isBuffer(chunk)) return chunk;
   if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  throw new Error('tar input must be a stream of bytes, not strings or objects');
+  throw new TypeError('tar input must be a stream of bytes, not strings or objects');
 }

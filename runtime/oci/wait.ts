@@ -1,35 +1,39 @@
-import { isRetryableError, sleep } from './http';
-import { RegistryError } from './registry-client';
+import { withDeadline } from './deadline';
+import { RegistryError, TimeoutError } from './errors';
+import { isTransient, retry } from './retry';
 
-/**
- * Waits until a manifest exists; not-found answers and connection errors are
- * retried with backoff (doubling from 0.5 s up to `maxDelayMs`) until the deadline.
- */
-export async function waitFor(
-  resolve: () => Promise<string>,
-  timeoutMs: number,
-  onRetry: (message: string) => void,
-  maxDelayMs = 5_000,
-): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  let delay = 500;
-  for (;;) {
-    let last: string;
-    try {
-      return await resolve();
-    } catch (err) {
-      // Not there yet, or the registry is not up yet; anything else (auth, usage) ends the wait.
-      const notYet = err instanceof RegistryError
-        ? err.status === 404 || err.status >= 500
-        : isRetryableError((err as { cause?: unknown }).cause ?? err);
-      if (!notYet) throw err;
-      last = (err as Error).message;
-    }
-    const left = deadline - Date.now();
-    if (left <= 0) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s; the last answer was: ${last}`);
-    onRetry(last);
-    await sleep(Math.min(delay, left));
-    delay = Math.min(delay * 2, maxDelayMs) * (0.75 + Math.random() / 2);
-  }
+export interface WaitOptions {
+  /** How long to wait in all; a request still in flight then is cut short. */
+  readonly timeoutMs: number;
+  /** Called with the last answer before each new try. */
+  readonly onRetry?: (message: string) => void;
+  /** Longest pause between tries (ms). Default 5 s. */
+  readonly maxDelayMs?: number;
+  /** Stops the wait (SIGTERM); it then rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
 }
 
+/**
+ * Waits until `resolve` succeeds: not-found answers and transient failures are tried again with
+ * backoff (doubling from 0.5 s up to `maxDelayMs`); anything else (auth, usage) ends the wait. At
+ * the deadline it rejects with a TimeoutError that quotes the last answer.
+ */
+export async function waitFor<T>(resolve: (signal: AbortSignal) => Promise<T>, options: WaitOptions): Promise<T> {
+  let last = 'no answer yet';
+  const notYet = (err: unknown) => {
+    const retryable = isTransient(err) || (err instanceof RegistryError && err.status === 404);
+    if (retryable) last = (err as Error).message;
+    return retryable;
+  };
+  try {
+    return await withDeadline('waiting', { timeoutMs: options.timeoutMs, signal: options.signal }, (signal) => retry(() => resolve(signal!), {
+      policy: { attempts: Infinity, baseMs: 500, maxMs: options.maxDelayMs ?? 5_000 },
+      signal,
+      retryable: notYet,
+      onRetry: () => options.onRetry?.(last),
+    }));
+  } catch (err) {
+    if (err instanceof TimeoutError && !options.signal?.aborted) throw new TimeoutError('waiting', options.timeoutMs, `the last answer was: ${last}`);
+    throw err;
+  }
+}

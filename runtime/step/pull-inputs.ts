@@ -2,6 +2,7 @@ import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PulledInput, StateFile } from './state';
 import { WRAPPER_SCRIPT } from './wrapper';
+import { AuthError, TimeoutError } from '../oci/errors';
 import { Reporter } from '../oci/progress';
 import { pull } from '../oci/pull';
 import { parseReference, Reference } from '../oci/reference';
@@ -24,6 +25,10 @@ export interface PullInputsOptions {
   readonly inputs: StepInput[];
   readonly clientFor: (reference: Reference) => RegistryClient;
   readonly reporter: Reporter;
+  /** Largest size one directory layer may unpack to (see PullOptions). */
+  readonly maxUnpackedBytes?: number;
+  /** Cancels waiting and pulling (SIGTERM); staged files are removed first. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -45,18 +50,19 @@ export async function pullInputs(options: PullInputsOptions): Promise<PulledInpu
     const reference = parseReference(input.reference);
     const client = options.clientFor(reference);
     try {
-      const digest = await waitFor(
-        async () => (await client.resolve(reference.repository, reference.manifestReference)).digest,
-        Math.max(deadline - Date.now(), 1),
-        (message) => options.reporter.event('waiting', { reference: reference.text, message }),
-        POLL_MAX_MS,
-      ).catch((err: Error) => {
-        throw new Error(`input ${reference.text} is not there: ${err.message}. `
-          + 'The step that produces it may have failed or not finished yet; look at its Job. '
-          + 'inputTimeout sets how long a step waits for its inputs.');
+      const digest = await waitFor(async (signal) => (await client.resolve(reference.repository, reference.manifestReference, { signal })).digest, {
+        timeoutMs: Math.max(deadline - Date.now(), 1),
+        onRetry: (message) => options.reporter.event('waiting', { reference: reference.text, message }),
+        maxDelayMs: POLL_MAX_MS,
+        signal: options.signal,
+      }).catch((err: Error) => {
+        throw inputProblem(reference, err);
       });
       const pinned = parseReference(`${reference.registry}/${reference.repository}@${digest}`);
-      await pull(client, pinned, input.dir, { reporter: options.reporter });
+      await pull(client, pinned, input.dir, { reporter: options.reporter, maxUnpackedBytes: options.maxUnpackedBytes, signal: options.signal })
+        .catch((err: Error) => {
+          throw inputProblem(reference, err);
+        });
       pulled.push({ reference: reference.text, digest });
       options.reporter.event('input', { reference: reference.text, digest, dir: input.dir });
     } finally {
@@ -65,4 +71,17 @@ export async function pullInputs(options: PullInputsOptions): Promise<PulledInpu
   }
   await writeFile(join(options.state, StateFile.INPUTS), JSON.stringify(pulled));
   return pulled;
+}
+
+/** What went wrong with an input, in words that point at the cause: the producer, or this step's credentials. */
+function inputProblem(reference: Reference, err: Error): Error {
+  if (err instanceof TimeoutError) {
+    return new Error(`input ${reference.text} is not there: ${err.message}. The step that produces it may have failed or not finished yet; `
+      + 'look at its Job. inputTimeout sets how long a step waits for its inputs.', { cause: err });
+  }
+  if (err instanceof AuthError) {
+    return new Error(`input ${reference.text}: the registry refused this step's credentials (${err.message}). `
+      + 'Check the user and password in the Secret named by oras-env (ORAS_USER with ORAS_PASS or ORAS_PULL_PASS).', { cause: err });
+  }
+  return new Error(`input ${reference.text}: ${err.message}`, { cause: err });
 }

@@ -2,11 +2,11 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { processExists, PulledInput, readNumber, StateFile } from './state';
 import { PROVENANCE } from '../../src/injection';
-import { sleep } from '../oci/http';
 import { Reporter } from '../oci/progress';
 import { push, PushResult } from '../oci/push';
 import { parseReference, Reference } from '../oci/reference';
 import { RegistryClient } from '../oci/registry-client';
+import { sleep } from '../oci/retry';
 
 const POLL_MS = 200;
 
@@ -18,7 +18,7 @@ export type Outcome = { readonly exitCode: number } | { readonly died: string };
  * `startTimeoutMs`), then for its exit code. A wrapper that disappears without
  * writing one (SIGKILL, OOM kill of the whole container) ends the wait at once.
  */
-export async function awaitOutcome(state: string, startTimeoutMs: number): Promise<Outcome> {
+export async function awaitOutcome(state: string, startTimeoutMs: number, signal?: AbortSignal): Promise<Outcome> {
   const startDeadline = Date.now() + startTimeoutMs;
   let pid: number | undefined;
   for (;;) {
@@ -34,7 +34,7 @@ export async function awaitOutcome(state: string, startTimeoutMs: number): Promi
       if (last !== undefined) return { exitCode: last };
       return { died: 'the app container ended without reporting an exit code (killed by SIGKILL, the OOM killer or the node)' };
     }
-    await sleep(POLL_MS);
+    await sleep(POLL_MS, signal);
   }
 }
 
@@ -48,6 +48,8 @@ export interface PushOutputOptions {
   readonly startTimeoutMs: number;
   readonly clientFor: (reference: Reference) => RegistryClient;
   readonly reporter: Reporter;
+  /** Cancels waiting and pushing (SIGTERM). */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -56,7 +58,7 @@ export interface PushOutputOptions {
  * another code, when one is set). Resolves to the process exit code.
  */
 export async function pushOutput(options: PushOutputOptions): Promise<number> {
-  const outcome = await awaitOutcome(options.state, options.startTimeoutMs);
+  const outcome = await awaitOutcome(options.state, options.startTimeoutMs, options.signal);
   if ('died' in outcome) {
     options.reporter.event('not-pushed', { message: `${outcome.died}; nothing is pushed` });
     return 1;
@@ -82,6 +84,7 @@ async function pushDirectory(options: PushOutputOptions, reference: Reference, e
       cwd: options.dir,
       unpack: options.unpack,
       reporter: options.reporter,
+      signal: options.signal,
       annotations: {
         $manifest: {
           ...options.annotations,

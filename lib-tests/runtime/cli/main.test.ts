@@ -1,6 +1,11 @@
-import { existsSync, readFileSync } from 'fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'fs';
+import { tmpdir } from 'os';
 import { join } from 'path';
-import { run } from '../../util/peers';
+import { gzipSync } from 'zlib';
+import { main } from '../../../runtime/cli/main';
+import { craftTar } from '../../util/crafted-tar';
+import { describeWithPeers, run } from '../../util/peers';
+import { RogueRegistry } from '../../util/rogue-registry';
 
 const root = join(__dirname, '..', '..', '..');
 const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version;
@@ -36,5 +41,30 @@ describe('oras-runtime CLI', () => {
     const result = cli('frobnicate');
     expect(result.status).toBe(2);
     expect(result.stderr).toBe('oras-runtime: unknown command "frobnicate". Run "oras-runtime --help" for the list.\n');
+  });
+});
+
+describeWithPeers(['python3'], 'oras-runtime main, in process', () => {
+  test('control characters and NUL bytes from the registry reach stderr escaped', async () => {
+    const rogue = await RogueRegistry.start();
+    const out = mkdtempSync(join(tmpdir(), 'oras-main-'));
+    const written: string[] = [];
+    const stderr = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => { written.push(String(chunk)); return true; });
+    const stdout = jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    try {
+      const tar = craftTar([{ name: 'data/x', data: 'x', pax: { path: 'data/a\u0000\u001b[2Jb' } }]);
+      const ref = rogue.artifact('main/nul', 'v1', [{
+        content: gzipSync(tar), title: 'data', mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', annotations: { 'io.deis.oras.content.unpack': 'true' },
+      }]);
+      expect(await main(['pull', '--plain-http', ref, '-o', out])).toBe(1);
+      const text = written.join('');
+      expect(text).toContain('the entry "data/a\\x00\\x1b[2Jb" has a NUL byte in its name');
+      expect(text).not.toMatch(/[\x00\x1b]/);
+    } finally {
+      stderr.mockRestore();
+      stdout.mockRestore();
+      rmSync(out, { recursive: true, force: true });
+      await rogue.stop();
+    }
   });
 });

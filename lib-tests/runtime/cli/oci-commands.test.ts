@@ -1,10 +1,17 @@
 import { spawn } from 'child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, ftruncateSync, writeSync } from 'fs';
+import {
+  chmodSync, chownSync, closeSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync,
+  writeFileSync, writeSync,
+} from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
+import { gzipSync } from 'zlib';
+import { CraftEntry, craftTar } from '../../util/crafted-tar';
 import { Distribution } from '../../util/distribution';
 import { measure } from '../../util/measure';
 import { describeWithPeers, findPeer, run } from '../../util/peers';
+import { RogueRegistry } from '../../util/rogue-registry';
+import { runAsync } from '../../util/run-async';
 
 const root = join(__dirname, '..', '..', '..');
 const bundle = join(root, 'runtime', 'build', 'oras-runtime.cjs');
@@ -54,6 +61,10 @@ describeWithPeers(['docker-registry'], 'oras-runtime push, pull, resolve and wai
     [['pull', '127.0.0.1:1/x:y', '--plain-http', '--insecure'], '--plain-http and --insecure exclude each other'],
     [['wait', '127.0.0.1:1/x:y', '--timeout', 'soon'], '--timeout: "soon" is not a duration'],
     [['pull', '127.0.0.1:1/x:y', '--bogus'], "Unknown option '--bogus'"],
+    [['pull', '127.0.0.1:1/x:y', '--min-rate', 'fast'], '--min-rate must be <size>/<duration> such as 32KiB/30s, or 0, not "fast"'],
+    [['pull', '127.0.0.1:1/x:y', '--min-rate', '1KiB/soon'], '--min-rate: "soon" is not a duration'],
+    [['pull', '127.0.0.1:1/x:y', '--max-unpacked-size', 'lots'], '--max-unpacked-size: "lots" is not a size'],
+    [['resolve', '127.0.0.1:1/x:y', '--timeout', 'never'], '--timeout: "never" is not a duration'],
   ])('usage error %j exits 2 and says what to fix', (args, message) => {
     const result = cli(args);
     expect(result.status).toBe(2);
@@ -110,7 +121,7 @@ describeWithPeers(['docker-registry'], 'oras-runtime push, pull, resolve and wai
     const timedOut = cli(['wait', '--plain-http', `${registry.host}/cli/never:v1`, '--timeout', '2s']);
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(timedOut.status).toBe(1);
-    expect(timedOut.stderr).toMatch(/wait .*cli\/never:v1: timed out after 2 s; the last answer was: HEAD .*404/);
+    expect(timedOut.stderr).toMatch(/wait .*cli\/never:v1: waiting timed out after 2 s; the last answer was: HEAD .*404/);
   });
 
   test('wait stops at once on an authentication error', () => {
@@ -154,5 +165,92 @@ describeWithPeers(['docker-registry'], 'oras-runtime push, pull, resolve and wai
     expect(peaks['push 512'] - peaks['push 16']).toBeLessThan(48);
     expect(peaks['pull 512'] - peaks['pull 16']).toBeLessThan(48);
     expect(peaks['pull 512']).toBeLessThan(160);
+  });
+});
+
+describeWithPeers(['python3'], 'oras-runtime against a registry that misbehaves', () => {
+  let rogue: RogueRegistry;
+  let scratch: string;
+  const cli = (args: string[], user?: number) =>
+    runAsync(process.execPath, [bundle, ...args], { cwd: scratch, env: { PATH: process.env.PATH, HOME: scratch }, user });
+  const dirLayer = (entries: CraftEntry[], annotations: Record<string, string> = {}) => ({
+    content: gzipSync(craftTar(entries)),
+    title: 'tree',
+    mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+    annotations: { 'io.deis.oras.content.unpack': 'true', ...annotations },
+  });
+
+  beforeAll(async () => { rogue = await RogueRegistry.start(); });
+  afterAll(async () => rogue.stop());
+  beforeEach(() => { scratch = mkdtempSync(join(tmpdir(), 'oras-cli-rogue-')); });
+  afterEach(() => rmSync(scratch, { recursive: true, force: true }));
+
+  test('wait --timeout 2s returns after about 2 s although the registry never answers', async () => {
+    rogue.manifest('cli/hang', { schemaVersion: 2 }, 'v1', { kind: 'hang' });
+    const started = Date.now();
+    const result = await cli(['wait', '--plain-http', `${rogue.host}/cli/hang:v1`, '--timeout', '2s']);
+    expect(Date.now() - started).toBeLessThan(4500);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/wait .*cli\/hang:v1: waiting timed out after 2 s; the last answer was: no answer yet/);
+  });
+
+  test('SIGTERM during a pull removes what it staged, then exits 143', async () => {
+    const content = Buffer.alloc(200_000, 3);
+    const ref = rogue.artifact('cli/term', 'v1', [{ content, title: 'big.bin', misbehaviour: { kind: 'stall', afterBytes: 100_000 } }]);
+    const out = join(scratch, 'out');
+    mkdirSync(out);
+    writeFileSync(join(out, 'mine.txt'), 'mine');
+    const child = spawn(process.execPath, [bundle, 'pull', '--plain-http', ref, '-o', out, '--min-rate', '0'], { cwd: scratch, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => { stderr += d; });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const partial = () => (existsSync(out) ? readdirSync(out).filter((n) => n.startsWith('.oras-pull-')).flatMap((n) => readdirSync(join(out, n)).map((f) => join(out, n, f))) : []);
+    for (let i = 0; i < 500 && !partial().some((f) => statSync(f).size > 0); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(partial()).toHaveLength(1);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(143);
+    expect(stderr).toContain(`pull ${ref}: cancelled: SIGTERM received`);
+    expect(readdirSync(out)).toEqual(['mine.txt']);
+  });
+
+  test('as a user other than root, read-only directories in a layer are pulled, and removed after a failure', async () => {
+    const entries: CraftEntry[] = [{ name: 'tree/', type: 'dir' }, { name: 'tree/ro/', type: 'dir', mode: 0o555 }, { name: 'tree/ro/f.txt', data: 'f', mode: 0o444 }];
+    const good = rogue.artifact('cli/readonly', 'good', [dirLayer(entries)]);
+    const bad = rogue.artifact('cli/readonly', 'bad', [dirLayer(entries, { 'io.deis.oras.content.digest': `sha256:${'0'.repeat(64)}` })]);
+    chownSync(scratch, 65534, 65534);
+    const failed = await cli(['pull', '--plain-http', bad, '-o', 'out'], 65534);
+    expect(failed.stderr).toMatch(/directory "tree" \(uncompressed tar\): content does not match/);
+    expect(failed.status).toBe(1);
+    // The output directory did not exist before: the failed pull removed it too.
+    expect(readdirSync(scratch)).toEqual([]);
+    const pulled = await cli(['pull', '--plain-http', good, '-o', 'out'], 65534);
+    expect(pulled.stderr).not.toContain('oras-runtime:');
+    expect(pulled.status).toBe(0);
+    expect(statSync(join(scratch, 'out', 'tree', 'ro')).mode % 0o1000).toBe(0o555);
+    expect(readFileSync(join(scratch, 'out', 'tree', 'ro', 'f.txt'), 'utf8')).toBe('f');
+    chmodSync(join(scratch, 'out', 'tree', 'ro'), 0o755);
+  });
+
+  describeWithPeers(['unshare'], 'on a full file system (a 1 MiB tmpfs in a mount namespace of its own)', () => {
+    /** Runs the CLI with `out` a fresh 1 MiB tmpfs; prints what is left in it afterwards. */
+    const onTmpfs = (args: string[]) => runAsync('unshare', ['-rm', 'sh', '-c',
+      'mount -t tmpfs -o size=1m tmpfs "$0" && "$@"; code=$?; echo "left:$(ls -A "$0")"; exit $code', join(scratch, 'out'), process.execPath, bundle, ...args], { cwd: scratch });
+    beforeEach(() => mkdirSync(join(scratch, 'out')));
+
+    test('a layer larger than the free space is refused before the download', async () => {
+      const ref = rogue.artifact('cli/full', 'file', [{ content: Buffer.alloc(2 * 1024 * 1024, 1), title: 'big.bin' }]);
+      const result = await onTmpfs(['pull', '--plain-http', ref, '-o', join(scratch, 'out')]);
+      expect(result.stderr).toMatch(/no space left for .*\/out: the layers need at least 2\.0 MiB, and (1\.0 MiB|10\d\d\.\d KiB) are free/);
+      expect(result.status).toBe(1);
+      expect(result.stdout).toBe('left:\n');
+    });
+
+    test('a directory layer that unpacks past the free space fails with a disk-full error, and nothing stays', async () => {
+      const ref = rogue.artifact('cli/full', 'dir', [dirLayer([{ name: 'tree/zeros', data: '\0'.repeat(4 * 1024 * 1024) }])]);
+      const result = await onTmpfs(['pull', '--plain-http', ref, '-o', join(scratch, 'out')]);
+      expect(result.stderr).toMatch(/no space left for .*\/out\/tree: ENOSPC/);
+      expect(result.status).toBe(1);
+      expect(result.stdout).toBe('left:\n');
+    });
   });
 });

@@ -5,6 +5,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { parseChallenge } from '../../../runtime/oci/auth/challenge';
 import { ChainedCredentials, CredentialSource, DockerConfigCredentials, EnvironmentCredentials } from '../../../runtime/oci/auth/credentials';
+import { AuthError } from '../../../runtime/oci/errors';
 import { pull } from '../../../runtime/oci/pull';
 import { push } from '../../../runtime/oci/push';
 import { parseReference } from '../../../runtime/oci/reference';
@@ -62,6 +63,14 @@ describe('auth parts', () => {
       await expect(config({ auths: { r: { auth: Buffer.from('nocolon').toString('base64') } } }).get('r')).rejects.toThrow(/is not base64 of "user:password"/);
     });
 
+    test('a malformed config is named, and none of its content (a password) appears in the error', async () => {
+      writeFileSync(join(dir, 'config.json'), '{"auths": {"r.example.com": {"username": "u", "password": "hunter2-secret" ');
+      const error = await new DockerConfigCredentials(join(dir, 'config.json')).get('r.example.com').then(() => undefined, (err: Error) => err);
+      expect(error?.message).toBe(`registry config ${join(dir, 'config.json')} is not valid JSON`);
+      writeFileSync(join(dir, 'config.json'), '"hunter2-secret"');
+      await expect(new DockerConfigCredentials(join(dir, 'config.json')).get('r')).rejects.toThrow(/^registry config .* is not a JSON object$/);
+    });
+
     test('a credential helper is run as docker-credential-<name> get', async () => {
       const bin = join(dir, 'bin');
       mkdirSync(bin);
@@ -70,6 +79,28 @@ describe('auth parts', () => {
       const credentials = new DockerConfigCredentials(join(dir, 'config.json'), true, { PATH: `${bin}:${process.env.PATH}` });
       expect(await credentials.get('r.example.com')).toEqual({ username: 'helper-r.example.com', password: 's' });
     });
+  });
+
+  test.each([
+    ['a realm that is not a URL', 'Bearer realm="not a url",service="s"', 'names the token realm "not a url", which is not an http(s) URL'],
+    ['a realm of another scheme', 'Bearer realm="file:///etc/passwd"', 'names the token realm "file:///etc/passwd", which is not an http(s) URL'],
+    ['no realm', 'Bearer service="s"', 'has no realm'],
+  ])('a Bearer challenge with %s is an AuthError that names the realm and the registry', async (_what, challenge, problem) => {
+    const server = createServer((_req, res) => {
+      res.writeHead(401, { 'WWW-Authenticate': challenge, 'Content-Type': 'application/json' });
+      res.end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const client = new RegistryClient(host, { plainHttp: true, credentials: new EnvironmentCredentials({ ORAS_USER: 'u', ORAS_PASS: 'p' }) });
+    try {
+      const error = await client.resolve('repo', 'v1').then(() => undefined, (err: Error) => err);
+      expect(error).toBeInstanceOf(AuthError);
+      expect(error?.message).toBe(`${host} asked for a Bearer token, but its challenge ${problem}; the registry's auth configuration is broken`);
+    } finally {
+      client.close();
+      server.close();
+    }
   });
 
   test('ORAS_USER with ORAS_PASS, or a pass per direction', async () => {

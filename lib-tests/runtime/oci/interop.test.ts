@@ -1,12 +1,16 @@
-import { mkdtempSync, rmSync } from 'fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
+import { gzipSync } from 'zlib';
+import { PathEscapeError } from '../../../runtime/oci/errors';
 import { pull } from '../../../runtime/oci/pull';
 import { push } from '../../../runtime/oci/push';
 import { parseReference } from '../../../runtime/oci/reference';
 import { RegistryClient } from '../../../runtime/oci/registry-client';
+import { craftTar, laterSymlinkEscape } from '../../util/crafted-tar';
 import { Distribution } from '../../util/distribution';
 import { describeWithPeers, requirePeer, run } from '../../util/peers';
+import { pushRawArtifact } from '../../util/raw-artifact';
 import { buildTree, describeTree } from '../../util/tree';
 import { useRegistry } from '../../util/use-registry';
 
@@ -87,6 +91,37 @@ describeWithPeers(['docker-registry', 'oras'], 'interop with the real oras CLI v
       annotations: { 'org.opencontainers.image.title': 'data', 'io.deis.oras.content.unpack': 'true' },
     });
     expect(fetched.layers[1].annotations['io.deis.oras.content.digest']).toMatch(/^sha256:[0-9a-f]{64}$/);
+  });
+
+  test('a directory layer merges into an existing directory as oras pull does: the layer\'s files replace, the others stay', async () => {
+    const ref = parseReference(`${registry.host}/interop/merge:v1`);
+    await push(client, ref, [{ path: 'data' }], { cwd: join(scratch, 'src') });
+    const prepare = (out: string) => {
+      mkdirSync(join(out, 'data', 'nested'), { recursive: true });
+      writeFileSync(join(out, 'data', 'mine.txt'), 'mine');
+      writeFileSync(join(out, 'data', 'nested', 'mine.txt'), 'mine too');
+      writeFileSync(join(out, 'data', 'a.txt'), 'stale');
+      return out;
+    };
+    expect(oras('pull', '--plain-http', ref.text, '-o', prepare(join(scratch, 'theirs'))).status).toBe(0);
+    await pull(client, ref, prepare(join(scratch, 'ours')));
+    expect(describeTree(join(scratch, 'ours'))).toEqual(describeTree(join(scratch, 'theirs')));
+    expect(readFileSync(join(scratch, 'ours', 'data', 'mine.txt'), 'utf8')).toBe('mine');
+    expect(readFileSync(join(scratch, 'ours', 'data', 'a.txt'), 'utf8')).toBe('a\n');
+  });
+
+  test('a symlink that a later entry makes lead outside: oras pull refuses the artifact, and so do we', async () => {
+    const ref = await pushRawArtifact(client, `${registry.host}/interop/later-link:v1`, [{
+      content: gzipSync(craftTar(laterSymlinkEscape('data'))),
+      title: 'data',
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+      annotations: { 'io.deis.oras.content.unpack': 'true' },
+    }]);
+    const theirs = oras('pull', '--plain-http', ref, '-o', join(scratch, 'theirs'));
+    expect(theirs.status).not.toBe(0);
+    expect(theirs.output).toContain('"/etc/passwd" is outside of "data"');
+    await expect(pull(client, parseReference(ref), join(scratch, 'ours'))).rejects.toBeInstanceOf(PathEscapeError);
+    expect(existsSync(join(scratch, 'ours'))).toBe(false);
   });
 
   test('the oras annotation file format is understood the same way', async () => {

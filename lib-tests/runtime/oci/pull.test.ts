@@ -1,26 +1,27 @@
-import { spawnSync } from 'child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { Readable } from 'stream';
 import { gzipSync } from 'zlib';
 import { digestOf } from '../../../runtime/oci/digest';
-import { Annotation, Descriptor, EMPTY_CONFIG, MediaType } from '../../../runtime/oci/media-types';
+import {
+  CancelledError, ContentMismatchError, DiskFullError, InvalidManifestError, LimitError, PathEscapeError, StalledError, TimeoutError,
+} from '../../../runtime/oci/errors';
+import { Annotation, EMPTY_CONFIG, MediaType } from '../../../runtime/oci/media-types';
 import { pull } from '../../../runtime/oci/pull';
 import { push } from '../../../runtime/oci/push';
 import { parseReference } from '../../../runtime/oci/reference';
-import { RegistryClient } from '../../../runtime/oci/registry-client';
+import { RegistryClient, RegistryClientOptions } from '../../../runtime/oci/registry-client';
+import { tarHeader } from '../../../runtime/oci/tar';
+import { CraftEntry, craftTar, laterSymlinkEscape } from '../../util/crafted-tar';
 import { Distribution } from '../../util/distribution';
 import { FaultProxy } from '../../util/fault-proxy';
 import { describeWithPeers } from '../../util/peers';
+import { pushRawArtifact, RawLayer } from '../../util/raw-artifact';
+import { Misbehaviour, RogueRegistry } from '../../util/rogue-registry';
 import { useRegistry } from '../../util/use-registry';
 
-interface RawLayer {
-  readonly content: Buffer;
-  readonly title?: string;
-  readonly mediaType?: string;
-  readonly annotations?: Record<string, string>;
-}
+/** A tar.gz directory layer made by python's tarfile, which writes any entry name we ask for. */
+const tarGz = (entries: CraftEntry[]) => gzipSync(craftTar(entries));
 
 describeWithPeers(['docker-registry'], 'pull: safety and failures against a real registry', () => {
   let registry: Distribution;
@@ -42,52 +43,7 @@ describeWithPeers(['docker-registry'], 'pull: safety and failures against a real
   afterEach(() => rmSync(scratch, { recursive: true, force: true }));
 
   /** Pushes an artifact with hand-made layers, bypassing the checks push makes. */
-  async function pushRaw(tag: string, layers: RawLayer[]): Promise<string> {
-    const descriptors: Descriptor[] = [];
-    await client.pushBlob('pull/raw', EMPTY_CONFIG, () => Readable.from([Buffer.from('{}')]));
-    for (const layer of layers) {
-      const descriptor: Descriptor = {
-        mediaType: layer.mediaType ?? MediaType.LAYER_TAR,
-        digest: digestOf(layer.content),
-        size: layer.content.length,
-        annotations: { ...layer.annotations, ...(layer.title !== undefined ? { [Annotation.TITLE]: layer.title } : {}) },
-      };
-      await client.pushBlob('pull/raw', descriptor, () => Readable.from([layer.content]));
-      descriptors.push(descriptor);
-    }
-    const manifest = {
-      schemaVersion: 2,
-      mediaType: MediaType.OCI_MANIFEST,
-      artifactType: MediaType.DEFAULT_ARTIFACT_TYPE,
-      config: EMPTY_CONFIG,
-      layers: descriptors,
-    };
-    await client.pushManifest('pull/raw', tag, Buffer.from(JSON.stringify(manifest)), MediaType.OCI_MANIFEST);
-    return `${registry.host}/pull/raw:${tag}`;
-  }
-
-  /** A tar.gz directory layer made by python's tarfile, which writes any entry name we ask for. */
-  function pythonTarGz(entries: { name: string; type: 'file' | 'symlink'; data?: string; target?: string }[]): Buffer {
-    const script = `
-import io, json, sys, tarfile
-buf = io.BytesIO()
-with tarfile.open(fileobj=buf, mode='w', format=tarfile.PAX_FORMAT) as tar:
-    for e in json.loads(sys.argv[1]):
-        info = tarfile.TarInfo(e['name'])
-        if e['type'] == 'symlink':
-            info.type = tarfile.SYMTYPE
-            info.linkname = e['target']
-            tar.addfile(info)
-        else:
-            data = e.get('data', '').encode()
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-sys.stdout.buffer.write(buf.getvalue())
-`;
-    const result = spawnSync('python3', ['-c', script, JSON.stringify(entries)]);
-    if (result.status !== 0) throw new Error(result.stderr.toString());
-    return gzipSync(result.stdout);
-  }
+  const pushRaw = (tag: string, layers: RawLayer[]) => pushRawArtifact(client, `${registry.host}/pull/raw:${tag}`, layers);
 
   /** Everything under the scratch directory except the output directory's expected content. */
   const leftovers = (dir: string) => existsSync(dir) ? readdirSync(dir).filter((name) => name.includes('.oras-')) : [];
@@ -103,19 +59,20 @@ sys.stdout.buffer.write(buf.getvalue())
     expect(readdirSync(scratch).sort()).toEqual(['outside']);
   });
 
-  test.each([
-    ['a ../ entry', [{ name: 'data/../../escaped.txt', type: 'file' as const, data: 'x' }], /escape/],
-    ['an absolute entry', [{ name: '/tmp/escaped.txt', type: 'file' as const, data: 'x' }], /escape|outside/],
-    ['a symlink out of the tree', [{ name: 'data/link', type: 'symlink' as const, target: '../../outside' }], /escape|outside/],
+  test.each<[string, CraftEntry[]]>([
+    ['a ../ entry', [{ name: 'data/../../escaped.txt', data: 'x' }]],
+    ['an absolute entry', [{ name: '/tmp/escaped.txt', data: 'x' }]],
+    ['a symlink out of the tree', [{ name: 'data/link', type: 'symlink', linkname: '../../outside' }]],
     ['a write through a symlink', [
-      { name: 'data/link', type: 'symlink' as const, target: '.' },
-      { name: 'data/link/../../../outside/pwned', type: 'file' as const, data: 'x' },
-    ], /escape|outside|symlink/],
-  ])('refuses a directory layer with %s; nothing appears under its title', async (_name, entries, message) => {
+      { name: 'data/link', type: 'symlink', linkname: '.' },
+      { name: 'data/link/../../../outside/pwned', data: 'x' },
+    ]],
+    ['a symlink that a later entry makes lead outside', laterSymlinkEscape('data')],
+  ])('refuses a directory layer with %s; nothing appears under its title', async (_name, entries) => {
     const ref = await pushRaw(`tar${entries.length}${entries[0].name.length}`, [{
-      content: pythonTarGz(entries), title: 'data', mediaType: MediaType.LAYER_TAR_GZIP, annotations: { [Annotation.UNPACK]: 'true' },
+      content: tarGz(entries), title: 'data', mediaType: MediaType.LAYER_TAR_GZIP, annotations: { [Annotation.UNPACK]: 'true' },
     }]);
-    await expect(pull(client, parseReference(ref), out)).rejects.toThrow(message);
+    await expect(pull(client, parseReference(ref), out)).rejects.toBeInstanceOf(PathEscapeError);
     expect(readdirSync(sentinel)).toEqual([]);
     expect(existsSync(join(out, 'data'))).toBe(false);
     expect(leftovers(out)).toEqual([]);
@@ -147,23 +104,32 @@ sys.stdout.buffer.write(buf.getvalue())
     expect(result.layers.map((l) => l.title)).toEqual(['twice.txt']);
   });
 
-  test('an existing file and directory are replaced whole, never merged', async () => {
-    mkdirSync(join(out, 'tree'), { recursive: true });
-    writeFileSync(join(out, 'tree', 'stale.txt'), 'stale');
+  test('an existing file is replaced; a directory layer merges into an existing directory and keeps the other files, as oras pull does', async () => {
+    mkdirSync(join(out, 'tree', 'sub'), { recursive: true });
+    writeFileSync(join(out, 'tree', 'mine.txt'), 'mine');
+    writeFileSync(join(out, 'tree', 'sub', 'mine.txt'), 'mine too');
+    writeFileSync(join(out, 'tree', 'fresh.txt'), 'stale');
     writeFileSync(join(out, 'file.txt'), 'old');
     const ref = await pushRaw('replace', [
       { content: Buffer.from('new'), title: 'file.txt' },
-      { content: pythonTarGz([{ name: 'tree/fresh.txt', type: 'file', data: 'fresh' }]), title: 'tree', mediaType: MediaType.LAYER_TAR_GZIP, annotations: { [Annotation.UNPACK]: 'true' } },
+      {
+        content: tarGz([{ name: 'tree/fresh.txt', data: 'fresh' }, { name: 'tree/sub/new.txt', data: 'new' }]),
+        title: 'tree',
+        mediaType: MediaType.LAYER_TAR_GZIP,
+        annotations: { [Annotation.UNPACK]: 'true' },
+      },
     ]);
     await pull(client, parseReference(ref), out);
     expect(readFileSync(join(out, 'file.txt'), 'utf8')).toBe('new');
-    expect(readdirSync(join(out, 'tree'))).toEqual(['fresh.txt']);
+    expect(readdirSync(join(out, 'tree')).sort()).toEqual(['fresh.txt', 'mine.txt', 'sub']);
+    expect(readFileSync(join(out, 'tree', 'fresh.txt'), 'utf8')).toBe('fresh');
+    expect(readdirSync(join(out, 'tree', 'sub')).sort()).toEqual(['mine.txt', 'new.txt']);
     expect(leftovers(out)).toEqual([]);
   });
 
   test('a directory layer whose tar does not match io.deis.oras.content.digest is refused', async () => {
     const ref = await pushRaw('contentdigest', [{
-      content: pythonTarGz([{ name: 'tree/a.txt', type: 'file', data: 'a' }]),
+      content: tarGz([{ name: 'tree/a.txt', data: 'a' }]),
       title: 'tree',
       mediaType: MediaType.LAYER_TAR_GZIP,
       annotations: { [Annotation.UNPACK]: 'true', [Annotation.CONTENT_DIGEST]: digestOf('something else') },
@@ -174,7 +140,7 @@ sys.stdout.buffer.write(buf.getvalue())
   });
 
   test('--no-unpack keeps a directory layer as its tarball, named by the title', async () => {
-    const tarball = pythonTarGz([{ name: 'tree/a.txt', type: 'file', data: 'a' }]);
+    const tarball = tarGz([{ name: 'tree/a.txt', data: 'a' }]);
     const ref = await pushRaw('nounpack', [{ content: tarball, title: 'tree', mediaType: MediaType.LAYER_TAR_GZIP, annotations: { [Annotation.UNPACK]: 'true' } }]);
     await pull(client, parseReference(ref), out, { unpack: false });
     expect(readFileSync(join(out, 'tree')).equals(tarball)).toBe(true);
@@ -273,5 +239,185 @@ sys.stdout.buffer.write(buf.getvalue())
     expect(pulled.digest).toBe(pushed.digest);
     expect(readFileSync(join(out, 'dir', 'sub', 'x.txt'), 'utf8')).toBe('x');
     expect(readFileSync(join(out, 'top.txt'), 'utf8')).toBe('top');
+  });
+});
+
+describe('pull from a registry that misbehaves', () => {
+  let rogue: RogueRegistry;
+  let scratch: string;
+  let out: string;
+  let client: RegistryClient;
+  /** A quick client: short backoff, two attempts, a stall is 4 KiB in 300 ms. */
+  const quick = (options: RegistryClientOptions = {}) =>
+    new RegistryClient(rogue.host, { plainHttp: true, retryBaseMs: 5, attempts: 2, minRate: { bytes: 4096, windowMs: 300 }, ...options });
+  const blobRequests = (digest: string) => rogue.requests.filter((r) => r.endsWith(`/blobs/${digest}`)).length;
+  /** What the pull left in the output directory. */
+  const left = () => (existsSync(out) ? readdirSync(out) : []);
+  const failure = async (promise: Promise<unknown>) => promise.then(() => { throw new Error('the pull succeeded'); }, (err: Error) => err);
+  const dirLayer = (content: Buffer, title = 'tree') => ({ content, title, mediaType: MediaType.LAYER_TAR_GZIP, annotations: { [Annotation.UNPACK]: 'true' } });
+
+  beforeAll(async () => { rogue = await RogueRegistry.start(); });
+  afterAll(async () => rogue.stop());
+  beforeEach(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'oras-rogue-'));
+    out = join(scratch, 'out');
+    client = quick();
+    rogue.requests.length = 0;
+  });
+  afterEach(() => {
+    client.close();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  test.each<[string, Misbehaviour | undefined, Buffer]>([
+    ['sends bytes without end', { kind: 'endless' }, Buffer.from('hello, world\n')],
+    ['drips 300 KiB with a Content-Length that says so', { kind: 'drip', bytes: 1024, everyMs: 50 }, Buffer.alloc(300 * 1024, 7)],
+  ])('a blob declared as 13 bytes that %s: reading stops at once, without a retry', async (_what, misbehaviour, content) => {
+    const ref = rogue.artifact('rogue/oversized', `o${content.length}`, [{ content, title: 'small.txt', declaredSize: 13, misbehaviour }]);
+    const digest = digestOf(content);
+    const started = Date.now();
+    const error = await failure(pull(client, parseReference(ref), out));
+    expect(error).toBeInstanceOf(ContentMismatchError);
+    expect(error).toMatchObject({ oversized: true, truncated: false });
+    expect(error.message).toContain('the registry sent more than the 13 bytes declared');
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(blobRequests(digest)).toBe(1);
+    expect(left()).toEqual([]);
+  }, 10_000);
+
+  test('a size given as a string is a permanent error that names the field, before any blob is asked for', async () => {
+    const content = Buffer.from('typed badly\n');
+    const ref = rogue.artifact('rogue/typed', 'v1', [{ content, title: 'a.txt', declaredSize: '12' }]);
+    const error = await failure(pull(client, parseReference(ref), out));
+    expect(error).toBeInstanceOf(InvalidManifestError);
+    expect(error).toMatchObject({ field: 'layers[0].size' });
+    expect(error.message).toMatch(/manifest .*rogue\/typed@sha256:[0-9a-f]{64} is invalid: layers\[0\]\.size must be a non-negative integer, not "12" \(a string\)/);
+    expect(blobRequests(digestOf(content))).toBe(0);
+  });
+
+  test('a gzip bomb stops at the unpacked-size limit, and nothing stays', async () => {
+    const zeros = 64 * 1024 * 1024;
+    const tar = Buffer.concat([
+      tarHeader({ name: 'tree/', type: 'directory', mode: 0o755, size: 0, mtime: 0 }),
+      tarHeader({ name: 'tree/zeros', type: 'file', mode: 0o644, size: zeros, mtime: 0 }),
+      Buffer.alloc(zeros + 1024),
+    ]);
+    const bomb = gzipSync(tar, { level: 1 });
+    const ref = rogue.artifact('rogue/bomb', 'v1', [dirLayer(bomb)]);
+    const error = await failure(pull(client, parseReference(ref), out, { maxUnpackedBytes: 1024 * 1024 }));
+    expect(error).toBeInstanceOf(LimitError);
+    expect(error.message).toBe('directory layer "tree" unpacked exceeds the limit of 1048576 bytes; '
+      + 'raise it with --max-unpacked-size (maxUnpackedBytes) if the artifact is trusted');
+    expect(left()).toEqual([]);
+    // The same layer within a larger limit is fine: the limit is the only thing that stopped it.
+    await pull(client, parseReference(ref), out, { maxUnpackedBytes: 2 * zeros });
+    expect(statSync(join(out, 'tree', 'zeros')).size).toBe(zeros);
+  }, 30_000);
+
+  test('a body that drips is a stall: the transfer fails after the window, not after the drip', async () => {
+    const content = Buffer.alloc(64 * 1024, 1);
+    const ref = rogue.artifact('rogue/drip', 'v1', [{ content, title: 'slow.bin', misbehaviour: { kind: 'drip', bytes: 16, everyMs: 20 } }]);
+    const started = Date.now();
+    const error = await failure(pull(client, parseReference(ref), out));
+    expect(error).toBeInstanceOf(StalledError);
+    expect(error.message).toMatch(/GET http:\/\/127\.0\.0\.1:\d+\/v2\/rogue\/drip\/blobs\/sha256:[0-9a-f]{64}: the transfer stalled \(\d+ bytes in 300 ms, the minimum is 4096\)/);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(blobRequests(digestOf(content))).toBe(2);
+    expect(left()).toEqual([]);
+  }, 10_000);
+
+  test('timeoutMs ends a pull whose request hangs, with a TimeoutError, and leaves nothing', async () => {
+    const content = Buffer.from('never sent');
+    const ref = rogue.artifact('rogue/hang', 'v1', [{ content, title: 'hang.txt', misbehaviour: { kind: 'hang' } }]);
+    const started = Date.now();
+    const error = await failure(pull(client, parseReference(ref), out, { timeoutMs: 500 }));
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect(error.message).toBe(`pull ${ref} timed out after 0.5 s`);
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(left()).toEqual([]);
+  }, 10_000);
+
+  test('an AbortSignal cancels a pull mid-transfer with its reason, and leaves nothing', async () => {
+    const content = Buffer.alloc(100_000, 2);
+    const ref = rogue.artifact('rogue/abort', 'v1', [{ content, title: 'part.bin', misbehaviour: { kind: 'stall', afterBytes: 50_000 } }]);
+    const controller = new AbortController();
+    const reason = new CancelledError('the test says stop');
+    const pulling = failure(pull(quick({ minRate: { bytes: 0, windowMs: 1000 } }), parseReference(ref), out, { signal: controller.signal }));
+    while (blobRequests(digestOf(content)) === 0) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(readdirSync(out).filter((name) => name.startsWith('.oras-pull-'))).toHaveLength(1);
+    controller.abort(reason);
+    expect(await pulling).toBe(reason);
+    expect(left()).toEqual([]);
+  }, 10_000);
+
+  test('a failed layer leaves none of the layers that succeeded under their final names', async () => {
+    const good = Buffer.from('good');
+    const ref = rogue.artifact('rogue/partial', 'v1', [
+      { content: good, title: 'good.txt' },
+      dirLayer(gzipSync(craftTar([{ name: 'tree/a.txt', data: 'a' }]))),
+      { content: Buffer.from('missing'), title: 'missing.txt' },
+    ]);
+    rogue.misbehave(digestOf(Buffer.from('missing')), { kind: 'stall', afterBytes: 0 });
+    mkdirSync(out);
+    writeFileSync(join(out, 'mine.txt'), 'mine');
+    const error = await failure(pull(client, parseReference(ref), out, { concurrency: 1 }));
+    expect(error).toBeInstanceOf(StalledError);
+    expect(blobRequests(digestOf(good))).toBe(1);
+    expect(readdirSync(out)).toEqual(['mine.txt']);
+  }, 10_000);
+
+  test('an index that lists one child 1000 times fetches and pulls it once', async () => {
+    const content = Buffer.from('once');
+    rogue.artifact('rogue/fanout', 'child', [{ content, title: 'once.txt' }]);
+    const child = await client.resolve('rogue/fanout', 'child');
+    rogue.manifest('rogue/fanout', { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: Array(1000).fill(child) }, 'index');
+    const result = await pull(client, parseReference(`${rogue.host}/rogue/fanout:index`), out);
+    expect(result.layers.map((l) => l.title)).toEqual(['once.txt']);
+    expect(rogue.requests.filter((r) => r === `GET /v2/rogue/fanout/manifests/${child.digest}`)).toHaveLength(1);
+    expect(blobRequests(digestOf(content))).toBe(1);
+  });
+
+  test('more distinct manifests or layers than allowed: a LimitError that names the limit', async () => {
+    const children = Array.from({ length: 5 }, (_, i) => rogue.manifest('rogue/limits', {
+      schemaVersion: 2,
+      mediaType: MediaType.OCI_MANIFEST,
+      config: EMPTY_CONFIG,
+      layers: [],
+      annotations: { n: String(i) },
+    }));
+    rogue.manifest('rogue/limits', { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: children }, 'index');
+    const manifests = await failure(pull(client, parseReference(`${rogue.host}/rogue/limits:index`), out, { maxManifests: 3 }));
+    expect(manifests).toBeInstanceOf(LimitError);
+    expect(manifests).toMatchObject({ limit: 'manifests', value: 3 });
+
+    const layers = Array.from({ length: 20 }, (_, i) => ({ content: Buffer.from(`layer ${i}`), title: `f${i}.txt` }));
+    const many = rogue.artifact('rogue/limits', 'many', layers);
+    const error = await failure(pull(client, parseReference(many), out, { maxLayers: 10 }));
+    expect(error).toBeInstanceOf(LimitError);
+    expect(error.message).toBe(`the artifact ${many} exceeds the limit of 10 layers; raise maxLayers if it is trusted`);
+    expect(rogue.requests.some((r) => r.includes('/blobs/') && r.startsWith('GET') && r.includes(digestOf(layers[0].content)))).toBe(false);
+  });
+
+  test('an index child whose digest is a path is refused before it reaches a URL', async () => {
+    rogue.manifest('rogue/traversal', {
+      schemaVersion: 2,
+      mediaType: MediaType.OCI_INDEX,
+      manifests: [{ mediaType: MediaType.OCI_MANIFEST, digest: '../../../../x?y', size: 10 }],
+    }, 'v1');
+    const error = await failure(pull(client, parseReference(`${rogue.host}/rogue/traversal:v1`), out));
+    expect(error).toBeInstanceOf(InvalidManifestError);
+    expect(error).toMatchObject({ field: 'manifests[0].digest' });
+    expect(rogue.requests.filter((r) => !r.includes('/rogue/traversal/manifests/v1'))).toEqual([]);
+  });
+
+  test('a layer larger than the free space fails with a DiskFullError before anything is downloaded', async () => {
+    const content = Buffer.from('tiny');
+    const ref = rogue.artifact('rogue/huge', 'v1', [{ content, title: 'huge.bin', declaredSize: 2 ** 52 }]);
+    const error = await failure(pull(client, parseReference(ref), out));
+    expect(error).toBeInstanceOf(DiskFullError);
+    expect(error.message).toMatch(/^no space left for .*\/out: the layers need at least 4096\.0 TiB, and [\d.]+ [KMGT]?i?B are free$/);
+    expect(blobRequests(digestOf(content))).toBe(0);
+    expect(left()).toEqual([]);
   });
 });

@@ -6,7 +6,9 @@ import { dirname, join } from 'path';
 import { Readable, Transform } from 'stream';
 import { pipeline } from 'stream/promises';
 import { createGunzip, createGzip } from 'zlib';
+import { InvalidTarError, PathEscapeError } from '../../../runtime/oci/errors';
 import { extractTar, ExtractResult, packDirectory, parsePaxRecords, paxRecord, tarDirectory, tarHeader } from '../../../runtime/oci/tar';
+import { CraftEntry, CraftOptions, craftTar, laterSymlinkEscape } from '../../util/crafted-tar';
 import { describeWithPeers, requirePeer, run } from '../../util/peers';
 
 const BASE = fs.mkdtempSync(join(tmpdir(), 'cdk8s-oras-tar-'));
@@ -168,45 +170,8 @@ with tarfile.open(sys.argv[1], 'w', format=getattr(tarfile, sys.argv[3])) as t:
     t.add(sys.argv[2], arcname='data')
 `;
 
-/** Writes any archive from a JSON description, including names no sane tool would write. */
-const PY_CRAFT = `
-import io, json, sys, tarfile
-spec = json.load(sys.stdin)
-types = {'file': tarfile.REGTYPE, 'dir': tarfile.DIRTYPE, 'symlink': tarfile.SYMTYPE, 'hardlink': tarfile.LNKTYPE,
-         'fifo': tarfile.FIFOTYPE, 'chr': tarfile.CHRTYPE, 'blk': tarfile.BLKTYPE}
-with tarfile.open(sys.argv[1], 'w', format=getattr(tarfile, spec['format']), pax_headers=spec['global'], encoding=spec['encoding']) as t:
-    for e in spec['entries']:
-        info = tarfile.TarInfo(e['name'])
-        info.type = types[e.get('type', 'file')]
-        info.linkname = e.get('linkname', '')
-        info.mode = e.get('mode', 0o755 if info.type == tarfile.DIRTYPE else 0o644)
-        info.mtime = e.get('mtime', 1700000000)
-        info.pax_headers = e.get('pax', {})
-        data = e.get('data', '').encode()
-        info.size = len(data)
-        t.addfile(info, io.BytesIO(data) if info.type == tarfile.REGTYPE else None)
-`;
-
-interface CraftEntry {
-  name: string;
-  type?: 'file' | 'dir' | 'symlink' | 'hardlink' | 'fifo' | 'chr' | 'blk';
-  linkname?: string;
-  data?: string;
-  mode?: number;
-  mtime?: number;
-  /** Per-entry PAX records, written as they are. */
-  pax?: Record<string, string>;
-}
-
-interface CraftOptions {
-  format?: string;
-  global?: Record<string, string>;
-  encoding?: string;
-}
-
 function craft(file: string, entries: CraftEntry[], options: CraftOptions = {}): void {
-  const spec = { format: options.format ?? 'PAX_FORMAT', global: options.global ?? {}, encoding: options.encoding ?? 'utf-8', entries };
-  python(PY_CRAFT, [file], JSON.stringify(spec));
+  fs.writeFileSync(file, craftTar(entries, options));
 }
 
 interface Listing {
@@ -693,6 +658,14 @@ describeWithPeers(['python3'], 'extractTar refuses archives that escape the outp
     expect(error.message).toBe('cannot extract tar entry "d": a directory already exists at "d"');
   });
 
+  test('a symlink that a later entry turns into an escape: links are checked in their final state', async () => {
+    const { error, dest } = await attempt(() => laterSymlinkEscape('data'), { stripPrefix: 'data' });
+    expect(error).toBeInstanceOf(PathEscapeError);
+    expect(error.message).toMatch(escapes('data/l'));
+    expect(error.message).toContain('once the archive is extracted, its symlink target');
+    expect(fs.readlinkSync(join(dest, 'p'))).toBe('.');
+  });
+
   test('writing through a symlink the archive created (even one that points inside)', async () => {
     const { error, dest } = await attempt(() => [
       { name: 'real', type: 'dir' },
@@ -829,6 +802,163 @@ describe('extractTar: corrupt and truncated archives', () => {
     const error = await rejection(extractTar(Readable.from(['not bytes']), scratch('out')));
     expect(error.message).toBe('tar input must be a stream of bytes, not strings or objects');
   });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fuzzing
+// ---------------------------------------------------------------------------------------------------------------
+
+/** A small seeded generator (mulberry32), so that a failing case can be replayed with FUZZ_SEED. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+/** Offsets of the header blocks of a well-formed archive (to re-sign them after a mutation). */
+function headerOffsets(archive: Buffer): number[] {
+  const offsets: number[] = [];
+  for (let at = 0; at + BLOCK_SIZE <= archive.length;) {
+    const block = archive.subarray(at, at + BLOCK_SIZE);
+    if (block.every((b) => b === 0)) break;
+    offsets.push(at);
+    const size = parseInt(block.toString('latin1', 124, 136).replace(/[^0-7]/g, '') || '0', 8);
+    at += BLOCK_SIZE + Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE;
+  }
+  return offsets;
+}
+
+const BLOCK_SIZE = 512;
+
+/** Writes a valid checksum into the header block at `at`, so that a mutated header reaches the parser. */
+function sign(archive: Buffer, at: number): void {
+  if (at + BLOCK_SIZE > archive.length) return;
+  archive.fill(0x20, at + 148, at + 156);
+  let sum = 0;
+  for (let i = at; i < at + BLOCK_SIZE; i++) sum += archive[i];
+  archive.write(`${sum.toString(8).padStart(6, '0')}\0 `, at + 148, 'latin1');
+}
+
+/** Where the kernel would land following `link` (relative to `root`'s real path), following symlinks that exist. */
+function landing(link: string, hops = 40): string {
+  let at = fs.realpathSync(dirname(link));
+  const parts = fs.readlinkSync(link).split('/');
+  if (parts[0] === '') at = '/';
+  for (const [i, part] of parts.entries()) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      at = dirname(at);
+      continue;
+    }
+    const next = join(at, part);
+    const info = fs.lstatSync(next, { throwIfNoEntry: false });
+    if (info?.isSymbolicLink() && hops > 0) {
+      at = landing(next, hops - 1);
+    } else if (!info) {
+      return join(next, ...parts.slice(i + 1));
+    } else {
+      at = next;
+    }
+  }
+  return at;
+}
+
+describeWithPeers(['python3'], 'extractTar under fuzzing: random and mutated archives', () => {
+  const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
+  const next = random(seed);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)];
+  const int = (n: number) => Math.floor(next() * n);
+  const NAMES = ['data/x', 'data/../x', '/etc/x', 'data/a/b', 'data/p', 'data/l', 'data', 'data/', 'other/x', 'data/p/x', `data/${'n'.repeat(300)}`, 'data/.', 'data/a/../../..'];
+  const TYPES = '0125LKxgSV7D3460\0'.split('');
+  /** name, mode, size, mtime, type, linkname, magic, prefix */
+  const FIELD_OFFSETS = [0, 100, 124, 136, 156, 157, 257, 345];
+  /** NUL, '.', '/', '7', '9', base-256 markers, anything */
+  const ODD_BYTES = [0, 0x2e, 0x2f, 0x37, 0x39, 0x80, 0xff, 0x41];
+  let seeds: Buffer[];
+
+  beforeAll(async () => {
+    const dir = scratch('fuzz-seed');
+    const src = join(dir, 'src');
+    put(src, 'a.txt', 'alpha\n');
+    put(src, 'sub/b.txt', 'beta\n'.repeat(300));
+    fs.symlinkSync('sub/b.txt', join(src, 'link'));
+    seeds = [
+      await packToFile(src, join(dir, 'ours.tar')),
+      craftTar(laterSymlinkEscape('data', 3)),
+      craftTar([
+        { name: 'data/', type: 'dir' },
+        { name: 'data/f', data: 'f' },
+        { name: 'data/h', type: 'hardlink', linkname: 'data/f' },
+        { name: `data/${'long/'.repeat(30)}x`, data: 'long' },
+        { name: 'data/s', type: 'symlink', linkname: '../data/f' },
+      ], { format: 'GNU_FORMAT' }),
+      craftTar([{ name: 'data/p', data: 'x', pax: { path: 'data/../../pax', mtime: '-1.5' } }], { global: { comment: 'g' } }),
+    ];
+  });
+
+  /** One input: random bytes, a random but signed header, or a seed with mutations (headers re-signed or not). */
+  function input(): Buffer {
+    const kind = int(4);
+    if (kind === 0) return randomBytes(int(3000));
+    if (kind === 1) {
+      const header = tarHeader({ name: pick(NAMES), type: 'file', mode: int(0o10000), size: int(2000), mtime: int(2 ** 34) - 2 ** 33 });
+      const out = Buffer.concat([header.subarray(header.length - BLOCK_SIZE), randomBytes(int(2500)), Buffer.alloc(int(2) * 1024)]);
+      out[156] = pick(TYPES).charCodeAt(0);
+      out.write(pick(NAMES), 157, 'utf8');
+      sign(out, 0);
+      return out;
+    }
+    const base = Buffer.from(pick(seeds));
+    const headers = headerOffsets(base);
+    for (let n = int(6) + 1; n > 0; n--) {
+      const op = int(5);
+      if (op === 0) base[int(base.length)] = int(256);
+      else if (op === 1 && headers.length > 0) base[pick(headers) + pick(FIELD_OFFSETS) + int(8)] = pick(ODD_BYTES);
+      else if (op === 2 && headers.length > 0) base.write(pick(NAMES), pick(headers) + pick([0, 157]), 'utf8');
+      else if (op === 3 && headers.length > 0) base[pick(headers) + 156] = pick(TYPES).charCodeAt(0);
+      else base.write(pick(['5 a=\n', '30 path=../../../x\n', '9 size=-1\n', `${int(99999)} `]), int(base.length), 'latin1');
+    }
+    if (kind === 2) headers.forEach((at) => sign(base, at));
+    return next() < 0.2 ? base.subarray(0, int(base.length)) : base;
+  }
+
+  test('nothing lands outside, links stay inside, and every failure is a typed error, within a few seconds', async () => {
+    const started = Date.now();
+    let cases = 0;
+    while (Date.now() - started < 3000 || cases < 50) {
+      const data = input();
+      const caseDir = scratch('fuzz');
+      const dest = join(caseDir, 'dest');
+      put(join(caseDir, 'sentinel'), 'secret.txt', 'untouched\n');
+      const context = `seed ${seed}, case ${cases}: ${data.toString('base64')}`;
+      let timer: NodeJS.Timeout | undefined;
+      const hung = new Promise<Error>((resolve) => { timer = setTimeout(() => resolve(new Error(`hung: ${context}`)), 5000); });
+      const outcome = await Promise.race([extractTar(inPieces(data, 1 + int(700)), dest, { stripPrefix: next() < 0.7 ? 'data' : undefined }).then(() => undefined, (err: Error) => err), hung]);
+      clearTimeout(timer);
+      const typed = outcome === undefined || outcome instanceof InvalidTarError || outcome instanceof PathEscapeError
+        || (typeof (outcome as NodeJS.ErrnoException).code === 'string' && !(outcome as NodeJS.ErrnoException).code!.startsWith('ERR_'));
+      expect({ context, error: typed ? undefined : `${outcome?.name}: ${outcome?.message}` }).toEqual({ context, error: undefined });
+      expect({ context, files: fs.readdirSync(caseDir).sort() }).toEqual({ context, files: fs.existsSync(dest) ? ['dest', 'sentinel'] : ['sentinel'] });
+      expect(fs.readdirSync(join(caseDir, 'sentinel'))).toEqual(['secret.txt']);
+      if (outcome === undefined) {
+        const root = fs.realpathSync(dest);
+        for (const entry of fs.readdirSync(dest, { recursive: true }) as string[]) {
+          const path = join(dest, entry);
+          if (!fs.lstatSync(path).isSymbolicLink()) continue;
+          const lands = landing(path);
+          expect({ context, link: entry, inside: lands === root || lands.startsWith(`${root}/`) }).toEqual({ context, link: entry, inside: true });
+        }
+      }
+      makeWritable(caseDir);
+      fs.rmSync(caseDir, { recursive: true, force: true });
+      cases += 1;
+    }
+  }, 30_000);
 });
 
 // ---------------------------------------------------------------------------------------------------------------

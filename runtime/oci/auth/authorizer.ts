@@ -1,17 +1,11 @@
-import { readBody, Transport } from '../http';
 import { parseChallenge } from './challenge';
 import { Credential, CredentialSource, Operation } from './credentials';
+import { AuthError, RegistryError } from '../errors';
+import { HttpResponse, readBody, Transport } from '../http';
+import { isTransient } from '../retry';
 
 const TOKEN_BODY_LIMIT = 1024 * 1024;
 const DEFAULT_TOKEN_SECONDS = 60;
-
-/** Credentials were missing or rejected: says which registry and what to do. */
-export class AuthError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'AuthError';
-  }
-}
 
 interface CachedToken {
   readonly token: string;
@@ -25,15 +19,21 @@ interface CachedToken {
  */
 export class Authorizer {
   private scheme?: 'basic' | 'bearer';
-  private realm?: string;
+  private realm?: URL;
   private service?: string;
   private readonly tokens = new Map<string, Promise<CachedToken>>();
   private readonly credentials = new Map<Operation, Promise<Credential | undefined>>();
 
-  constructor(private readonly registry: string, private readonly source: CredentialSource | undefined, private readonly transport: Transport) {}
+  /** `base`: the registry's API root (`https://host/v2/`), named in errors. */
+  constructor(
+    private readonly registry: string,
+    private readonly source: CredentialSource | undefined,
+    private readonly transport: Transport,
+    private readonly base: URL,
+  ) {}
 
   /** The Authorization header for a request with these scopes, if the registry asked for one before. */
-  public async header(scopes: string[], operation: Operation): Promise<string | undefined> {
+  public async header(scopes: string[], operation: Operation, signal?: AbortSignal): Promise<string | undefined> {
     const credential = await this.credential(operation);
     if (credential?.accessToken) return `Bearer ${credential.accessToken}`;
     if (this.scheme === 'basic') return basic(credential);
@@ -45,7 +45,7 @@ export class Authorizer {
       if (!cached || cached.expiresAt <= Date.now()) pending = undefined;
     }
     if (!pending) {
-      pending = this.fetchToken(scopes, operation);
+      pending = this.fetchToken(scopes, operation, signal);
       this.tokens.set(key, pending);
       pending.catch(() => this.tokens.get(key) === pending && this.tokens.delete(key));
     }
@@ -64,10 +64,10 @@ export class Authorizer {
       const next = basic(await this.credential(operation));
       return next !== undefined && next !== sentHeader;
     }
-    if (!challenge.params.realm) throw new AuthError(`${this.registry} sent a Bearer challenge without a realm`);
-    if (this.scheme !== 'bearer' || this.realm !== challenge.params.realm) this.tokens.clear();
+    const realm = this.realmOf(challenge.params.realm);
+    if (this.scheme !== 'bearer' || this.realm?.href !== realm.href) this.tokens.clear();
     this.scheme = 'bearer';
-    this.realm = challenge.params.realm;
+    this.realm = realm;
     this.service = challenge.params.service;
     if (sentHeader === undefined) return true;
     const key = scopeKey(scopes);
@@ -90,11 +90,26 @@ export class Authorizer {
     return credential;
   }
 
-  private async fetchToken(scopes: string[], operation: Operation): Promise<CachedToken> {
+  /** The token service's URL from a Bearer challenge: absolute http(s), else an AuthError naming it and the registry. */
+  private realmOf(text: string | undefined): URL {
+    let realm: URL | undefined;
+    try {
+      realm = text ? new URL(text) : undefined;
+    } catch {
+      realm = undefined;
+    }
+    if (realm?.protocol === 'https:' || realm?.protocol === 'http:') return realm;
+    const problem = text ? `names the token realm ${JSON.stringify(text)}, which is not an http(s) URL` : 'has no realm';
+    throw new AuthError(this.registry, 'GET', this.base, 401, 'INVALID_REALM', '',
+      `${this.registry} asked for a Bearer token, but its challenge ${problem}; the registry's auth configuration is broken`);
+  }
+
+  private async fetchToken(scopes: string[], operation: Operation, signal?: AbortSignal): Promise<CachedToken> {
     const credential = await this.credential(operation);
-    const realm = new URL(this.realm!);
+    const realm = this.realm!;
     const who = credential?.username ? `user "${credential.username}"` : credential?.refreshToken ? 'the identity token' : 'anonymous access';
-    let response;
+    const method = credential?.refreshToken ? 'POST' : 'GET';
+    let response: HttpResponse;
     if (credential?.refreshToken) {
       const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: credential.refreshToken, client_id: 'oras-runtime' });
       if (this.service) form.set('service', this.service);
@@ -104,30 +119,34 @@ export class Authorizer {
         url: realm,
         headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
         body: Buffer.from(form.toString()),
+        signal,
       });
     } else {
       const url = new URL(realm);
       if (this.service) url.searchParams.set('service', this.service);
       for (const scope of scopes) url.searchParams.append('scope', scope);
       const auth = basic(credential);
-      response = await this.transport.send({ method: 'GET', url, headers: auth ? { Authorization: auth } : {} });
+      response = await this.transport.send({ method: 'GET', url, headers: auth ? { Authorization: auth } : {}, signal });
     }
     const body = await readBody(response.body, TOKEN_BODY_LIMIT);
+    const fail = (code: string, message: string) => new AuthError(this.registry, method, realm, response.status, code, '', message);
     if (response.status !== 200) {
+      const busy = new RegistryError(method, realm, response.status, 'TOKEN_SERVICE_UNAVAILABLE', `token service of ${this.registry}`);
+      if (isTransient(busy)) throw busy;
       const hint = credential
         ? 'Check the credentials (ORAS_USER/ORAS_PASS or the docker config).'
         : 'The registry needs credentials: set ORAS_USER and ORAS_PASS, or log in to it in the docker config (--registry-config).';
-      throw new AuthError(`token service ${realm.origin}${realm.pathname} refused ${who} for ${scopes.join(' ')} (HTTP ${response.status}). ${hint}`);
+      throw fail('DENIED', `token service ${realm.origin}${realm.pathname} refused ${who} for ${scopes.join(' ')} (HTTP ${response.status}). ${hint}`);
     }
-    let parsed: { token?: string; access_token?: string; expires_in?: number };
+    let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
-      parsed = JSON.parse(body.toString('utf8'));
+      parsed = JSON.parse(body.toString('utf8')) ?? {};
     } catch {
-      throw new AuthError(`token service ${realm.origin} answered without JSON`);
+      throw fail('TOKEN_INVALID', `token service ${realm.origin} answered without JSON`);
     }
     const token = parsed.access_token ?? parsed.token;
-    if (!token) throw new AuthError(`token service ${realm.origin} answered without a token`);
-    const seconds = parsed.expires_in && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_SECONDS;
+    if (typeof token !== 'string' || token === '') throw fail('TOKEN_INVALID', `token service ${realm.origin} answered without a token`);
+    const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_SECONDS;
     // Renew 10% (at most 30 s) before expiry so a token never lapses mid-request.
     return { token, expiresAt: Date.now() + seconds * 1000 - Math.min(30_000, seconds * 100) };
   }

@@ -64,11 +64,15 @@ export class DockerConfigCredentials implements CredentialSource {
   private load(): Promise<DockerConfig> {
     this.config ??= readFile(this.path, 'utf8').then(
       (text) => {
+        let parsed: unknown;
         try {
-          return JSON.parse(text) as DockerConfig;
-        } catch (err) {
-          throw new Error(`registry config ${this.path} is not valid JSON: ${(err as Error).message}`);
+          parsed = JSON.parse(text);
+        } catch {
+          // JSON.parse quotes the text around the fault, and that may be a password: never echo it.
+          throw new Error(`registry config ${this.path} is not valid JSON`);
         }
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`registry config ${this.path} is not a JSON object`);
+        return parsed as DockerConfig;
       },
       (err: NodeJS.ErrnoException) => {
         if (err.code === 'ENOENT' && !this.explicit) return {};
