@@ -57,7 +57,7 @@ describe('OrasWorkflowStep', () => {
     const main = job.spec.template.spec.containers[0];
     expect(job.spec).toMatchObject({ backoffLimit: 2, activeDeadlineSeconds: 3600, ttlSecondsAfterFinished: 86400 });
     expect(main.env).toEqual([{ name: 'MODE', value: 'fast' }]);
-    expect(main.resources).toEqual({ requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '2', memory: '2048Mi' } });
+    expect(main.resources).toEqual({ requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '2', memory: '2Gi' } });
     expect(main.workingDir).toBe('/work');
     expect(main.securityContext).toMatchObject({ runAsUser: 1000, runAsGroup: 1000, readOnlyRootFilesystem: false });
     expect(job.spec.template.spec.serviceAccountName).toBe('builder');

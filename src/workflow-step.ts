@@ -4,8 +4,15 @@ import { Construct } from 'constructs';
 import { OrasArtifact } from './artifact';
 import { ContainerSpec, injectOras, InjectionError, PodSpecJson, PROVENANCE, RUNTIME_UID } from './injection';
 import { assertPinnedImage, IOrasRegistry } from './registry';
+import { renderResources } from './resources';
 import { OrasRuntimeImage } from './runtime-image';
 import { OrasWorkflow } from './workflow';
+
+/** The main container's resources when the step gives none. */
+const MAIN_RESOURCES = {
+  cpu: { request: kplus.Cpu.millis(100), limit: kplus.Cpu.units(1) },
+  memory: { request: Size.mebibytes(128), limit: Size.gibibytes(1) },
+};
 
 /**
  * An artifact a step reads, and where it appears in the main container.
@@ -384,8 +391,8 @@ export class OrasWorkflowStep extends Construct {
       command: [...props.command],
       ...(props.args ? { args: [...props.args] } : {}),
       ...(props.workingDir ? { workingDir: props.workingDir } : {}),
-      env: Object.entries(props.env ?? {}).map(([name, value]) => ({ name, value })),
-      resources: renderResources(props.resources),
+      ...(props.env && Object.keys(props.env).length > 0 ? { env: Object.entries(props.env).map(([name, value]) => ({ name, value })) } : {}),
+      resources: renderResources(props.resources, MAIN_RESOURCES),
       securityContext: {
         runAsNonRoot: security.ensureNonRoot ?? true,
         runAsUser: security.user ?? RUNTIME_UID,
@@ -442,16 +449,6 @@ export class OrasWorkflowStep extends Construct {
       throw err;
     }
   }
-}
-
-function renderResources(resources: kplus.ContainerResources | undefined): Record<string, Record<string, string>> {
-  const cpu = resources?.cpu ?? { request: kplus.Cpu.millis(100), limit: kplus.Cpu.units(1) };
-  const memory = resources?.memory ?? { request: Size.mebibytes(128), limit: Size.gibibytes(1) };
-  const pick = (which: 'request' | 'limit') => ({
-    ...(cpu[which] ? { cpu: cpu[which]!.amount } : {}),
-    ...(memory[which] ? { memory: `${memory[which]!.toMebibytes()}Mi` } : {}),
-  });
-  return { requests: pick('request'), limits: pick('limit') };
 }
 
 /** A construct id as a DNS label part. */
