@@ -106,6 +106,47 @@ describe('injectOras', () => {
     expect(injectOras(once, settings())).toEqual(once);
   });
 
+  test('paths are resolved before use: ".", ".." and extra slashes', () => {
+    const spec = injectOras(base(), settings({
+      inputs: [{ reference: 'r:5000/a:1', path: '/in/./a/' }, { reference: 'r:5000/b:1', path: '/in//a' }],
+      output: { reference: 'r:5000/o:1', path: '/x/../out/', stdoutFile: '/logs/./stdout.txt' },
+    }));
+    expect(spec.containers[0].volumeMounts).toEqual([
+      { name: 'oras-runtime', mountPath: '/oras' },
+      { name: 'oras-input-0', mountPath: '/in/a', readOnly: true },
+      { name: 'oras-output', mountPath: '/out' },
+    ]);
+    expect(spec.containers[0].command).toEqual(expect.arrayContaining(['--stdout', '/logs/stdout.txt']));
+  });
+
+  test('only a pod injectOras prepared counts as prepared, even after other webhooks changed it', () => {
+    const prepared = injectOras(base(), settings());
+    prepared.initContainers!.unshift({ name: 'istio-init', image: 'istio/proxyv2:1' });
+    prepared.initContainers![1].image = 'mirror.example.com/oras-runtime:1.0.0';
+    prepared.containers.forEach((c) => { c.env = [{ name: 'INJECTED', value: '1' }]; });
+    expect(isInjected(prepared)).toBe(true);
+    expect(isInjected({ ...base(), initContainers: [{ name: 'oras-pull', image: 'busybox:1', command: ['true'] }] })).toBe(false);
+    const { args, volumeMounts } = injectOras(base(), settings()).initContainers![0];
+    expect(isInjected({ ...base(), initContainers: [{ name: 'oras-pull', args, volumeMounts }], volumes: [{ name: 'oras-runtime', emptyDir: {} }] })).toBe(false);
+  });
+
+  test.each([
+    ['a user init container named oras-pull', { ...base(), initContainers: [{ name: 'oras-pull', image: 'busybox:1', command: ['true'] }] }, {}, /the container name "oras-pull" is reserved for cdk8s-oras; rename that container/],
+    ['an input path that resolves to /oras', base(), { inputs: [{ reference: 'r:1/a:1', path: '/a/../oras' }] }, /the input path "\/a\/\.\.\/oras" \(that is "\/oras"\) is reserved/],
+    ['an input path that resolves to the root', base(), { inputs: [{ reference: 'r:1/a:1', path: '/in/..' }] }, /the input path "\/in\/\.\." \(that is "\/"\) is reserved/],
+    ['an input path that resolves to a mount of the app', { containers: [{ ...base().containers[0], volumeMounts: [{ name: 'data', mountPath: '/data/' }] }] },
+      { inputs: [{ reference: 'r:1/a:1', path: '/x/../data' }] }, /the input path "\/x\/\.\.\/data" \(that is "\/data"\) is already a volume mount of container "app"/],
+    ['an output path under /oras', base(), { output: { reference: 'r:1/o:1', path: '/oras/./out' } }, /the output path "\/oras\/\.\/out" \(that is "\/oras\/out"\) is reserved/],
+    ['a stdout file on the wrapper\'s FIFO', base(), { output: { reference: 'r:1/o:1', path: '/out', stdoutFile: '/oras/state/stdout.fifo' } },
+      /the stdout file "\/oras\/state\/stdout\.fifo" is inside \/oras, where the runtime keeps its wrapper, stdout FIFO and exit code/],
+    ['a stdout file on the exit code', base(), { output: { reference: 'r:1/o:1', path: '/out', stdoutFile: '/oras/./state/exit-code' } }, /is inside \/oras/],
+    ['plain HTTP with insecure', base(), { registry: { host: 'r.io', plainHttp: true, insecure: true } }, /plain HTTP and insecure .* exclude each other/],
+    ['an input timeout that no duration can write', base(), { inputTimeoutSeconds: 1e21 }, /the input timeout of 1e\+21 seconds must be a whole number of seconds from 1 to 31536000/],
+    ['a fractional start timeout', base(), { startTimeoutSeconds: 1.5 }, /the start timeout of 1\.5 seconds must be a whole number/],
+  ] as [string, PodSpecJson, Partial<InjectionSettings>, RegExp][])('refuses %s with a fix', (_name, spec, overrides, message) => {
+    expect(() => injectOras(spec, settings(overrides))).toThrow(message);
+  });
+
   test.each([
     ['no command', { containers: [{ name: 'app', image: 'x:1', args: ['a'] }] }, {}, /container "app" has no command.*set command \(and args\) explicitly/],
     ['two containers', { containers: [{ name: 'a', command: ['x'] }, { name: 'b', command: ['y'] }] }, {}, /the pod has 2 containers \("a", "b"\); say which one/],

@@ -111,17 +111,40 @@ export const PROVENANCE = {
 /** The uid the runtime containers run as (the runtime image's user). */
 export const RUNTIME_UID = 65532;
 
+/** The longest input or start timeout: a year is "no deadline" for a Job, and it still renders as plain digits. */
+export const MAX_TIMEOUT_SECONDS = 365 * 24 * 3600;
+
+/** The setting an InjectionError is about, so that each caller can name it in its own terms. */
+export type InjectionSetting = 'container' | 'registry' | 'inputPath' | 'outputPath' | 'stdoutFile' | 'inputTimeout' | 'startTimeout';
+
 /** A pod or its settings cannot be prepared: the message says what to change. */
 export class InjectionError extends Error {
-  constructor(message: string) {
+  constructor(message: string, public readonly setting?: InjectionSetting) {
     super(message);
     this.name = 'InjectionError';
   }
 }
 
-/** Whether the pod spec was already prepared (the transform is idempotent): every prepared pod has the init container. */
+const PULL_ARGS_MARK = ['step', 'pull', '--state', STATE_DIR, '--wrapper', WRAPPER_PATH];
+const WRAPPED_COMMAND_MARK = ['/bin/sh', WRAPPER_PATH];
+
+function hasPrefix(list: unknown[] | undefined, prefix: string[]): boolean {
+  return list !== undefined && prefix.every((item, i) => list[i] === item);
+}
+
+/**
+ * Whether the pod spec was already prepared (the transform is idempotent).
+ * The mark is what injectOras writes, not a name alone: the pull init
+ * container with its state and wrapper arguments, the runtime volume, and a
+ * wrapped command. A user's container that merely borrows a reserved name is no mark.
+ */
 export function isInjected(spec: PodSpecJson): boolean {
-  return (spec.initContainers ?? []).some((c) => c.name === INIT_CONTAINER);
+  const pull = (spec.initContainers ?? []).find((c) => c.name === INIT_CONTAINER);
+  return pull !== undefined
+    && hasPrefix(pull.args, PULL_ARGS_MARK)
+    && (pull.volumeMounts ?? []).some((m) => m.name === RUNTIME_VOLUME && m.mountPath === RUNTIME_MOUNT)
+    && (spec.volumes ?? []).some((v) => v.name === RUNTIME_VOLUME)
+    && spec.containers.some((c) => hasPrefix(c.command, WRAPPED_COMMAND_MARK));
 }
 
 /**
@@ -171,7 +194,7 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
     name,
     image: settings.runtimeImage,
     imagePullPolicy: 'IfNotPresent',
-    env: runtimeEnv,
+    ...(runtimeEnv.length > 0 ? { env: runtimeEnv } : {}),
     ...(settings.registry.envSecret ? { envFrom: [{ secretRef: { name: settings.registry.envSecret } }] } : {}),
     securityContext: {
       runAsNonRoot: true,
@@ -211,7 +234,7 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
   app.command = [
     '/bin/sh', WRAPPER_PATH,
     '--state', STATE_DIR,
-    ...(output?.stdoutFile ? ['--stdout', output.stdoutFile.startsWith('/') ? output.stdoutFile : `${normalize(output.path)}/${output.stdoutFile}`] : []),
+    ...(output?.stdoutFile ? ['--stdout', normalize(output.stdoutFile.startsWith('/') ? output.stdoutFile : `${output.path}/${output.stdoutFile}`)] : []),
     '--',
     ...argv,
   ];
@@ -220,7 +243,7 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
     ...(app.volumeMounts ?? []),
     { name: RUNTIME_VOLUME, mountPath: RUNTIME_MOUNT },
     ...paths.map((path) => ({ name: inputVolume(path), mountPath: path, readOnly: !(sharedOutput && path === normalize(output!.path)) })),
-    ...(output && !sharedOutput ? [{ name: OUTPUT_VOLUME, mountPath: output.path }] : []),
+    ...(output && !sharedOutput ? [{ name: OUTPUT_VOLUME, mountPath: normalize(output.path) }] : []),
   ];
 
   if (!output) return result;
@@ -249,8 +272,25 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
   return result;
 }
 
+/** An absolute path with ".", ".." and extra slashes resolved, as the container runtime resolves a mount path. */
 function normalize(path: string): string {
-  return path.length > 1 ? path.replace(/\/+$/, '') : path;
+  const parts: string[] = [];
+  for (const part of path.split('/')) {
+    if (part === '..') parts.pop();
+    else if (part !== '' && part !== '.') parts.push(part);
+  }
+  return `/${parts.join('/')}`;
+}
+
+function isRuntimePath(path: string): boolean {
+  const resolved = normalize(path);
+  return resolved === RUNTIME_MOUNT || resolved.startsWith(`${RUNTIME_MOUNT}/`);
+}
+
+/** The path as the user wrote it, and what it resolves to when that differs. */
+function quote(path: string): string {
+  const plain = path.length > 1 ? path.replace(/\/+$/, '') : path;
+  return normalize(path) === plain ? `"${path}"` : `"${path}" (that is "${normalize(path)}")`;
 }
 
 function appContainer(spec: PodSpecJson, name: string | undefined): ContainerSpec {
@@ -258,13 +298,13 @@ function appContainer(spec: PodSpecJson, name: string | undefined): ContainerSpe
     const found = spec.containers.find((c) => c.name === name);
     if (!found) {
       throw new InjectionError(`there is no container "${name}" to wrap; the pod has ${spec.containers.map((c) => `"${c.name}"`).join(', ')}. `
-        + 'Name one of them in the container setting.');
+        + 'Name one of them in the container setting.', 'container');
     }
     return found;
   }
   if (spec.containers.length !== 1) {
     throw new InjectionError(`the pod has ${spec.containers.length} containers (${spec.containers.map((c) => `"${c.name}"`).join(', ')}); `
-      + 'say which one runs the command with the container setting.');
+      + 'say which one runs the command with the container setting.', 'container');
   }
   return spec.containers[0];
 }
@@ -283,14 +323,19 @@ function validate(spec: PodSpecJson, settings: InjectionSettings): void {
   for (const volume of spec.volumes ?? []) {
     if (volume.name.startsWith('oras-')) throw new InjectionError(`the volume name "${volume.name}" uses the prefix "oras-", which cdk8s-oras reserves; rename it`);
   }
-  const mounts = (app.volumeMounts ?? []).map((m) => m.mountPath.replace(/\/+$/, ''));
-  const check = (path: string, what: string) => {
-    if (!path.startsWith('/')) throw new InjectionError(`the ${what} path "${path}" must be absolute`);
-    if (path.replace(/\/+$/, '') === '' || path === RUNTIME_MOUNT || path.startsWith(`${RUNTIME_MOUNT}/`)) {
-      throw new InjectionError(`the ${what} path "${path}" is reserved; pick another directory`);
+  if (settings.registry.plainHttp && settings.registry.insecure) {
+    throw new InjectionError('plain HTTP and insecure (HTTPS without verifying the certificate) exclude each other; '
+      + 'keep plain HTTP for a registry without TLS, or insecure for one with an unverifiable certificate', 'registry');
+  }
+  const mounts = (app.volumeMounts ?? []).map((m) => normalize(m.mountPath));
+  const check = (path: string, what: 'input' | 'output') => {
+    const setting = what === 'input' ? 'inputPath' : 'outputPath';
+    if (!path.startsWith('/')) throw new InjectionError(`the ${what} path "${path}" must be absolute`, setting);
+    if (normalize(path) === '/' || isRuntimePath(path)) {
+      throw new InjectionError(`the ${what} path ${quote(path)} is reserved (the root, and ${RUNTIME_MOUNT} for the runtime); pick another directory`, setting);
     }
-    if (mounts.includes(path.replace(/\/+$/, ''))) {
-      throw new InjectionError(`the ${what} path "${path}" is already a volume mount of container "${app.name}"; pick another directory`);
+    if (mounts.includes(normalize(path))) {
+      throw new InjectionError(`the ${what} path ${quote(path)} is already a volume mount of container "${app.name}"; pick another directory`, setting);
     }
   };
   for (const input of settings.inputs) check(input.path, 'input');
@@ -300,8 +345,19 @@ function validate(spec: PodSpecJson, settings: InjectionSettings): void {
     const plainName = file !== undefined && file !== '' && !file.includes('/') && file !== '.' && file !== '..';
     const absolute = file !== undefined && file.startsWith('/') && !file.split('/').includes('..') && !file.endsWith('/');
     if (file !== undefined && !plainName && !absolute) {
-      throw new InjectionError(`the stdout file "${file}" must be a file name in the output directory, or an absolute path`);
+      throw new InjectionError(`the stdout file "${file}" must be a file name in the output directory, or an absolute path`, 'stdoutFile');
+    }
+    if (absolute && isRuntimePath(file)) {
+      throw new InjectionError(`the stdout file ${quote(file)} is inside ${RUNTIME_MOUNT}, where the runtime keeps its wrapper, stdout FIFO and exit code; `
+        + 'write stdout to a file name in the output directory or to an absolute path elsewhere', 'stdoutFile');
     }
   }
-  if (settings.inputTimeoutSeconds <= 0 || settings.startTimeoutSeconds <= 0) throw new InjectionError('timeouts must be positive');
+  checkTimeout(settings.inputTimeoutSeconds, 'input', 'inputTimeout');
+  checkTimeout(settings.startTimeoutSeconds, 'start', 'startTimeout');
+}
+
+function checkTimeout(seconds: number, what: string, setting: InjectionSetting): void {
+  if (!Number.isSafeInteger(seconds) || seconds < 1 || seconds > MAX_TIMEOUT_SECONDS) {
+    throw new InjectionError(`the ${what} timeout of ${seconds} seconds must be a whole number of seconds from 1 to ${MAX_TIMEOUT_SECONDS} (365 days)`, setting);
+  }
 }

@@ -23,7 +23,7 @@ export const webhookCommand: Command = {
     '  --tls-san <name|ip>        another name or address for the certificate (repeatable)',
     '  --kubeconfig <file>        default: in-cluster, else $KUBECONFIG',
     '  --runtime-image <image>    image of the injected containers (default: this runtime\'s own image)',
-    '  --input-timeout <d>        default wait for inputs (default 30m)',
+    '  --input-timeout <d>        default wait for inputs (default 30m, at most 365 days)',
     '  --start-timeout <d>        how long oras-push waits for the app to start (default 10m)',
   ].join('\n'),
   run(args) {

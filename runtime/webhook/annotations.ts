@@ -60,8 +60,13 @@ export function settingsFromAnnotations(annotations: Record<string, string>, spe
   if (!cache && !external) throw new AnnotationError(`set ${PREFIX}oras-cache to the name of the registry Service in this namespace, or ${PREFIX}registry to a registry host`);
   if (cache && !/^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/.test(cache)) throw new AnnotationError(`${PREFIX}oras-cache "${cache}" must be the name of a Service (a DNS label)`);
   const host = cache ? `${cache}:${CACHE_PORT}` : external!;
-  const plainHttp = flag(get('plain-http'), 'plain-http', cache !== undefined);
   const insecure = flag(get('insecure'), 'insecure', false);
+  // An oras-cache speaks plain HTTP unless the pod says it has an (unverifiable) certificate.
+  const plainHttp = flag(get('plain-http'), 'plain-http', cache !== undefined && !insecure);
+  if (plainHttp && insecure) {
+    throw new AnnotationError(`${PREFIX}plain-http and ${PREFIX}insecure exclude each other: remove insecure for a registry without TLS, `
+      + 'or plain-http for one whose certificate cannot be verified');
+  }
 
   const resolve = (name: string, text: string): string => {
     try {
@@ -98,10 +103,10 @@ export function settingsFromAnnotations(annotations: Record<string, string>, spe
   const unpack = flag(get('unpack'), 'unpack', true);
   const debug = flag(get('debug'), 'debug', false);
   const timeout = get('input-timeout');
-  const inputTimeoutSeconds = timeout === undefined ? defaults.inputTimeoutSeconds : Number(timeout);
-  if (!Number.isInteger(inputTimeoutSeconds) || inputTimeoutSeconds <= 0) {
-    throw new AnnotationError(`${PREFIX}input-timeout must be a whole number of seconds, not "${timeout}"`);
+  if (timeout !== undefined && !/^[0-9]{1,16}$/.test(timeout)) {
+    throw new AnnotationError(`${PREFIX}input-timeout must be a whole number of seconds written in digits, such as "1800", not "${timeout}"`);
   }
+  const inputTimeoutSeconds = timeout === undefined ? defaults.inputTimeoutSeconds : Number(timeout);
 
   return {
     runtimeImage: get('oras-container') ?? defaults.runtimeImage,

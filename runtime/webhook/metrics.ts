@@ -7,8 +7,9 @@ export class WebhookMetrics {
   private sum = 0;
   private total = 0;
 
+  /** Counts an answered request and records how long the answer took. */
   public observe(outcome: string, seconds: number): void {
-    this.counts.set(outcome, (this.counts.get(outcome) ?? 0) + 1);
+    this.count(outcome);
     BUCKETS.forEach((limit, i) => {
       if (seconds <= limit) this.bucketCounts[i]++;
     });
@@ -16,12 +17,17 @@ export class WebhookMetrics {
     this.total++;
   }
 
+  /** Counts a request that got no answer (the client went away): its duration says nothing about the webhook. */
+  public count(outcome: string): void {
+    this.counts.set(outcome, (this.counts.get(outcome) ?? 0) + 1);
+  }
+
   public render(): string {
     const lines = [
-      '# HELP oras_webhook_requests_total Admission requests by outcome.',
+      '# HELP oras_webhook_requests_total Admission requests by outcome; "aborted" ones ended before their body did.',
       '# TYPE oras_webhook_requests_total counter',
       ...[...this.counts].map(([outcome, n]) => `oras_webhook_requests_total{outcome="${outcome}"} ${n}`),
-      '# HELP oras_webhook_request_duration_seconds Time to answer an admission request.',
+      '# HELP oras_webhook_request_duration_seconds Time to answer an admission request (aborted requests are not answered).',
       '# TYPE oras_webhook_request_duration_seconds histogram',
       ...BUCKETS.map((limit, i) => `oras_webhook_request_duration_seconds_bucket{le="${limit}"} ${this.bucketCounts[i]}`),
       `oras_webhook_request_duration_seconds_bucket{le="+Inf"} ${this.total}`,

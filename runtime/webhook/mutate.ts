@@ -1,12 +1,7 @@
-import { AnnotationError, settingsFromAnnotations, WebhookDefaults, wantsOras } from './annotations';
-import { injectOras, InjectionError, isInjected, PodSpecJson, PROVENANCE } from '../../src/injection';
-
-/** One JSONPatch (RFC 6902) operation. */
-export interface PatchOperation {
-  readonly op: 'add' | 'replace' | 'remove';
-  readonly path: string;
-  readonly value?: unknown;
-}
+import { AdmissionRequest, decodeReview, MalformedObject, MalformedReview, podSpec, readPod } from './admission-request';
+import { AnnotationError, PREFIX, settingsFromAnnotations, WebhookDefaults, wantsOras } from './annotations';
+import { admissionReview, AdmissionResponse, allowed, denied, errored, PatchOperation, patched } from './responses';
+import { injectOras, InjectionError, InjectionSetting, isInjected, PROVENANCE } from '../../src/injection';
 
 export type ReviewOutcome = 'patched' | 'unchanged' | 'denied';
 
@@ -17,13 +12,14 @@ export interface ReviewResult {
   readonly outcome: ReviewOutcome | 'malformed';
 }
 
-/** A request body that is not an AdmissionReview v1 for a Pod or a Job. */
-class MalformedRequest extends Error {}
-
-interface KubeObject {
-  metadata?: { name?: string; generateName?: string; annotations?: Record<string, string> };
-  spec?: { template?: { metadata?: { annotations?: Record<string, string> }; spec?: PodSpecJson } } & PodSpecJson;
-}
+/** The annotation that sets each injection setting, to name it in a denial. */
+const ANNOTATION_OF: Partial<Record<InjectionSetting, string>> = {
+  container: 'container',
+  inputPath: 'input-path',
+  outputPath: 'output-path',
+  stdoutFile: 'output-pipe',
+  inputTimeout: 'input-timeout',
+};
 
 function escapePointer(key: string): string {
   return key.replace(/~/g, '~0').replace(/\//g, '~1');
@@ -46,60 +42,53 @@ export function diffTopLevel(base: string, before: Record<string, unknown>, afte
 }
 
 /**
- * Decides one admission: prepares an annotated Pod, or the pod template of an
+ * The handler: prepares an annotated Pod, or the pod template of an
  * annotated Job (the Job's annotations apply to its template), with the same
  * injectOras that steps use at synth time. Already prepared objects and
  * objects without ORAS annotations pass unchanged.
  */
-export function review(body: unknown, defaults: WebhookDefaults): ReviewResult {
-  let uid: string;
-  let kind: string;
-  let object: KubeObject;
+export function handle(request: AdmissionRequest, defaults: WebhookDefaults): AdmissionResponse {
   try {
-    const request = (body as { apiVersion?: string; kind?: string; request?: Record<string, unknown> });
-    if (request?.apiVersion !== 'admission.k8s.io/v1' || request.kind !== 'AdmissionReview' || typeof request.request !== 'object' || request.request === null) {
-      throw new MalformedRequest('expected an admission.k8s.io/v1 AdmissionReview with a request');
-    }
-    uid = String(request.request.uid ?? '');
-    kind = String((request.request.kind as { kind?: string } | undefined)?.kind ?? '');
-    object = request.request.object as KubeObject;
-    if (!uid || typeof object !== 'object' || object === null) throw new MalformedRequest('the AdmissionReview request has no uid or no object');
-    if (kind !== 'Pod' && kind !== 'Job') throw new MalformedRequest(`this webhook admits Pods and Jobs, not "${kind}"`);
-  } catch (err) {
-    return { status: 400, outcome: 'malformed', body: { error: (err as Error).message } };
-  }
+    const pod = readPod(request);
+    if (!wantsOras(pod.annotations)) return allowed();
+    const spec = podSpec(pod);
+    if (isInjected(spec)) return allowed();
 
-  const answer = (response: Record<string, unknown>, outcome: ReviewOutcome): ReviewResult => ({
-    status: 200,
-    outcome,
-    body: { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid, ...response } },
-  });
-
-  const isJob = kind === 'Job';
-  const spec = isJob ? object.spec?.template?.spec : object.spec;
-  const annotations = isJob
-    ? { ...object.spec?.template?.metadata?.annotations, ...object.metadata?.annotations }
-    : { ...object.metadata?.annotations };
-  if (!wantsOras(annotations) || !spec?.containers) return answer({ allowed: true }, 'unchanged');
-  if (isInjected(spec)) return answer({ allowed: true }, 'unchanged');
-
-  try {
-    const settings = settingsFromAnnotations(annotations, spec, defaults);
+    const settings = settingsFromAnnotations(pod.annotations, spec, defaults);
     const app = spec.containers.find((c) => c.name === settings.container)!;
-    const name = object.metadata?.name ?? object.metadata?.generateName ?? '';
     const prepared = injectOras(spec, {
       ...settings,
       output: settings.output && {
         ...settings.output,
-        annotations: { [PROVENANCE.STEP]: name, ...(app.image ? { [PROVENANCE.IMAGE]: app.image } : {}), ...settings.output.annotations },
+        annotations: { [PROVENANCE.STEP]: pod.name, ...(app.image ? { [PROVENANCE.IMAGE]: app.image } : {}), ...settings.output.annotations },
       },
     });
-    const patch = diffTopLevel(isJob ? '/spec/template/spec' : '/spec', spec, prepared);
-    return answer({ allowed: true, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64') }, 'patched');
+    return patched(diffTopLevel(pod.pointer, spec, prepared));
   } catch (err) {
-    if (err instanceof AnnotationError || err instanceof InjectionError) {
-      return answer({ allowed: false, status: { code: 400, reason: 'BadRequest', message: `cdk8s-oras: ${err.message}` } }, 'denied');
+    if (err instanceof MalformedObject) return denied(`this ${request.kind} cannot be read: ${err.message}; fix that field`);
+    if (err instanceof AnnotationError) return denied(err.message);
+    if (err instanceof InjectionError) {
+      const annotation = err.setting && ANNOTATION_OF[err.setting];
+      return denied(annotation ? `${PREFIX}${annotation}: ${err.message}` : err.message);
     }
-    return answer({ allowed: false, status: { code: 500, message: `cdk8s-oras: cannot prepare this ${kind}: ${(err as Error).message}` } }, 'denied');
+    return errored(`cannot prepare this ${request.kind}: ${(err as Error).message}`);
   }
+}
+
+function outcomeOf(response: AdmissionResponse): ReviewOutcome {
+  if (!response.allowed) return 'denied';
+  return response.patch ? 'patched' : 'unchanged';
+}
+
+/** Decodes an AdmissionReview body, handles its request, and encodes the answer with the request's uid. */
+export function review(body: unknown, defaults: WebhookDefaults): ReviewResult {
+  let request: AdmissionRequest;
+  try {
+    request = decodeReview(body);
+  } catch (err) {
+    if (!(err instanceof MalformedReview)) throw err;
+    return { status: 400, outcome: 'malformed', body: { error: err.message } };
+  }
+  const response = handle(request, defaults);
+  return { status: 200, outcome: outcomeOf(response), body: admissionReview(request.uid, response) };
 }

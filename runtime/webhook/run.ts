@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { SelfManagedTls } from './self-managed-tls';
 import { WebhookServer } from './server';
+import { MAX_TIMEOUT_SECONDS } from '../../src/injection';
 import { UsageError } from '../cli/command';
 import { parseDuration } from '../cli/duration';
 import { parseFlags, positiveInteger } from '../cli/registry-flags';
@@ -34,11 +35,20 @@ export async function runWebhook(args: string[]): Promise<number> {
   const fileTls = values['tls-cert'] !== undefined || values['tls-key'] !== undefined;
   if (fileTls && (!values['tls-cert'] || !values['tls-key'])) throw new UsageError('--tls-cert and --tls-key go together');
   const seconds = (value: string | undefined, flag: string, fallback: string) => {
+    let result: number;
     try {
-      return Math.round(parseDuration(value ?? fallback) / 1000);
+      result = Math.round(parseDuration(value ?? fallback) / 1000);
     } catch (err) {
       throw new UsageError(`${flag}: ${(err as Error).message}`);
     }
+    // Checked here, or every pod would be denied for a flag of the webhook.
+    if (result < 1 || result > MAX_TIMEOUT_SECONDS) throw new UsageError(`${flag} must be from 1s to ${MAX_TIMEOUT_SECONDS}s (365 days), not "${value}"`);
+    return result;
+  };
+  const defaults = {
+    runtimeImage: values['runtime-image'] ?? `ghcr.io/cdk8s-oras/oras-runtime:${RUNTIME_VERSION}`,
+    inputTimeoutSeconds: seconds(values['input-timeout'], '--input-timeout', '30m'),
+    startTimeoutSeconds: seconds(values['start-timeout'], '--start-timeout', '10m'),
   };
   const reporter = defaultReporter();
   let tls: { cert: string | Buffer; key: string | Buffer };
@@ -74,11 +84,7 @@ export async function runWebhook(args: string[]): Promise<number> {
     cert: tls.cert,
     key: tls.key,
     reporter,
-    defaults: {
-      runtimeImage: values['runtime-image'] ?? `ghcr.io/cdk8s-oras/oras-runtime:${RUNTIME_VERSION}`,
-      inputTimeoutSeconds: seconds(values['input-timeout'], '--input-timeout', '30m'),
-      startTimeoutSeconds: seconds(values['start-timeout'], '--start-timeout', '10m'),
-    },
+    defaults,
   });
   const port = await server.listen();
   managed?.watch(tls as { cert: string; key: string; caCert: string; caKey: string }, 60 * 60 * 1000, (set) => {

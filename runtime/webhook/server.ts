@@ -5,7 +5,12 @@ import { WebhookMetrics } from './metrics';
 import { review } from './mutate';
 import { Reporter } from '../oci/progress';
 
+/** The largest body read: the API server's own limit on a request is 3 MiB. */
 const MAX_BODY = 3 * 1024 * 1024;
+/** How much more of a larger body is read and dropped, so that its client gets the 413 rather than a reset. */
+const MAX_DISCARD = 64 * 1024 * 1024;
+/** The API server waits 30 s at most for an answer; a request still arriving after that is dropped. */
+const REQUEST_TIMEOUT_MS = 30_000;
 
 export interface WebhookServerOptions {
   readonly port: number;
@@ -22,27 +27,27 @@ function send(res: ServerResponse, status: number, body: unknown, type = 'applic
   res.end(text);
 }
 
-function readJson(req: IncomingMessage): Promise<unknown> {
-  return new Promise((resolve, reject) => {
+type Body =
+  | { readonly kind: 'complete'; readonly bytes: Buffer }
+  | { readonly kind: 'too-large'; readonly size: number }
+  | { readonly kind: 'aborted' };
+
+/** Reads the body up to MAX_BODY; a larger one is read on and dropped. Never rejects. */
+function readBody(req: IncomingMessage): Promise<Body> {
+  return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_BODY) {
-        reject(new Error(`the request body exceeds ${MAX_BODY} bytes`));
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
+      if (size <= MAX_BODY) chunks.push(chunk);
+      else chunks.length = 0;
+      // Past this, answer now: the client will see its connection closed while it still sends.
+      if (size > MAX_BODY + MAX_DISCARD) resolve({ kind: 'too-large', size });
     });
-    req.on('end', () => {
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-      } catch {
-        reject(new Error('the request body is not JSON'));
-      }
-    });
-    req.on('error', reject);
+    req.on('end', () => resolve(size > MAX_BODY ? { kind: 'too-large', size } : { kind: 'complete', bytes: Buffer.concat(chunks) }));
+    // The first of these settles the promise: 'close' after 'end' changes nothing.
+    req.on('close', () => resolve({ kind: 'aborted' }));
+    req.on('error', () => resolve({ kind: 'aborted' }));
   });
 }
 
@@ -58,8 +63,18 @@ export class WebhookServer {
   private ready = false;
 
   constructor(private readonly options: WebhookServerOptions) {
-    this.server = createServer({ cert: options.cert, key: options.key, minVersion: 'TLSv1.2' }, (req, res) => {
-      this.handle(req, res).catch((err) => send(res, 500, { error: (err as Error).message }));
+    this.server = createServer({
+      cert: options.cert,
+      key: options.key,
+      minVersion: 'TLSv1.2',
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      headersTimeout: REQUEST_TIMEOUT_MS / 3,
+    }, (req, res) => {
+      this.handle(req, res).catch((err) => {
+        // A fault of ours, never of the input.
+        options.reporter.event('error', { message: (err as Error).message });
+        if (!res.headersSent) send(res, 500, { error: (err as Error).message });
+      });
     });
     this.server.keepAliveTimeout = 30_000;
   }
@@ -97,15 +112,30 @@ export class WebhookServer {
     if (req.method !== 'POST') return send(res, 405, { error: 'use POST for /mutate' });
 
     const started = process.hrtime.bigint();
-    let body: unknown;
-    try {
-      body = await readJson(req);
-    } catch (err) {
-      this.metrics.observe('malformed', Number(process.hrtime.bigint() - started) / 1e9);
-      return send(res, 400, { error: (err as Error).message });
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+    const reject = (status: number, error: string) => {
+      this.metrics.observe('malformed', seconds());
+      this.options.reporter.event('malformed', { body: { error } });
+      send(res, status, { error });
+    };
+    const body = await readBody(req);
+    if (body.kind === 'aborted') {
+      this.metrics.count('aborted');
+      this.options.reporter.event('aborted', { message: 'the client closed the connection before the request body ended', seconds: seconds() });
+      return;
     }
-    const result = review(body, this.options.defaults);
-    this.metrics.observe(result.outcome, Number(process.hrtime.bigint() - started) / 1e9);
+    if (body.kind === 'too-large') {
+      res.setHeader('Connection', 'close');
+      return reject(413, `the request body has more than ${MAX_BODY} bytes (3 MiB), the most the API server sends; send a smaller AdmissionReview`);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(body.bytes.toString('utf8'));
+    } catch {
+      return reject(400, 'the request body is not JSON; send an admission.k8s.io/v1 AdmissionReview');
+    }
+    const result = review(json, this.options.defaults);
+    this.metrics.observe(result.outcome, seconds());
     if (result.outcome === 'denied' || result.outcome === 'malformed') {
       this.options.reporter.event(result.outcome, { body: result.body });
     }

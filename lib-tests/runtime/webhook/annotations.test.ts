@@ -41,6 +41,10 @@ describe('operator annotations', () => {
     expect(settings).toMatchObject({ debug: true, container: 'second', inputTimeoutSeconds: 90 });
   });
 
+  test('insecure alone turns the plain HTTP default of an oras-cache off', () => {
+    expect(settingsFromAnnotations(a({ 'oras-cache': 'c', 'insecure': 'true' }), spec(), defaults).registry).toMatchObject({ plainHttp: false, insecure: true });
+  });
+
   test('wantsOras looks only at the prefix', () => {
     expect(wantsOras({ 'other/x': 'y' })).toBe(false);
     expect(wantsOras(a({ 'oras-cache': 'c' }))).toBe(true);
@@ -60,6 +64,9 @@ describe('operator annotations', () => {
     [{ 'oras-cache': 'c', 'input-uri_x': 'a/b:1' }, spec(), /unknown annotation oras\.converged-computing\.github\.io\/input-uri_x/],
     [{ 'oras-cache': 'c', 'ouput-uri': 'a/b:1' }, spec(), /unknown annotation oras\.converged-computing\.github\.io\/ouput-uri/],
     [{ 'oras-cache': 'c', 'input-timeout': 'soon' }, spec(), /input-timeout must be a whole number of seconds/],
+    [{ 'oras-cache': 'c', 'input-timeout': '1e21' }, spec(), /input-timeout must be a whole number of seconds written in digits, such as "1800", not "1e21"/],
+    [{ 'oras-cache': 'c', 'input-timeout': '1.0' }, spec(), /input-timeout must be a whole number of seconds written in digits/],
+    [{ 'oras-cache': 'c', 'plain-http': 'true', 'insecure': 'true' }, spec(), /plain-http and oras\.converged-computing\.github\.io\/insecure exclude each other/],
   ] as [Record<string, string>, PodSpecJson, RegExp][])('refuses %j with a fix', (values, podSpec, message) => {
     expect(() => settingsFromAnnotations(a(values), podSpec, defaults)).toThrow(message);
   });

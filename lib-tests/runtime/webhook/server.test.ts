@@ -1,5 +1,6 @@
 import { Duration, Testing } from 'cdk8s';
 import { Operation } from 'fast-json-patch';
+import { annotatedPod, eventually, LocalWebhook, reviewOf } from './local-webhook';
 import { PREFIX } from '../../../runtime/webhook/annotations';
 import { OrasArtifact, OrasRegistry, OrasRuntimeImage, OrasWorkflow } from '../../../src';
 import { expectValidKubernetes } from '../../util/kubernetes-schema';
@@ -120,5 +121,46 @@ describeWithPeers(['openssl'], 'oras-runtime webhook over real HTTPS', () => {
     const other = await RunningWebhook.start();
     expect(await other.stop()).toBe(0);
     expect(other.log).toContain('"event":"stopping"');
+  });
+});
+
+describe('webhook server protocol (in process)', () => {
+  let webhook: LocalWebhook;
+  beforeAll(async () => { webhook = await LocalWebhook.start(); });
+  afterAll(async () => { await webhook.stop(); });
+
+  const post = (text: string) => `POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n`;
+
+  test('a body over 3 MiB is read to its end and answered 413 with the limit, then the connection closes', async () => {
+    const body = Buffer.alloc(3 * 1024 * 1024 + 1, 0x20);
+    const response = await webhook.post(body);
+    expect(response.status).toBe(413);
+    expect(JSON.parse(response.body.toString()).error).toMatch(/more than 3145728 bytes \(3 MiB\).*send a smaller AdmissionReview/);
+    expect(response.headers.connection).toBe('close');
+    expect((await webhook.get('/healthz')).status).toBe(200);
+  });
+
+  test('a body that is not JSON gets 400 and says what to send', async () => {
+    const response = await webhook.post('{ not json');
+    expect(response.status).toBe(400);
+    expect(JSON.parse(response.body.toString()).error).toBe('the request body is not JSON; send an admission.k8s.io/v1 AdmissionReview');
+  });
+
+  test('an aborted slow request counts as "aborted", not as malformed, and stays out of the latency histogram', async () => {
+    const [aborted, malformed, timed] = [await webhook.count('aborted'), await webhook.count('malformed'), await webhook.timed()];
+    const text = JSON.stringify(reviewOf(annotatedPod({ 'oras-cache': 'c' })));
+    const { error } = await webhook.raw([post(text), text.slice(0, 20), text.slice(20, 40)], { pauseMs: 100, abort: true });
+    expect(error).toBeUndefined();
+    expect(await eventually(() => webhook.count('aborted'), aborted + 1)).toBe(aborted + 1);
+    expect(await webhook.count('malformed')).toBe(malformed);
+    expect(await webhook.timed()).toBe(timed);
+    expect(webhook.events.some((e) => e.name === 'aborted')).toBe(true);
+  });
+
+  test('a slow request that completes gets its answer', async () => {
+    const text = JSON.stringify(reviewOf(annotatedPod({ 'oras-cache': 'c', 'output-uri': 'x/y:1' })));
+    const { answer } = await webhook.raw([post(text), text.slice(0, 100), text.slice(100), ''], { pauseMs: 50 });
+    expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(answer).toContain('"patchType":"JSONPatch"');
   });
 });

@@ -1,0 +1,34 @@
+import { annotatedPod, annotations, reviewOf } from './local-webhook';
+import { decodeReview, MalformedObject, podSpec, readPod } from '../../../runtime/webhook/admission-request';
+
+describe('reading an AdmissionReview', () => {
+  test.each([
+    [null, /expected an admission\.k8s\.io\/v1 AdmissionReview with a request/],
+    [[], /expected an admission\.k8s\.io\/v1 AdmissionReview/],
+    [{ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: [] }, /expected an admission\.k8s\.io\/v1 AdmissionReview/],
+    [{ ...reviewOf({}, 'u'), request: { uid: 'u', kind: 'Pod', object: {} } }, /request\.kind must be a group, version and kind, such as \{"group":"","version":"v1","kind":"Pod"\}/],
+    [{ ...reviewOf({}, 'u'), request: { uid: 'u', kind: { kind: 'Service' }, object: {} } }, /admits Pods and Jobs, not "Service"/],
+    [{ ...reviewOf({}, 'u'), request: { uid: 'u', kind: { kind: 'Pod' }, object: [] } }, /the AdmissionReview request has no Pod object/],
+  ])('refuses %j', (body, message) => {
+    expect(() => decodeReview(body)).toThrow(message);
+  });
+
+  test('a Job\'s annotations go over its template\'s; its pod spec is under the template', () => {
+    const job = {
+      kind: 'Job',
+      metadata: { name: 'j', annotations: annotations({ 'oras-cache': 'job' }) },
+      spec: { template: { metadata: { annotations: annotations({ 'oras-cache': 'template', 'debug': 'true' }) }, spec: { containers: [] } } },
+    };
+    const pod = readPod(decodeReview(reviewOf(job)));
+    expect(pod).toEqual({ name: 'j', annotations: annotations({ 'oras-cache': 'job', 'debug': 'true' }), spec: { containers: [] }, pointer: '/spec/template/spec' });
+    expect(podSpec(pod)).toEqual({ containers: [] });
+  });
+
+  test('a Pod without a name uses its generateName; null lists count as absent', () => {
+    const object = { ...annotatedPod({ 'oras-cache': 'c' }, { initContainers: null, volumes: null }), metadata: { generateName: 'p-' } };
+    const pod = readPod(decodeReview(reviewOf(object)));
+    expect(pod.name).toBe('p-');
+    expect(() => podSpec(pod)).not.toThrow();
+    expect(() => podSpec({ ...pod, spec: undefined })).toThrow(new MalformedObject('spec must be an object'));
+  });
+});
