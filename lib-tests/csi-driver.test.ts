@@ -36,7 +36,7 @@ describe('OrasCsiDriver', () => {
     expectValidKubernetes(manifests);
     expect(manifests.map((m) => m.kind).sort()).toEqual(['CSIDriver', 'DaemonSet', 'ServiceAccount']);
     expect(driver.name).toBe('csi.oras.land');
-    expect(driver.namespace).toBe('oras-system');
+    expect(driver.namespace).toBe('oras-csi');
     expect(driver.workloadName).toBe('csi-oras-land-node');
 
     const csiDriver = find('CSIDriver');
@@ -51,14 +51,14 @@ describe('OrasCsiDriver', () => {
     });
 
     const account = find('ServiceAccount');
-    expect(account.metadata).toMatchObject({ name: 'csi-oras-land-node', namespace: 'oras-system' });
+    expect(account.metadata).toMatchObject({ name: 'csi-oras-land-node', namespace: 'oras-csi' });
     expect(account.automountServiceAccountToken).toBe(false);
   });
 
   test('the DaemonSet runs on every node, node-critical, without a token, one node at a time', () => {
     const { find, pod } = synth();
     const daemonSet = find('DaemonSet');
-    expect(daemonSet.metadata).toMatchObject({ name: 'csi-oras-land-node', namespace: 'oras-system' });
+    expect(daemonSet.metadata).toMatchObject({ name: 'csi-oras-land-node', namespace: 'oras-csi' });
     expect(daemonSet.spec.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
     expect(daemonSet.spec.selector.matchLabels).toEqual(daemonSet.spec.template.metadata.labels);
     expect(pod).toMatchObject({
@@ -69,8 +69,11 @@ describe('OrasCsiDriver', () => {
       nodeSelector: { 'kubernetes.io/os': 'linux' },
     });
     expect(pod.hostNetwork).toBeUndefined();
-    expect(pod.containers.map((c: any) => c.name)).toEqual(['oras-csi', 'node-driver-registrar', 'liveness-probe']);
-    for (const c of pod.containers) {
+    // No sidecar: the plugin registers itself and serves its own /healthz.
+    expect(pod.containers.map((c: any) => c.name)).toEqual(['oras-csi']);
+    const upstream = synth({ upstreamSidecars: true }).pod;
+    expect(upstream.containers.map((c: any) => c.name)).toEqual(['oras-csi', 'node-driver-registrar', 'liveness-probe']);
+    for (const c of [...pod.containers, ...upstream.containers]) {
       expect(c.image).toMatch(/:v?\d+\.\d+\.\d+$/);
       expect(c.resources.requests).toEqual(expect.objectContaining({ cpu: expect.any(String), memory: expect.any(String) }));
       expect(c.resources.limits).toEqual(expect.objectContaining({ cpu: expect.any(String), memory: expect.any(String) }));
@@ -85,7 +88,7 @@ describe('OrasCsiDriver', () => {
     ]);
   });
 
-  test('the plugin: the runtime command contract, privileged for Bidirectional propagation, liveness through the sidecar', () => {
+  test('the plugin: the runtime command contract, privileged for Bidirectional propagation, registers itself, its own liveness endpoint', () => {
     const plugin = synth().container('oras-csi');
     expect(plugin.image).toBe(OrasRuntimeImage.default().image);
     expect(plugin.args).toEqual([
@@ -96,6 +99,10 @@ describe('OrasCsiDriver', () => {
       '--driver-name', 'csi.oras.land',
       '--metrics-port', '9809',
       '--cache-max-size', String(20 * 1024 ** 3),
+      '--kubelet-dir', '/var/lib/kubelet',
+      '--registration-dir', '/registration',
+      '--kubelet-registration-path', '/var/lib/kubelet/plugins/csi.oras.land/csi.sock',
+      '--health-port', '9808',
     ]);
     expect(plugin.env).toEqual([{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }]);
     expect(plugin.securityContext).toEqual({
@@ -107,6 +114,8 @@ describe('OrasCsiDriver', () => {
     });
     expect(plugin.volumeMounts).toEqual([
       { name: 'plugin-dir', mountPath: '/csi' },
+      // Read-write: the plugin creates its registration socket there.
+      { name: 'registration-dir', mountPath: '/registration' },
       { name: 'pods-dir', mountPath: '/var/lib/kubelet/pods', mountPropagation: 'Bidirectional' },
       { name: 'cache-dir', mountPath: '/var/lib/oras-csi' },
       { name: 'tmp', mountPath: '/tmp' },
@@ -119,8 +128,19 @@ describe('OrasCsiDriver', () => {
     expect(plugin.resources).toEqual({ requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '512Mi' } });
   });
 
-  test('the sidecars: pinned registrar and livenessprobe on the socket, read-only, no capabilities', () => {
-    const { container } = synth();
+  test('upstreamSidecars: pinned registrar and livenessprobe on the socket, read-only, no capabilities; the plugin does neither job', () => {
+    const { container, manifests, pod } = synth({ upstreamSidecars: true });
+    expectValidKubernetes(manifests);
+    const plugin = container('oras-csi');
+    expect(plugin.args).toEqual([
+      'csi', '--endpoint', 'unix:///csi/csi.sock', '--node-id', '$(NODE_NAME)', '--cache-dir', '/var/lib/oras-csi',
+      '--driver-name', 'csi.oras.land', '--metrics-port', '9809', '--cache-max-size', String(20 * 1024 ** 3), '--kubelet-dir', '/var/lib/kubelet',
+    ]);
+    expect(plugin.volumeMounts.map((m: any) => m.name)).toEqual(['plugin-dir', 'pods-dir', 'cache-dir', 'tmp']);
+    // The probe now reaches the livenessprobe sidecar on the same port.
+    expect(plugin.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'healthz' });
+    expect(plugin.ports[0]).toEqual({ name: 'healthz', containerPort: 9808, protocol: 'TCP' });
+    expect(pod.volumes).toEqual(synth().pod.volumes);
     const registrar = container('node-driver-registrar');
     const probe = container('liveness-probe');
     expect(registrar.image).toBe('registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.17.0');
@@ -163,15 +183,17 @@ describe('OrasCsiDriver', () => {
     expect(plugin.image).toBe('mirror.example.com/oras-runtime:1.2.3');
     expect(plugin.args).toEqual([
       'csi', '--endpoint', 'unix:///csi/csi.sock', '--node-id', '$(NODE_NAME)', '--cache-dir', '/mnt/oras/cache',
-      '--driver-name', 'artifacts.example.com', '--metrics-port', '9100', '--cache-max-size', '1073741824',
+      '--driver-name', 'artifacts.example.com', '--metrics-port', '9100', '--cache-max-size', '1073741824', '--kubelet-dir', '/var/lib/k0s/kubelet',
+      '--registration-dir', '/registration', '--kubelet-registration-path', '/var/lib/k0s/kubelet/plugins/artifacts.example.com/csi.sock', '--health-port', '9808',
     ]);
     expect(plugin.ports[1]).toEqual({ name: 'metrics', containerPort: 9100, protocol: 'TCP' });
     // Only what is given: a kind (cpu, memory) keeps its defaults only when left out entirely.
-    expect(plugin.resources).toEqual({ requests: { 'cpu': '200m', 'ephemeral-storage': '1024Mi' }, limits: { memory: '2048Mi' } });
+    expect(plugin.resources).toEqual({ requests: { 'cpu': '200m', 'ephemeral-storage': '1Gi' }, limits: { memory: '2Gi' } });
     expect(synth({ resources: { cpu: { request: kplus.Cpu.millis(200), limit: kplus.Cpu.units(2) } } }).container('oras-csi').resources)
       .toEqual({ requests: { cpu: '200m', memory: '64Mi' }, limits: { cpu: '2', memory: '512Mi' } });
-    expect(plugin.volumeMounts.map((m: any) => m.mountPath)).toEqual(['/csi', '/var/lib/k0s/kubelet/pods', '/mnt/oras/cache', '/tmp']);
-    expect(container('node-driver-registrar').args[1]).toBe('--kubelet-registration-path=/var/lib/k0s/kubelet/plugins/artifacts.example.com/csi.sock');
+    expect(plugin.volumeMounts.map((m: any) => m.mountPath)).toEqual(['/csi', '/registration', '/var/lib/k0s/kubelet/pods', '/mnt/oras/cache', '/tmp']);
+    const upstream = synth({ name: 'artifacts.example.com', kubeletDir: '/var/lib/k0s/kubelet', upstreamSidecars: true });
+    expect(upstream.container('node-driver-registrar').args[1]).toBe('--kubelet-registration-path=/var/lib/k0s/kubelet/plugins/artifacts.example.com/csi.sock');
     expect(pod.volumes.map((v: any) => v.hostPath?.path)).toEqual([
       '/var/lib/k0s/kubelet/plugins/artifacts.example.com', '/var/lib/k0s/kubelet/plugins_registry', '/var/lib/k0s/kubelet/pods', '/mnt/oras/cache', undefined,
     ]);
@@ -214,7 +236,8 @@ describe('OrasCsiDriver', () => {
     [{ metricsPort: 0 }, /metricsPort must be a whole number from 1 to 65535, not 0/],
     [{ metricsPort: 70000 }, /metricsPort must be a whole number/],
     [{ metricsPort: 9809.5 }, /metricsPort must be a whole number/],
-    [{ metricsPort: 9808 }, /metricsPort 9808 is the livenessprobe sidecar's port/],
+    [{ metricsPort: 9808 }, /metricsPort 9808 is the port of \/healthz \(served by the plugin\); choose another, such as 9809/],
+    [{ metricsPort: 9808, upstreamSidecars: true }, /metricsPort 9808 is the port of \/healthz \(served by the livenessprobe sidecar\)/],
     [{ cacheMaxSize: Size.kibibytes(0) }, /cacheMaxSize must be at least 1 KiB/],
   ])('refuses %j', (props, message) => {
     expect(() => synth(props as OrasCsiDriverProps)).toThrow(message);
@@ -344,7 +367,7 @@ describe('OrasCsiDriver.volume', () => {
   });
 
   test.each([
-    ['oras:5000/data:v1', {}, /registry host "oras:5000" of "oras:5000\/data:v1" is a single label, .* in its own namespace \("oras-system"\)/],
+    ['oras:5000/data:v1', {}, /registry host "oras:5000" of "oras:5000\/data:v1" is a single label, .* in its own namespace \("oras-csi"\)/],
     ['localhost/data:v1', {}, /registry host "localhost" .* is a single label/],
     ['ghcr.io/a/b:v1', { concurrency: 0 }, /concurrency must be a whole number of at least 1, not 0/],
     ['ghcr.io/a/b:v1', { concurrency: 2.5 }, /concurrency must be a whole number of at least 1, not 2.5/],

@@ -3,14 +3,23 @@ import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { OrasArtifact } from './artifact';
 import { CSI_ATTRIBUTE } from './csi-attributes';
+import { renderResources } from './resources';
 import { OrasRuntimeImage } from './runtime-image';
 
-/** Pinned CSI sidecars (kubernetes-csi, registry.k8s.io). */
+/** The plugin's resources when the user gives none. */
+const PLUGIN_RESOURCES = {
+  cpu: { request: kplus.Cpu.millis(50), limit: kplus.Cpu.units(1) },
+  memory: { request: Size.mebibytes(64), limit: Size.mebibytes(512) },
+};
+
+/** Pinned CSI sidecars (kubernetes-csi, registry.k8s.io), for `upstreamSidecars`. */
 const NODE_DRIVER_REGISTRAR_IMAGE = 'registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.17.0';
 const LIVENESS_PROBE_IMAGE = 'registry.k8s.io/sig-storage/livenessprobe:v2.19.0';
 
-/** Port of the livenessprobe sidecar; the plugin's liveness probe asks it, and it calls Probe over the socket. */
+/** Port of /healthz (a CSI Probe over the socket): the plugin's own, or the livenessprobe sidecar's. */
 const HEALTH_PORT = 9808;
+/** The kubelet's plugins_registry directory inside the plugin (or registrar) container. */
+const REGISTRATION_DIR = '/registration';
 /** The plugin directory inside every container of the pod. */
 const SOCKET_DIR = '/csi';
 const SOCKET = `${SOCKET_DIR}/csi.sock`;
@@ -49,9 +58,10 @@ export interface OrasCsiDriverProps {
   /**
    * Namespace of the node DaemonSet and its ServiceAccount. Pods in any
    * namespace can use the driver. The plugin is privileged, so the namespace
-   * must allow privileged pods (Pod Security `privileged`).
+   * must allow privileged pods (Pod Security `privileged`): keep it apart from
+   * namespaces that enforce `restricted`, such as the webhook's `oras-system`.
    *
-   * @default - the chart's namespace, else 'oras-system'
+   * @default - the chart's namespace, else 'oras-csi'
    */
   readonly namespace?: string;
 
@@ -88,7 +98,8 @@ export interface OrasCsiDriverProps {
 
   /**
    * CPU, memory and ephemeral storage of the node plugin container. The
-   * sidecars have fixed small resources (10m / 16Mi requests, 100m / 64Mi limits).
+   * upstream sidecars (`upstreamSidecars`) have fixed small resources (10m /
+   * 16Mi requests, 100m / 64Mi limits).
    *
    * @default - cpu 50m request / 1 limit, memory 64Mi request / 512Mi limit; cpu or memory left out entirely keeps this default
    */
@@ -96,11 +107,21 @@ export interface OrasCsiDriverProps {
 
   /**
    * Port of the plugin's Prometheus metrics (`/metrics`), on the pod IP. Port
-   * 9808 belongs to the livenessprobe sidecar.
+   * 9808 belongs to the liveness endpoint (`/healthz`).
    *
    * @default 9809
    */
   readonly metricsPort?: number;
+
+  /**
+   * Run the pinned upstream sidecars `csi-node-driver-registrar` (v2.17.0)
+   * and `livenessprobe` (v2.19.0) next to the plugin, for clusters whose
+   * policy asks for them. They then register the driver with the kubelet and
+   * serve `/healthz`, and the plugin does neither.
+   *
+   * @default false - the plugin registers itself with the kubelet and serves its own `/healthz`: one container per node
+   */
+  readonly upstreamSidecars?: boolean;
 }
 
 /**
@@ -162,9 +183,20 @@ export interface OrasCsiVolumeOptions {
  *   mode `Ephemeral` only, `fsGroupPolicy: None` (the content is read-only, so
  *   the kubelet must not chown it);
  * - a DaemonSet on every node (all taints tolerated, `system-node-critical`)
- *   with the node plugin (`oras-runtime csi`), `csi-node-driver-registrar` and
- *   `livenessprobe`, pinned images, resources on every container;
+ *   with the node plugin (`oras-runtime csi`), resources on every container;
  * - its ServiceAccount, without a token.
+ *
+ * Registration with the kubelet and liveness come in two modes:
+ * - by default the plugin does both itself. It serves the kubelet's plugin
+ *   registration (`pluginregistration.v1`, as `csi-node-driver-registrar`
+ *   does) on `<kubeletDir>/plugins_registry/<name>-reg.sock`, removes that
+ *   socket on SIGTERM so that the kubelet deregisters the driver, and exits
+ *   (the container restarts) when the kubelet reports a failed registration.
+ *   Its liveness probe asks its own `/healthz` on port 9808, which makes a
+ *   CSI Probe call over the plugin's socket (as `livenessprobe` does);
+ * - with `upstreamSidecars`, the pinned `csi-node-driver-registrar` and
+ *   `livenessprobe` containers do this next to the plugin, as in most CSI
+ *   drivers.
  *
  * There is no RBAC: the plugin implements the CSI Identity and Node services
  * only, and the kubelet passes everything a mount needs (the pod's identity
@@ -178,8 +210,8 @@ export interface OrasCsiVolumeOptions {
  *
  * The plugin container is privileged and runs as root: it bind-mounts into
  * the kubelet's pod directories with Bidirectional mount propagation, which
- * Kubernetes allows for privileged containers only. The sidecars are not
- * privileged and drop every capability.
+ * Kubernetes allows for privileged containers only. The upstream sidecars are
+ * not privileged and drop every capability.
  */
 export class OrasCsiDriver extends Construct {
   /** Name of the CSI driver (the `driver` of its volumes). */
@@ -199,7 +231,7 @@ export class OrasCsiDriver extends Construct {
       throw new Error(`${where}: name "${this.name}" must be a DNS subdomain of at most 63 characters `
         + '(lowercase letters, digits, "-" and ".", starting and ending with a letter or digit), such as "csi.oras.land".');
     }
-    this.namespace = props.namespace ?? Chart.of(this).namespace ?? 'oras-system';
+    this.namespace = props.namespace ?? Chart.of(this).namespace ?? 'oras-csi';
     this.workloadName = `${this.name.replace(/\./g, '-').slice(0, 57).replace(/-+$/, '')}-node`;
 
     const kubeletDir = absolutePath(props.kubeletDir ?? '/var/lib/kubelet', 'kubeletDir', where);
@@ -209,9 +241,9 @@ export class OrasCsiDriver extends Construct {
         + 'choose a cache directory outside it, such as "/var/lib/oras-csi".');
     }
     const pluginDir = `${kubeletDir}/plugins/${this.name}`;
-    const registrationSocket = `${pluginDir}/csi.sock`;
-    if (registrationSocket.length > MAX_SOCKET_PATH) {
-      throw new Error(`${where}: the kubelet would reach the plugin at "${registrationSocket}" (${registrationSocket.length} characters), `
+    const kubeletRegistrationPath = `${pluginDir}/csi.sock`;
+    if (kubeletRegistrationPath.length > MAX_SOCKET_PATH) {
+      throw new Error(`${where}: the kubelet would reach the plugin at "${kubeletRegistrationPath}" (${kubeletRegistrationPath.length} characters), `
         + `but a unix socket path has at most ${MAX_SOCKET_PATH}. Choose a shorter name or kubeletDir.`);
     }
 
@@ -219,8 +251,10 @@ export class OrasCsiDriver extends Construct {
     if (!Number.isInteger(metricsPort) || metricsPort < 1 || metricsPort > 65535) {
       throw new Error(`${where}: metricsPort must be a whole number from 1 to 65535, not ${metricsPort}.`);
     }
+    const upstreamSidecars = props.upstreamSidecars ?? false;
     if (metricsPort === HEALTH_PORT) {
-      throw new Error(`${where}: metricsPort ${metricsPort} is the livenessprobe sidecar's port; choose another, such as 9809.`);
+      throw new Error(`${where}: metricsPort ${metricsPort} is the port of /healthz (served by ${upstreamSidecars ? 'the livenessprobe sidecar' : 'the plugin'}); `
+        + 'choose another, such as 9809.');
     }
     const cacheMaxBytes = (props.cacheMaxSize ?? Size.gibibytes(20)).toKibibytes({ rounding: SizeRoundingBehavior.FLOOR }) * 1024;
     if (!(cacheMaxBytes > 0) || !Number.isSafeInteger(cacheMaxBytes)) {
@@ -255,6 +289,12 @@ export class OrasCsiDriver extends Construct {
       '--driver-name', this.name,
       '--metrics-port', String(metricsPort),
       '--cache-max-size', String(cacheMaxBytes),
+      '--kubelet-dir', kubeletDir,
+      ...(upstreamSidecars ? [] : [
+        '--registration-dir', REGISTRATION_DIR,
+        '--kubelet-registration-path', kubeletRegistrationPath,
+        '--health-port', String(HEALTH_PORT),
+      ]),
     ];
     const sidecarSecurity = {
       // The plugin creates its socket as root, and connecting needs write permission on it.
@@ -268,6 +308,26 @@ export class OrasCsiDriver extends Construct {
     const sidecarResources = { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } };
     // The sidecars only connect to the socket, which a read-only mount allows.
     const socketMount = { name: 'plugin-dir', mountPath: SOCKET_DIR, readOnly: true };
+    const sidecars = [
+      {
+        name: 'node-driver-registrar',
+        image: NODE_DRIVER_REGISTRAR_IMAGE,
+        imagePullPolicy: 'IfNotPresent',
+        args: [`--csi-address=${SOCKET}`, `--kubelet-registration-path=${kubeletRegistrationPath}`],
+        resources: sidecarResources,
+        securityContext: sidecarSecurity,
+        volumeMounts: [socketMount, { name: 'registration-dir', mountPath: REGISTRATION_DIR }],
+      },
+      {
+        name: 'liveness-probe',
+        image: LIVENESS_PROBE_IMAGE,
+        imagePullPolicy: 'IfNotPresent',
+        args: [`--csi-address=${SOCKET}`, `--health-port=${HEALTH_PORT}`],
+        resources: sidecarResources,
+        securityContext: sidecarSecurity,
+        volumeMounts: [socketMount],
+      },
+    ];
 
     this.daemonSet = new ApiObject(this, 'DaemonSet', {
       apiVersion: 'apps/v1',
@@ -285,7 +345,7 @@ export class OrasCsiDriver extends Construct {
             // Every node that may run a pod with an ORAS volume needs the plugin, tainted or not.
             tolerations: [{ operator: 'Exists' }],
             nodeSelector: { 'kubernetes.io/os': 'linux' },
-            // Applies to the sidecars; a privileged container runs unconfined regardless.
+            // Applies to unprivileged containers (the upstream sidecars); a privileged one runs unconfined regardless.
             securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
             containers: [
               {
@@ -295,7 +355,7 @@ export class OrasCsiDriver extends Construct {
                 args: pluginArgs,
                 env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
                 ports: [
-                  // Served by the livenessprobe sidecar (containers share the pod's network); declared here for the probe below.
+                  // Served by the plugin, or by the livenessprobe sidecar (containers share the pod's network).
                   { name: 'healthz', containerPort: HEALTH_PORT, protocol: 'TCP' },
                   { name: 'metrics', containerPort: metricsPort, protocol: 'TCP' },
                 ],
@@ -306,7 +366,7 @@ export class OrasCsiDriver extends Construct {
                   timeoutSeconds: 3,
                   failureThreshold: 5,
                 },
-                resources: renderResources(props.resources),
+                resources: renderResources(props.resources, PLUGIN_RESOURCES),
                 securityContext: {
                   // Mount propagation Bidirectional (the bind mounts must reach the kubelet's view of the
                   // pod directories) is only allowed in privileged containers. Privileged implies privilege
@@ -319,29 +379,13 @@ export class OrasCsiDriver extends Construct {
                 },
                 volumeMounts: [
                   { name: 'plugin-dir', mountPath: SOCKET_DIR },
+                  ...(upstreamSidecars ? [] : [{ name: 'registration-dir', mountPath: REGISTRATION_DIR }]),
                   { name: 'pods-dir', mountPath: `${kubeletDir}/pods`, mountPropagation: 'Bidirectional' },
                   { name: 'cache-dir', mountPath: cacheDir },
                   { name: 'tmp', mountPath: '/tmp' },
                 ],
               },
-              {
-                name: 'node-driver-registrar',
-                image: NODE_DRIVER_REGISTRAR_IMAGE,
-                imagePullPolicy: 'IfNotPresent',
-                args: [`--csi-address=${SOCKET}`, `--kubelet-registration-path=${registrationSocket}`],
-                resources: sidecarResources,
-                securityContext: sidecarSecurity,
-                volumeMounts: [socketMount, { name: 'registration-dir', mountPath: '/registration' }],
-              },
-              {
-                name: 'liveness-probe',
-                image: LIVENESS_PROBE_IMAGE,
-                imagePullPolicy: 'IfNotPresent',
-                args: [`--csi-address=${SOCKET}`, `--health-port=${HEALTH_PORT}`],
-                resources: sidecarResources,
-                securityContext: sidecarSecurity,
-                volumeMounts: [socketMount],
-              },
+              ...(upstreamSidecars ? sidecars : []),
             ],
             volumes: [
               { name: 'plugin-dir', hostPath: { path: pluginDir, type: 'DirectoryOrCreate' } },
@@ -453,16 +497,4 @@ function absolutePath(path: string, prop: string, where: string): string {
 /** Whether `path` is `dir` or lies inside it. */
 function within(path: string, dir: string): boolean {
   return path === dir || path.startsWith(`${dir}/`);
-}
-
-function renderResources(resources: kplus.ContainerResources | undefined): Record<string, Record<string, string>> {
-  const cpu = resources?.cpu ?? { request: kplus.Cpu.millis(50), limit: kplus.Cpu.units(1) };
-  const memory = resources?.memory ?? { request: Size.mebibytes(64), limit: Size.mebibytes(512) };
-  const storage = resources?.ephemeralStorage;
-  const pick = (which: 'request' | 'limit') => ({
-    ...(cpu[which] ? { cpu: cpu[which]!.amount } : {}),
-    ...(memory[which] ? { memory: `${memory[which]!.toMebibytes()}Mi` } : {}),
-    ...(storage?.[which] ? { 'ephemeral-storage': `${storage[which]!.toMebibytes()}Mi` } : {}),
-  });
-  return { requests: pick('request'), limits: pick('limit') };
 }

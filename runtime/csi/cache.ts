@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DiskFullError } from '../oci/errors';
+import { formatBytes } from '../oci/progress';
 
 /** One artifact tree in the node cache. */
 export interface CacheEntry {
@@ -12,6 +14,21 @@ export interface CacheEntry {
   readonly private: boolean;
   lastUsed: number;
 }
+
+/** An artifact that does not fit under the cache's size cap, even after every unused entry went. */
+export class CacheFullError extends Error {
+  constructor(public readonly needed: number, public readonly maxBytes: number, public readonly inUseBytes: number) {
+    super(`the artifact needs ${formatBytes(needed)}; the node cache may hold ${formatBytes(maxBytes)} (--cache-max-size), `
+      + `and volumes in use hold ${formatBytes(inUseBytes)} of it`);
+    this.name = 'CacheFullError';
+  }
+}
+
+/**
+ * Fills a temporary directory with an artifact; calls `reserve` with the
+ * artifact's size before it writes anything.
+ */
+export type Filler = (dir: string, reserve: (bytes: number) => Promise<void>) => Promise<Omit<CacheEntry, 'key' | 'lastUsed'>>;
 
 interface Index {
   entries: CacheEntry[];
@@ -29,6 +46,8 @@ export class NodeCache {
   private resolved: Record<string, string> = {};
   private readonly inflight = new Map<string, Promise<CacheEntry>>();
   private saving: Promise<void> = Promise.resolve();
+  /** Bytes that fills under way have reserved. */
+  private reserved = 0;
 
   constructor(public readonly dir: string, private readonly maxBytes: number) {}
 
@@ -79,8 +98,12 @@ export class NodeCache {
     await this.save();
   }
 
-  /** The entry for `key`, filling it with `fill(tmpDir)` once if it is missing. */
-  public async ensure(key: string, fill: (dir: string) => Promise<Omit<CacheEntry, 'key' | 'lastUsed'>>): Promise<{ entry: CacheEntry; hit: boolean }> {
+  /**
+   * The entry for `key`, filling it with `fill` once if it is missing. Room
+   * for the fill is made first: unused entries (not in `inUse()`) go, least
+   * recently used first, and the file system must have the space.
+   */
+  public async ensure(key: string, fill: Filler, inUse: () => Set<string>): Promise<{ entry: CacheEntry; hit: boolean }> {
     const existing = this.entries.get(key);
     if (existing) {
       existing.lastUsed = Date.now();
@@ -89,16 +112,22 @@ export class NodeCache {
     let pending = this.inflight.get(key);
     const joined = pending !== undefined;
     if (!pending) {
-      pending = this.fill(key, fill).finally(() => this.inflight.delete(key));
+      pending = this.fill(key, fill, inUse).finally(() => this.inflight.delete(key));
       this.inflight.set(key, pending);
     }
     return { entry: await pending, hit: joined };
   }
 
-  private async fill(key: string, fill: (dir: string) => Promise<Omit<CacheEntry, 'key' | 'lastUsed'>>): Promise<CacheEntry> {
+  private async fill(key: string, fill: Filler, inUse: () => Set<string>): Promise<CacheEntry> {
     const tmp = join(this.dir, 'tmp', `${key}-${randomBytes(6).toString('hex')}`);
+    let reserved = 0;
+    const reserve = async (bytes: number) => {
+      await this.makeRoom(bytes, inUse());
+      this.reserved += bytes - reserved;
+      reserved = bytes;
+    };
     try {
-      const info = await fill(tmp);
+      const info = await fill(tmp, reserve);
       await mkdir(tmp, { recursive: true });
       await rename(tmp, this.path(key));
       const entry: CacheEntry = { ...info, key, lastUsed: Date.now() };
@@ -106,17 +135,31 @@ export class NodeCache {
       await this.save();
       return entry;
     } finally {
+      this.reserved -= reserved;
       await rm(tmp, { recursive: true, force: true });
     }
   }
 
-  /** Deletes least recently used entries that no mount uses until the cache fits its size cap. */
-  public async collect(inUse: Set<string>): Promise<string[]> {
-    let total = [...this.entries.values()].reduce((sum, e) => sum + e.size, 0);
+  /** Collects until `bytes` more fit under the cap, then checks the file system has them free. */
+  private async makeRoom(bytes: number, inUse: Set<string>): Promise<void> {
+    const room = this.maxBytes - this.reserved - bytes;
+    if (this.totalBytes > room) await this.collect(inUse, room);
+    if (this.totalBytes > room) {
+      const held = [...this.entries.values()].filter((e) => inUse.has(e.key)).reduce((sum, e) => sum + e.size, 0);
+      throw new CacheFullError(bytes, this.maxBytes, held + this.reserved);
+    }
+    const fs = await statfs(this.dir);
+    const free = fs.bavail * fs.bsize;
+    if (free < bytes) throw new DiskFullError(this.dir, `the artifact needs ${formatBytes(bytes)}, and the file system has ${formatBytes(free)} free`);
+  }
+
+  /** Deletes least recently used entries that no mount uses until the cache holds at most `target` bytes (default: its cap). */
+  public async collect(inUse: Set<string>, target = this.maxBytes): Promise<string[]> {
+    let total = this.totalBytes;
     const removed: string[] = [];
     const candidates = [...this.entries.values()].filter((e) => !inUse.has(e.key)).sort((a, b) => a.lastUsed - b.lastUsed);
     for (const entry of candidates) {
-      if (total <= this.maxBytes) break;
+      if (total <= target) break;
       this.entries.delete(entry.key);
       await rm(this.path(entry.key), { recursive: true, force: true });
       total -= entry.size;

@@ -1,72 +1,98 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, rmdir, stat, statfs, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, realpath, rename, rmdir, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { NodeCache } from './cache';
+import { CacheFullError, Filler, NodeCache } from './cache';
 import { CsiMetrics } from './metrics';
-import { bindReadOnly, isMountPoint, unmount } from './mounter';
+import { bindReadOnly, isBindMountOf, isMountPoint, unmount } from './mounter';
 import { CsiError } from './protocol';
-import { CSI_ATTRIBUTE } from '../../src/csi-attributes';
-import { Credential, CredentialSource, credentialFromAuths, DockerConfig } from '../oci/auth/credentials';
-import { isRetryableError } from '../oci/http';
-import { SilentReporter } from '../oci/progress';
-import { pull } from '../oci/pull';
-import { parseReference, Reference } from '../oci/reference';
-import { RegistryClient, RegistryError } from '../oci/registry-client';
-
-type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
+import { kubeletPath, parsePublish, Publish, RequestOptions, required, secretCredentials } from './requests';
+import { withDeadline as withTimeout } from '../oci/deadline';
+import {
+  asDiskFull, AuthError, CancelledError, ContentMismatchError, DiskFullError, InvalidManifestError, InvalidReferenceError, InvalidTarError,
+  LimitError, PathEscapeError, RegistryError, TimeoutError,
+} from '../oci/errors';
+import { Descriptor } from '../oci/media-types';
+import { Reporter, SilentReporter } from '../oci/progress';
+import { pull, PULL_LIMITS } from '../oci/pull';
+import { parseReference } from '../oci/reference';
+import { RegistryClient } from '../oci/registry-client';
+import { isTransient } from '../oci/retry';
 
 interface MountRecord {
   readonly volumeId: string;
   readonly key: string;
+  /** What the volume asked for (see `Publish.artifact`); absent in records of older versions. */
+  readonly artifact?: string;
 }
 
-export interface NodeOptions {
+export interface NodeOptions extends RequestOptions {
   readonly nodeId: string;
   readonly cache: NodeCache;
   /** Where mount records live, so that a restarted plugin can still unpublish. */
   readonly stateDir: string;
   readonly metrics: CsiMetrics;
-  /** Cache entries are shared only within a namespace (the default). */
-  readonly isolateNamespaces: boolean;
+  /** A publish answers within this (ms), below the kubelet's 2 minutes; its download goes on for the retry. */
+  readonly publishTimeoutMs: number;
+  /** A download that nobody finished within this (ms) is cancelled. */
+  readonly pullTimeoutMs: number;
+  readonly reporter?: Reporter;
 }
 
-function bool(value: string | undefined, name: string): boolean | undefined {
-  if (value === undefined || value === '') return undefined;
-  if (value === 'true') return true;
-  if (value === 'false') return false;
-  throw new CsiError(grpc.status.INVALID_ARGUMENT, `volume attribute ${name} must be "true" or "false", not "${value}"`);
-}
-
-/** Credentials from a dockerconfigjson secret passed through nodePublishSecretRef. */
-function secretCredentials(secrets: Record<string, string>, registry: string): CredentialSource {
-  return {
-    async get(): Promise<Credential | undefined> {
-      const text = secrets['.dockerconfigjson'] ?? secrets['config.json'];
-      if (!text) return undefined;
-      let config: DockerConfig;
-      try {
-        config = JSON.parse(text);
-      } catch {
-        throw new CsiError(grpc.status.INVALID_ARGUMENT, 'the nodePublishSecretRef Secret has no valid .dockerconfigjson');
-      }
-      return credentialFromAuths(config, registry, 'the nodePublishSecretRef Secret');
-    },
-  };
-}
-
-/** CSI errors for registry failures: what went wrong and what to do. */
+/** CSI errors for registry, content and disk failures: what went wrong and what to do. */
 function registryProblem(err: unknown, reference: string): CsiError {
   if (err instanceof CsiError) return err;
-  if (err instanceof RegistryError) {
-    if (err.status === 401 || err.status === 403) {
-      return new CsiError(grpc.status.PERMISSION_DENIED, `${reference}: the registry refused this pod's credentials (${err.message}); `
-        + 'set nodePublishSecretRef to a dockerconfigjson Secret that may read it');
-    }
-    if (err.status === 404) return new CsiError(grpc.status.NOT_FOUND, `${reference} does not exist in the registry (${err.message})`);
-    return new CsiError(grpc.status.UNAVAILABLE, `${reference}: ${err.message}`);
+  const problem = (code: grpc.status, advice = '') => new CsiError(code, `${reference}: ${(err as Error).message}${advice}`);
+  if (err instanceof AuthError || (err instanceof RegistryError && (err.status === 401 || err.status === 403))) {
+    return problem(grpc.status.PERMISSION_DENIED, '; the registry refused this pod\'s credentials: set nodePublishSecretRef to a dockerconfigjson Secret that may read it');
   }
-  return new CsiError(grpc.status.UNAVAILABLE, `${reference}: ${(err as Error).message}`);
+  if (err instanceof RegistryError && err.status === 404) return problem(grpc.status.NOT_FOUND, ' (it does not exist in the registry)');
+  if (err instanceof CacheFullError || asDiskFull(err, 'the node cache') instanceof DiskFullError) {
+    return problem(grpc.status.RESOURCE_EXHAUSTED, '; free room on the node, or raise --cache-max-size');
+  }
+  // The artifact breaks a rule or a limit: retrying the same content cannot help.
+  if (err instanceof LimitError || err instanceof InvalidManifestError || err instanceof PathEscapeError || err instanceof InvalidTarError
+    || (err instanceof ContentMismatchError && !isTransient(err))) {
+    return problem(grpc.status.FAILED_PRECONDITION);
+  }
+  if (err instanceof InvalidReferenceError) return problem(grpc.status.INVALID_ARGUMENT);
+  if (err instanceof TimeoutError) return problem(grpc.status.DEADLINE_EXCEEDED);
+  if (err instanceof CancelledError) return problem(grpc.status.ABORTED);
+  return problem(grpc.status.UNAVAILABLE);
+}
+
+/**
+ * The bytes of the layers a pull of `digest` fetches, read from its
+ * manifests (within the pull's manifest limit) before anything is
+ * downloaded, so that the cache makes room first.
+ */
+async function plannedBytes(client: RegistryClient, p: Publish, digest: string, signal?: AbortSignal): Promise<number> {
+  const seen = new Set([digest]);
+  const kept = (layers: Descriptor[]) => layers.filter((l) => !p.mediaTypes || p.mediaTypes.includes(l.mediaType));
+  const walk = async (reference: string, expected?: Descriptor): Promise<number> => {
+    const { manifest } = await client.fetchManifest(p.reference.repository, reference, expected, { signal });
+    let total = kept(manifest.layers ?? manifest.blobs ?? []).reduce((sum, l) => sum + l.size, 0);
+    for (const child of manifest.manifests ?? []) {
+      if (seen.has(child.digest)) continue;
+      seen.add(child.digest);
+      if (seen.size > PULL_LIMITS.manifests) throw new LimitError(`the index ${digest}`, 'manifests', PULL_LIMITS.manifests, 'an artifact may not fan out further');
+      total += await walk(child.digest, child);
+    }
+    return total;
+  };
+  return walk(digest);
+}
+
+/**
+ * `work`, or DEADLINE_EXCEEDED once `ms` have passed. `work` itself goes on:
+ * the caller decides what to cancel.
+ */
+function answerWithin<T>(work: Promise<T>, ms: number, message: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new CsiError(grpc.status.DEADLINE_EXCEEDED, message())), ms);
+  });
+  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
 }
 
 /** The CSI Node service: publish mounts an artifact from the node cache, read-only; unpublish undoes it. */
@@ -76,16 +102,29 @@ export class OrasNode {
   /** Keys between cache fill and mount: collection must not take them. */
   private readonly pinned = new Map<string, number>();
   private saving: Promise<void> = Promise.resolve();
+  private readonly reporter: Reporter;
 
-  constructor(private readonly options: NodeOptions) {}
+  constructor(private readonly options: NodeOptions) {
+    this.reporter = options.reporter ?? new SilentReporter();
+  }
 
   private get mountsPath(): string {
     return join(this.options.stateDir, 'mounts.json');
   }
 
+  /** How many volumes this plugin has published and not yet unpublished. */
+  public get publishedVolumes(): number {
+    return this.mounts.size;
+  }
+
   /** Cache keys that mounts still use (the cache keeps them when it opens). */
   public get mountedKeys(): Set<string> {
     return new Set([...this.mounts.values()].map((m) => m.key));
+  }
+
+  /** Keys that collection must leave: mounted, or about to be. */
+  private get keysInUse(): Set<string> {
+    return new Set([...this.mountedKeys, ...this.pinned.keys()]);
   }
 
   /** Loads the mount records a previous run left. */
@@ -119,6 +158,16 @@ export class OrasNode {
     return next;
   }
 
+  private pin(key: string): void {
+    this.pinned.set(key, (this.pinned.get(key) ?? 0) + 1);
+  }
+
+  private unpin(key: string): void {
+    const count = (this.pinned.get(key) ?? 1) - 1;
+    if (count > 0) this.pinned.set(key, count);
+    else this.pinned.delete(key);
+  }
+
   public getInfo(): object {
     return { node_id: this.options.nodeId, max_volumes_per_node: 0 };
   }
@@ -129,10 +178,9 @@ export class OrasNode {
 
   /** Usage of a published volume: the filesystem of the node cache, where its tree lives. */
   public async volumeStats(request: any): Promise<object> {
-    const volumeId: string = request.volume_id;
-    const path: string = request.volume_path;
-    if (!volumeId) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'volume_id is required');
-    if (!path) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'volume_path is required');
+    const volumeId = required(request.volume_id, 'volume_id');
+    // Looked up only among the records, which hold validated targets: any other path is NOT_FOUND.
+    const path = required(request.volume_path, 'volume_path');
     const record = this.mounts.get(path);
     if (!record || record.volumeId !== volumeId) throw new CsiError(grpc.status.NOT_FOUND, `volume ${volumeId} is not published at ${path}`);
     if (!await stat(path).then(() => true, () => false)) throw new CsiError(grpc.status.NOT_FOUND, `${path} does not exist`);
@@ -145,103 +193,146 @@ export class OrasNode {
     };
   }
 
-  public async publish(request: any): Promise<object> {
-    const volumeId: string = request.volume_id;
-    const target: string = request.target_path;
-    if (!volumeId) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'volume_id is required');
-    if (!target) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'target_path is required');
-    const capability = request.volume_capability;
-    if (!capability) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'volume_capability is required');
-    if (capability.block) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'block access is not supported: an artifact is mounted as a read-only directory');
-    const context: Record<string, string> = request.volume_context ?? {};
-    const referenceText = context[CSI_ATTRIBUTE.REFERENCE];
-    if (!referenceText) {
-      throw new CsiError(grpc.status.INVALID_ARGUMENT, `the volume attribute ${CSI_ATTRIBUTE.REFERENCE} is required (the artifact to mount, for example registry:5000/models/demo:v1)`);
+  /**
+   * True when the volume is already published at the target (idempotent),
+   * false when the target is free. A target that holds another volume, or
+   * this volume with another artifact, is ALREADY_EXISTS.
+   */
+  private async published(p: Publish): Promise<boolean> {
+    const existing = this.mounts.get(p.target);
+    if (!existing) return false;
+    if (!await isMountPoint(p.target)) {
+      // The record outlived its mount (a node reboot): forget it and publish anew.
+      this.mounts.delete(p.target);
+      await this.saveMounts();
+      return false;
     }
-    let reference: Reference;
-    try {
-      reference = parseReference(referenceText);
-    } catch (err) {
-      throw new CsiError(grpc.status.INVALID_ARGUMENT, `${CSI_ATTRIBUTE.REFERENCE}: ${(err as Error).message}`);
+    if (existing.volumeId !== p.volumeId) throw new CsiError(grpc.status.ALREADY_EXISTS, `target ${p.target} already holds volume ${existing.volumeId}`);
+    if (existing.artifact !== undefined && existing.artifact !== p.artifact) {
+      throw new CsiError(grpc.status.ALREADY_EXISTS, `volume ${p.volumeId} is already published at ${p.target} with other attributes; `
+        + `unpublish it before publishing ${p.reference.text} there`);
     }
-    const plainHttp = bool(context[CSI_ATTRIBUTE.PLAIN_HTTP], CSI_ATTRIBUTE.PLAIN_HTTP) ?? false;
-    const insecure = bool(context[CSI_ATTRIBUTE.INSECURE], CSI_ATTRIBUTE.INSECURE) ?? false;
-    const pullAlways = bool(context[CSI_ATTRIBUTE.PULL_ALWAYS], CSI_ATTRIBUTE.PULL_ALWAYS) ?? false;
-    const policyText = context[CSI_ATTRIBUTE.PULL_POLICY] ?? (pullAlways ? 'Always' : 'IfNotPresent');
-    if (!['Always', 'IfNotPresent', 'Never'].includes(policyText)) {
-      throw new CsiError(grpc.status.INVALID_ARGUMENT, `${CSI_ATTRIBUTE.PULL_POLICY} must be Always, IfNotPresent or Never, not "${policyText}"`);
-    }
-    const policy = policyText as PullPolicy;
-    const concurrencyText = context[CSI_ATTRIBUTE.CONCURRENCY];
-    const concurrency = concurrencyText === undefined ? 3 : Number(concurrencyText);
-    if (!Number.isInteger(concurrency) || concurrency < 1) {
-      throw new CsiError(grpc.status.INVALID_ARGUMENT, `${CSI_ATTRIBUTE.CONCURRENCY} must be a positive integer, not "${concurrencyText}"`);
-    }
-    const mediaTypes = context[CSI_ATTRIBUTE.MEDIA_TYPES]?.split(',').map((m) => m.trim()).filter(Boolean);
-    const scope = this.options.isolateNamespaces ? (context[CSI_ATTRIBUTE.POD_NAMESPACE] ?? '') : '';
+    // The same volume on the same target is done, whatever the registry says now.
+    return true;
+  }
 
-    return this.serialized(target, async () => {
-      // Idempotent first: the same volume on the same target is done, whatever the registry says now.
-      const existing = this.mounts.get(target);
-      if (existing) {
-        const mounted = await isMountPoint(target);
-        if (mounted && existing.volumeId === volumeId) return {};
-        if (mounted) throw new CsiError(grpc.status.ALREADY_EXISTS, `target ${target} already holds volume ${existing.volumeId}`);
-        // The record outlived its mount (a node reboot): forget it and publish anew.
-        this.mounts.delete(target);
-        await this.saveMounts();
-      }
-      const started = Date.now();
-      const credentials = secretCredentials(request.secrets ?? {}, reference.registry);
-      const client = new RegistryClient(reference.registry, { plainHttp, insecure, credentials, attempts: 3 });
-      let pinnedKey: string | undefined;
+  public async publish(request: any): Promise<object> {
+    const p = parsePublish(request, this.options);
+    try {
+      if (await this.serialized(p.target, () => this.published(p))) return {};
+      // Not under the target's lock: an unpublish never waits for a download.
+      const call = new AbortController();
+      const preparing = this.prepare(p, call.signal);
+      const seconds = this.options.publishTimeoutMs / 1000;
+      const key = await answerWithin(preparing, this.options.publishTimeoutMs, () => `${p.reference.text} is not ready after ${seconds} s; `
+        + 'its download goes on in the background, and the next NodePublishVolume uses it').catch((err) => {
+        // This call's own requests stop; the shared download does not, and its entry stays in the cache.
+        call.abort(err);
+        preparing.then((late) => this.unpin(late), () => undefined);
+        throw err;
+      });
       try {
-        const digest = await this.resolve(client, reference, policy, scope);
-        const key = createHash('sha256').update(`${digest}\n${(mediaTypes ?? []).join(',')}\n${scope}`).digest('hex');
-        pinnedKey = key;
-        this.pinned.set(key, (this.pinned.get(key) ?? 0) + 1);
-        const { entry, hit } = await this.options.cache.ensure(key, async (dir) => {
-          const pulled = await pull(client, parseReference(`${reference.registry}/${reference.repository}@${digest}`), dir, {
-            concurrency, mediaTypes, reporter: new SilentReporter(),
-          });
-          const size = pulled.layers.reduce((sum, l) => sum + l.descriptor.size, 0);
-          this.options.metrics.pulled(size, (Date.now() - started) / 1000);
-          return { digest, reference: reference.text, size, private: await this.isPrivate(reference, digest, plainHttp, insecure) };
-        }).catch((err) => {
+        return await this.serialized(p.target, () => this.mount(p, key));
+      } finally {
+        this.unpin(key);
+      }
+    } catch (err) {
+      this.options.metrics.error(err instanceof CsiError ? grpc.status[err.code] : 'INTERNAL');
+      throw err;
+    }
+  }
+
+  /**
+   * Resolves the artifact, fills its cache entry if needed and checks this
+   * pod's access to it; resolves to the entry's key, pinned. `signal` stops
+   * this call's own requests; the fill, which other calls may share, has its
+   * own deadline (--pull-timeout).
+   */
+  private async prepare(p: Publish, signal: AbortSignal): Promise<string> {
+    const { reference } = p;
+    const credentials = secretCredentials(p.secrets, reference.registry);
+    const client = new RegistryClient(reference.registry, { plainHttp: p.plainHttp, insecure: p.insecure, credentials, attempts: 3 });
+    try {
+      const digest = await this.resolve(client, p, signal);
+      // The source is part of the key: a registry that names a digest proves nothing about what others hold under it.
+      const key = createHash('sha256').update(JSON.stringify([
+        p.plainHttp, p.insecure, reference.registry, reference.repository, digest, p.mediaTypes ?? [], p.scope,
+      ])).digest('hex');
+      this.pin(key);
+      try {
+        const fill: Filler = (dir, reserve) => this.fill(client, p, digest, dir, reserve);
+        const { entry, hit } = await this.options.cache.ensure(key, fill, () => this.keysInUse).catch((err) => {
           throw registryProblem(err, reference.text);
         });
         if (hit) this.options.metrics.cacheHits++;
         if (entry.private) {
-          // A private tree is served only after this pod's credentials pass the registry, whatever the policy.
-          if (policy === 'Never') {
+          // A private tree is served only after this pod's credentials pass its source registry, whatever the policy.
+          if (p.policy === 'Never') {
             throw new CsiError(grpc.status.FAILED_PRECONDITION, `${reference.text} is private, and pull policy Never cannot check this pod's credentials against the registry`);
           }
-          await client.resolve(reference.repository, digest).catch((err) => {
+          await client.resolve(reference.repository, digest, { signal }).catch((err) => {
             throw registryProblem(err, `${reference.text} (private, cached)`);
           });
         }
-        await mkdir(target, { recursive: true });
-        await bindReadOnly(this.options.cache.path(key), target);
-        this.mounts.set(target, { volumeId, key });
-        await this.saveMounts();
-        return {};
+        return key;
       } catch (err) {
-        this.options.metrics.error(err instanceof CsiError ? grpc.status[err.code] : 'INTERNAL');
+        this.unpin(key);
         throw err;
-      } finally {
-        if (pinnedKey) {
-          const count = (this.pinned.get(pinnedKey) ?? 1) - 1;
-          if (count > 0) this.pinned.set(pinnedKey, count);
-          else this.pinned.delete(pinnedKey);
-        }
-        client.close();
       }
+    } finally {
+      client.close();
+    }
+  }
+
+  /**
+   * Pulls the artifact `digest` into `dir` for the cache, within
+   * --pull-timeout, after the cache made room for its layers.
+   */
+  private fill(client: RegistryClient, p: Publish, digest: string, dir: string, reserve: (bytes: number) => Promise<void>) {
+    const { reference } = p;
+    const started = Date.now();
+    return withTimeout(`pull ${reference.text}`, { timeoutMs: this.options.pullTimeoutMs }, async (signal) => {
+      await reserve(await plannedBytes(client, p, digest, signal));
+      const pulled = await pull(client, parseReference(`${reference.registry}/${reference.repository}@${digest}`), dir, {
+        concurrency: p.concurrency, mediaTypes: p.mediaTypes, reporter: new SilentReporter(), signal,
+      });
+      const size = pulled.layers.reduce((sum, l) => sum + l.descriptor.size, 0);
+      this.options.metrics.pulled(size, (Date.now() - started) / 1000);
+      return { digest, reference: reference.text, size, private: await this.isPrivate(p, digest, signal) };
     });
   }
 
+  /** Mounts the entry `key` on the target, recording it first: a mount without a record is never ours. */
+  private async mount(p: Publish, key: string): Promise<object> {
+    if (await this.published(p)) return {};
+    const { target } = p;
+    await mkdir(target, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+      throw err.code === 'EEXIST' || err.code === 'ENOTDIR'
+        ? new CsiError(grpc.status.FAILED_PRECONDITION, `target_path ${target} exists and is not a directory`)
+        : err;
+    });
+    if (await realpath(target) !== target) {
+      throw new CsiError(grpc.status.INVALID_ARGUMENT, `target_path ${target} leads through a symbolic link to ${await realpath(target)}`);
+    }
+    if (await isMountPoint(target)) {
+      throw new CsiError(grpc.status.FAILED_PRECONDITION, `target_path ${target} is already a mount point that this plugin did not make; unmount it first`);
+    }
+    this.mounts.set(target, { volumeId: p.volumeId, key, artifact: p.artifact });
+    await this.saveMounts();
+    try {
+      await bindReadOnly(this.options.cache.path(key), target);
+    } catch (err) {
+      this.mounts.delete(target);
+      await this.saveMounts();
+      throw err;
+    }
+    return {};
+  }
+
   /** The digest to mount, as the pull policy allows finding it. */
-  private async resolve(client: RegistryClient, reference: Reference, policy: PullPolicy, scope: string): Promise<string> {
-    const remembered = `${scope}\n${reference.text}`;
+  private async resolve(client: RegistryClient, p: Publish, signal: AbortSignal): Promise<string> {
+    const { reference, policy } = p;
+    const remembered = `${p.scope}\n${reference.text}`;
     if (reference.digest) return reference.digest;
     if (policy === 'Never') {
       const digest = this.options.cache.lastResolved(remembered);
@@ -252,22 +343,21 @@ export class OrasNode {
       return digest;
     }
     try {
-      const { digest } = await client.resolve(reference.repository, reference.manifestReference);
+      const { digest } = await client.resolve(reference.repository, reference.manifestReference, { signal });
       await this.options.cache.remember(remembered, digest);
       return digest;
     } catch (err) {
       // The registry is out of reach: IfNotPresent may serve what the cache has, unless it is private.
-      const unreachable = isRetryableError((err as { cause?: unknown }).cause ?? err) || (err instanceof RegistryError && err.status >= 500);
       const digest = this.options.cache.lastResolved(remembered);
-      if (policy === 'IfNotPresent' && unreachable && digest) return digest;
+      if (policy === 'IfNotPresent' && isTransient(err) && digest) return digest;
       throw registryProblem(err, reference.text);
     }
   }
 
-  private async isPrivate(reference: Reference, digest: string, plainHttp: boolean, insecure: boolean): Promise<boolean> {
-    const anonymous = new RegistryClient(reference.registry, { plainHttp, insecure, attempts: 1 });
+  private async isPrivate(p: Publish, digest: string, signal?: AbortSignal): Promise<boolean> {
+    const anonymous = new RegistryClient(p.reference.registry, { plainHttp: p.plainHttp, insecure: p.insecure, attempts: 1 });
     try {
-      await anonymous.resolve(reference.repository, digest);
+      await anonymous.resolve(p.reference.repository, digest, { signal });
       return false;
     } catch {
       return true;
@@ -276,17 +366,31 @@ export class OrasNode {
     }
   }
 
+  /**
+   * Unmounts what this plugin mounted for this volume at the target, and
+   * removes the target if it is then an empty directory. A mount it did not
+   * make, another volume's mount, and files are left alone.
+   */
   public async unpublish(request: any): Promise<object> {
-    const volumeId: string = request.volume_id;
-    const target: string = request.target_path;
-    if (!volumeId) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'volume_id is required');
-    if (!target) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'target_path is required');
+    const volumeId = required(request.volume_id, 'volume_id');
+    const target = kubeletPath(request.target_path, 'target_path', this.options.kubeletDir);
     return this.serialized(target, async () => {
-      if (await isMountPoint(target)) await unmount(target);
-      const exists = await stat(target).then(() => true, () => false);
-      if (exists) await rmdir(target).catch(() => rm(target, { force: true }));
+      const record = this.mounts.get(target);
+      if (record && record.volumeId !== volumeId) {
+        throw new CsiError(grpc.status.NOT_FOUND, `volume ${volumeId} is not published at ${target} (volume ${record.volumeId} is); nothing was unmounted`);
+      }
+      if (record && await isMountPoint(target)) {
+        if (!await isBindMountOf(target, this.options.cache.path(record.key))) {
+          throw new CsiError(grpc.status.FAILED_PRECONDITION, `${target} holds a mount that is not volume ${volumeId}'s cache entry; nothing was unmounted`);
+        }
+        await unmount(target);
+      }
+      // Only an empty directory: rmdir fails on anything else, and that is left in place.
+      if ((await lstat(target).catch(() => undefined))?.isDirectory() && !await isMountPoint(target)) {
+        await rmdir(target).catch((err: NodeJS.ErrnoException) => this.reporter.event('unpublish', { target, message: `left in place: ${err.code}` }));
+      }
       if (this.mounts.delete(target)) await this.saveMounts();
-      await this.options.cache.collect(new Set([...this.mountedKeys, ...this.pinned.keys()]));
+      await this.options.cache.collect(this.keysInUse);
       return {};
     });
   }

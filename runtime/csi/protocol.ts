@@ -1,14 +1,33 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protobuf from 'protobufjs';
+import type { Reporter } from '../oci/progress';
 
 /**
- * The part of the CSI v1 protocol this plugin speaks (Identity and Node
- * services), as a protobuf descriptor of our own: message names and field
- * numbers follow the CSI specification (csi.proto, package csi.v1), so any
- * CSI client (kubelet, node-driver-registrar, csi-sanity) understands it.
+ * The protocols this plugin speaks, as a protobuf descriptor of our own:
+ * - the part of CSI v1 it serves (Identity and Node): message names and field
+ *   numbers follow the CSI specification (csi.proto, package csi.v1), so any
+ *   CSI client (kubelet, node-driver-registrar, csi-sanity) understands it;
+ * - the kubelet's plugin registration (k8s.io/kubelet
+ *   pkg/apis/pluginregistration/v1/api.proto, whose package is
+ *   `pluginregistration`), which the plugin serves instead of node-driver-registrar.
  */
 const descriptor = {
   nested: {
+    pluginregistration: {
+      nested: {
+        InfoRequest: { fields: {} },
+        PluginInfo: {
+          fields: {
+            type: { type: 'string', id: 1 },
+            name: { type: 'string', id: 2 },
+            endpoint: { type: 'string', id: 3 },
+            supported_versions: { rule: 'repeated', type: 'string', id: 4 },
+          },
+        },
+        RegistrationStatus: { fields: { plugin_registered: { type: 'bool', id: 1 }, error: { type: 'string', id: 2 } } },
+        RegistrationStatusResponse: { fields: {} },
+      },
+    },
     google: { nested: { protobuf: { nested: { BoolValue: { fields: { value: { type: 'bool', id: 1 } } } } } } },
     csi: {
       nested: {
@@ -131,12 +150,12 @@ const descriptor = {
 
 const root = protobuf.Root.fromJSON(descriptor);
 
-function method(service: string, name: string, request: string, response: string): grpc.MethodDefinition<object, object> {
-  const requestType = root.lookupType(`csi.v1.${request}`);
-  const responseType = root.lookupType(`csi.v1.${response}`);
+function method(pkg: string, service: string, name: string, request: string, response: string): grpc.MethodDefinition<object, object> {
+  const requestType = root.lookupType(`${pkg}.${request}`);
+  const responseType = root.lookupType(`${pkg}.${response}`);
   const options = { longs: Number, enums: String, defaults: true, oneofs: true, keepCase: true };
   return {
-    path: `/csi.v1.${service}/${name}`,
+    path: `/${pkg}.${service}/${name}`,
     requestStream: false,
     responseStream: false,
     requestSerialize: (value: object) => Buffer.from(requestType.encode(requestType.fromObject(value)).finish()),
@@ -146,7 +165,7 @@ function method(service: string, name: string, request: string, response: string
   };
 }
 
-const rpc = (service: string, name: string) => method(service, name, `${name}Request`, `${name}Response`);
+const rpc = (service: string, name: string) => method('csi.v1', service, name, `${name}Request`, `${name}Response`);
 
 export const IdentityService: grpc.ServiceDefinition = {
   GetPluginInfo: rpc('Identity', 'GetPluginInfo'),
@@ -170,10 +189,64 @@ export const ControllerService: grpc.ServiceDefinition = {
   ControllerGetCapabilities: rpc('Controller', 'ControllerGetCapabilities'),
 };
 
+/** The kubelet's plugin registration service, served on `<plugins_registry>/<driver>-reg.sock`. */
+export const RegistrationService: grpc.ServiceDefinition = {
+  GetInfo: method('pluginregistration', 'Registration', 'GetInfo', 'InfoRequest', 'PluginInfo'),
+  NotifyRegistrationStatus: method('pluginregistration', 'Registration', 'NotifyRegistrationStatus', 'RegistrationStatus', 'RegistrationStatusResponse'),
+};
+
 /** A gRPC error with a CSI status code and a message that says what to do. */
 export class CsiError extends Error {
   constructor(public readonly code: grpc.status, message: string) {
     super(message);
     this.name = 'CsiError';
   }
+}
+
+/** Volume context keys that carry credentials (the kubelet's service account tokens, with CSIDriver tokenRequests). */
+const SECRET_CONTEXT_KEYS = new Set(['csi.storage.k8s.io/serviceAccount.tokens']);
+
+/**
+ * What a call log shows of a request: the volume id, the path and the
+ * volume's attributes; never its secrets (as protosanitizer strips them).
+ */
+function logFields(request: any): Record<string, unknown> {
+  const context: Record<string, string> | undefined = request?.volume_context;
+  return {
+    volumeId: request?.volume_id || undefined,
+    target: request?.target_path || request?.volume_path || undefined,
+    context: context && Object.keys(context).length > 0
+      ? Object.fromEntries(Object.entries(context).filter(([key]) => !SECRET_CONTEXT_KEYS.has(key)))
+      : undefined,
+  };
+}
+
+export interface CallLog {
+  readonly reporter: Reporter;
+  /** Log failures only (Probe: the livenessprobe calls it every few seconds). */
+  readonly errorsOnly?: boolean;
+}
+
+/** A unary handler that maps thrown CsiErrors to their status codes and, given `log`, logs each call. */
+export function unary(work: (request: any) => Promise<object> | object, log?: CallLog): grpc.handleUnaryCall<any, any> {
+  return (call, callback) => {
+    const started = Date.now();
+    const done = (code: grpc.status, message?: string) => {
+      if (!log || (log.errorsOnly && code === grpc.status.OK)) return;
+      log.reporter.event('csi-call', {
+        method: call.getPath().split('/').pop(), ...logFields(call.request), code: grpc.status[code], ms: Date.now() - started, message,
+      });
+    };
+    Promise.resolve().then(() => work(call.request)).then(
+      (response) => {
+        done(grpc.status.OK);
+        callback(null, response);
+      },
+      (err: Error) => {
+        const code = err instanceof CsiError ? err.code : grpc.status.INTERNAL;
+        done(code, err.message);
+        callback({ code, details: err.message });
+      },
+    );
+  };
 }

@@ -1,20 +1,21 @@
-import { ChildProcess, spawn } from 'child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'fs';
+import { createServer } from 'http';
+import { AddressInfo } from 'net';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import * as grpc from '@grpc/grpc-js';
-import { IdentityService, NodeService } from '../../../runtime/csi/protocol';
+import { Plugin } from './plugin';
 import { EnvironmentCredentials } from '../../../runtime/oci/auth/credentials';
 import { push } from '../../../runtime/oci/push';
-import { parseReference } from '../../../runtime/oci/reference';
+import { parseReference, Reference } from '../../../runtime/oci/reference';
 import { RegistryClient } from '../../../runtime/oci/registry-client';
-import { Distribution, freePort } from '../../util/distribution';
+import { Distribution } from '../../util/distribution';
 import { FaultProxy } from '../../util/fault-proxy';
-import { request } from '../../util/http';
 import { describeWithPeers, run } from '../../util/peers';
+import { rawDescriptor, rawManifest } from '../../util/raw-artifact';
+import { RogueRegistry } from '../../util/rogue-registry';
 
 const root = join(__dirname, '..', '..', '..');
-const bundle = join(root, 'runtime', 'build', 'oras-runtime.cjs');
 const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version;
 const asRoot = process.getuid?.() === 0;
 /** Bind mounts need root: under CI a non-root run fails, elsewhere it is skipped. */
@@ -26,52 +27,17 @@ function describeAsRoot(title: string, peers: string[], body: () => void): void 
   }
 }
 
-/** The plugin process: our bundle serving CSI on a unix socket. */
-class Plugin {
-  public static async start(dir: string, extra: string[] = []): Promise<Plugin> {
-    const socket = join(dir, 'csi.sock');
-    const metricsPort = await freePort();
-    const child = spawn(process.execPath, [bundle, 'csi', '--endpoint', `unix://${socket}`, '--node-id', 'node-1', '--cache-dir', join(dir, 'data'),
-      '--metrics-port', String(metricsPort), ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const plugin = new Plugin(child, socket, metricsPort);
-    for (let i = 0; i < 200 && !plugin.log.includes('"event":"listening"'); i++) await new Promise((r) => setTimeout(r, 25));
-    if (!plugin.log.includes('"event":"listening"')) throw new Error(`the plugin did not start: ${plugin.log}`);
-    return plugin;
-  }
+const capability = { mount: {}, access_mode: { mode: 'MULTI_NODE_READER_ONLY' } };
 
-  public log = '';
-  private readonly identity: grpc.Client;
-  private readonly node: grpc.Client;
-  private constructor(public readonly child: ChildProcess, socket: string, public readonly metricsPort: number) {
-    child.stdout!.on('data', (d) => { this.log += d; });
-    child.stderr!.on('data', (d) => { this.log += d; });
-    const Identity = grpc.makeGenericClientConstructor(IdentityService, 'Identity');
-    const Node = grpc.makeGenericClientConstructor(NodeService, 'Node');
-    this.identity = new Identity(`unix://${socket}`, grpc.credentials.createInsecure());
-    this.node = new Node(`unix://${socket}`, grpc.credentials.createInsecure());
-  }
-
-  public call(service: 'identity' | 'node', method: string, body: object = {}): Promise<any> {
-    const client = (service === 'identity' ? this.identity : this.node) as any;
-    return new Promise((resolve, reject) => client[method](body, (err: grpc.ServiceError | null, res: any) => (err ? reject(err) : resolve(res))));
-  }
-
-  public async metric(name: string): Promise<number> {
-    const text = (await request(`http://127.0.0.1:${this.metricsPort}/metrics`)).body.toString();
-    return Number(new RegExp(`^${name} (\\d+(\\.\\d+)?)$`, 'm').exec(text)?.[1] ?? NaN);
-  }
-
-  public async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const exited = new Promise((r) => this.child.once('exit', r));
-    this.child.kill(signal);
-    await exited;
-    this.identity.close();
-    this.node.close();
-  }
+/** Unmounts everything under `dir`, deepest first, and removes it. */
+function removeWithMounts(dir: string): void {
+  run('sh', ['-c', `grep -o '${dir}[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount`]);
+  rmSync(dir, { recursive: true, force: true });
 }
 
-const capability = { mount: {}, access_mode: { mode: 'MULTI_NODE_READER_ONLY' } };
+/** Blob downloads among the requests a FaultProxy or a RogueRegistry saw. */
+const blobGets = (requests: (string | { method: string; path: string })[]) =>
+  requests.map((r) => (typeof r === 'string' ? r : `${r.method} ${r.path}`)).filter((r) => r.startsWith('GET ') && r.includes('/blobs/')).length;
 
 describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts', ['docker-registry', 'mount'], () => {
   let registry: Distribution;
@@ -79,6 +45,8 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
   let dir: string;
   let plugin: Plugin;
   let src: string;
+  /** A target in the kubelet's pods directory (the plugin's --kubelet-dir is `dir`). */
+  const at = (...parts: string[]) => join(dir, 'pods', ...parts);
 
   beforeAll(async () => {
     registry = await Distribution.start();
@@ -96,8 +64,7 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
   });
   afterEach(async () => {
     await plugin.stop();
-    run('sh', ['-c', `grep -o '${dir}[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount`]);
-    rmSync(dir, { recursive: true, force: true });
+    removeWithMounts(dir);
   });
 
   async function publishArtifact(tag: string, files: Record<string, string>, options: { repository?: string } = {}): Promise<string> {
@@ -107,6 +74,7 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     return ref.text;
   }
 
+  const unpublish = (target: string, volumeId = `vol-${target.length}`) => plugin.call('node', 'NodeUnpublishVolume', { volume_id: volumeId, target_path: target });
   const publish = (target: string, context: Record<string, string>, extra: object = {}) =>
     plugin.call('node', 'NodePublishVolume', { volume_id: `vol-${target.length}`, target_path: target, volume_capability: capability, readonly: true, volume_context: context, ...extra });
 
@@ -120,7 +88,7 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
 
   test('the prototype\'s attributes: a read-only mount of the artifact; unpublish removes the target', async () => {
     const ref = await publishArtifact('v1', { 'weights.bin': 'w1', 'notes.txt': 'n1' });
-    const target = join(dir, 'pods', 'p1', 'volume');
+    const target = at('p1', 'volume');
     await publish(target, {
       'oras.artifact.reference': ref,
       'oras.options.plainhttp': 'true',
@@ -131,32 +99,32 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     expect(readdirSync(target).sort()).toEqual(['notes.txt', 'weights.bin']);
     expect(readFileSync(join(target, 'weights.bin'), 'utf8')).toBe('w1');
     expect(() => writeFileSync(join(target, 'new.txt'), 'x')).toThrow(/EROFS|read-only/);
-    await plugin.call('node', 'NodeUnpublishVolume', { volume_id: 'vol', target_path: target });
+    await unpublish(target);
     expect(existsSync(target)).toBe(false);
     // Idempotent.
-    await plugin.call('node', 'NodeUnpublishVolume', { volume_id: 'vol', target_path: target });
+    await unpublish(target);
   });
 
   test('a second publish of the same artifact hits the cache; a moved tag brings new content', async () => {
     const ref = await publishArtifact('moving', { 'data.txt': 'first' });
     const context = { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true' };
-    await publish(join(dir, 't1'), context);
-    await publish(join(dir, 't2'), context);
+    await publish(at('t1'), context);
+    await publish(at('t2'), context);
     expect(await plugin.metric('oras_csi_pulls_total')).toBe(1);
     expect(await plugin.metric('oras_csi_cache_hits_total')).toBe(1);
     // Publishing again to the same target is idempotent.
-    await publish(join(dir, 't1'), context);
+    await publish(at('t1'), context);
 
     await publishArtifact('moving', { 'data.txt': 'second' });
-    await publish(join(dir, 't3'), context);
-    expect(readFileSync(join(dir, 't3', 'data.txt'), 'utf8')).toBe('second');
-    expect(readFileSync(join(dir, 't1', 'data.txt'), 'utf8')).toBe('first');
+    await publish(at('t3'), context);
+    expect(readFileSync(join(at('t3'), 'data.txt'), 'utf8')).toBe('second');
+    expect(readFileSync(join(at('t1'), 'data.txt'), 'utf8')).toBe('first');
     expect(await plugin.metric('oras_csi_pulls_total')).toBe(2);
   });
 
   test('volume stats of a published volume; unknown volumes are NOT_FOUND', async () => {
     const ref = await publishArtifact('stats', { 's.txt': 'stats' });
-    const target = join(dir, 'stats');
+    const target = at('stats');
     await plugin.call('node', 'NodePublishVolume', { volume_id: 'vol-stats', target_path: target, volume_capability: capability, volume_context: { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true' } });
     const stats = await plugin.call('node', 'NodeGetVolumeStats', { volume_id: 'vol-stats', volume_path: target });
     expect(stats.usage.map((u: any) => u.unit)).toEqual(['BYTES', 'INODES']);
@@ -167,7 +135,7 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
 
   test('publish is idempotent: after the mount vanished (a reboot) and after the tag moved', async () => {
     const ref = await publishArtifact('idem', { 'i.txt': 'one' });
-    const target = join(dir, 'idem');
+    const target = at('idem');
     const publishRequest = { volume_id: 'vol-idem', target_path: target, volume_capability: capability, volume_context: { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true' } };
     await plugin.call('node', 'NodePublishVolume', publishRequest);
     await publishArtifact('idem', { 'i.txt': 'two' });
@@ -179,9 +147,209 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     await expect(plugin.call('node', 'NodePublishVolume', { ...publishRequest, volume_id: 'other' })).rejects.toMatchObject({ code: grpc.status.ALREADY_EXISTS });
   });
 
+  test('the same volume on the same target with another artifact is ALREADY_EXISTS, and the mount keeps its content', async () => {
+    const first = await publishArtifact('first', { 'f.txt': 'first' });
+    const second = await publishArtifact('second', { 'f.txt': 'second' });
+    const request = (ref: string, extra: Record<string, string> = {}) => ({
+      volume_id: 'vol-same', target_path: at('same'), volume_capability: capability, volume_context: { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true', ...extra },
+    });
+    await plugin.call('node', 'NodePublishVolume', request(first));
+    await expect(plugin.call('node', 'NodePublishVolume', request(second))).rejects.toMatchObject({ code: grpc.status.ALREADY_EXISTS });
+    await expect(plugin.call('node', 'NodePublishVolume', request(first, { 'oras.artifact.layers.mediatype': 'text/plain' })))
+      .rejects.toMatchObject({ code: grpc.status.ALREADY_EXISTS });
+    expect(readFileSync(join(at('same'), 'f.txt'), 'utf8')).toBe('first');
+    // Options that do not change the content (the pull policy) are the same volume.
+    await plugin.call('node', 'NodePublishVolume', request(first, { 'oras.options.pullpolicy': 'Always' }));
+  });
+
+  /** The mount points at `path` (stacked mounts count once each). */
+  const mountsAt = (path: string) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((line) => line.split(' ')[4] === path).length;
+
+  test('target paths: absolute, normalized and in the kubelet\'s pods directory; nothing else is mounted', async () => {
+    const ref = await publishArtifact('paths', { 'p.txt': 'p' });
+    const context = { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true' };
+    await publish(at('ok'), context);
+    mkdirSync(join(dir, 'elsewhere'));
+    symlinkSync(join(dir, 'elsewhere'), at('link'));
+    const bad = [`${at('ok')}/`, `${at('x')}/../ok`, `${at()}//ok`, `${at()}/./ok`, 'pods/relative', '-V', join(dir, 'outside'), at('link'), '/var/lib/kubelet/pods/a/volume'];
+    for (const target of bad) {
+      await expect(plugin.call('node', 'NodePublishVolume', { volume_id: `vol-${at('ok').length}`, target_path: target, volume_capability: capability, volume_context: context }))
+        .rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringContaining('target_path') });
+    }
+    for (const target of bad.slice(0, 6)) await expect(unpublish(target)).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    expect(mountsAt(at('ok'))).toBe(1);
+    expect(existsSync('-V')).toBe(false);
+    expect(readdirSync(join(dir, 'elsewhere'))).toEqual([]);
+  });
+
+  test('unpublish unmounts only this plugin\'s mount of that volume, and never deletes a file', async () => {
+    mkdirSync(at(), { recursive: true });
+    writeFileSync(at('file'), 'keep me');
+    await unpublish(at('file'));
+    expect(readFileSync(at('file'), 'utf8')).toBe('keep me');
+
+    mkdirSync(at('tmpfs'));
+    expect(run('mount', ['-t', 'tmpfs', 'tmpfs', at('tmpfs')]).status).toBe(0);
+    writeFileSync(join(at('tmpfs'), 'data'), 'precious');
+    await unpublish(at('tmpfs'));
+    expect(readFileSync(join(at('tmpfs'), 'data'), 'utf8')).toBe('precious');
+
+    mkdirSync(at('full'));
+    writeFileSync(join(at('full'), 'data'), 'kept');
+    await unpublish(at('full'));
+    expect(readFileSync(join(at('full'), 'data'), 'utf8')).toBe('kept');
+
+    const ref = await publishArtifact('mine', { 'm.txt': 'mine' });
+    await publish(at('mine'), { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true' });
+    await expect(unpublish(at('mine'), 'another-volume')).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+    expect(readFileSync(join(at('mine'), 'm.txt'), 'utf8')).toBe('mine');
+    // Someone else's mount on top of ours: not ours to remove.
+    expect(run('mount', ['-t', 'tmpfs', 'tmpfs', at('mine')]).status).toBe(0);
+    await expect(unpublish(at('mine'))).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION });
+    expect(mountsAt(at('mine'))).toBe(2);
+    expect(run('umount', [at('mine')]).status).toBe(0);
+    await unpublish(at('mine'));
+    expect(existsSync(at('mine'))).toBe(false);
+
+    // A cache entry deleted under its mount is still that volume's mount.
+    await publish(at('gone'), { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true' });
+    for (const entry of readdirSync(join(dir, 'data', 'cache', 'content'))) rmSync(join(dir, 'data', 'cache', 'content', entry), { recursive: true });
+    await unpublish(at('gone'));
+    expect(existsSync(at('gone'))).toBe(false);
+  });
+
+  describe('deadlines', () => {
+    beforeEach(async () => {
+      await plugin.stop();
+      plugin = await Plugin.start(dir, ['--publish-timeout', '1']);
+    });
+
+    /** A registry whose only artifact, drip/slow:v1, sends its 1000-byte layer a byte every 100 ms. */
+    async function dripping(): Promise<RogueRegistry> {
+      const rogue = await RogueRegistry.start();
+      rogue.artifact('drip/slow', 'v1', [{ content: Buffer.alloc(1000, 'd'), title: 'drip.bin', misbehaviour: { kind: 'drip', bytes: 1, everyMs: 100 } }]);
+      return rogue;
+    }
+
+    /** A publish's outcome and how long it took (ms). */
+    async function timed(work: Promise<unknown>): Promise<{ ms: number; outcome: unknown }> {
+      const started = Date.now();
+      const outcome = await work.then(() => 'OK', (err) => err);
+      return { ms: Date.now() - started, outcome };
+    }
+
+    test('a manifest that never comes: DEADLINE_EXCEEDED at the deadline', async () => {
+      const rogue = await RogueRegistry.start();
+      rogue.manifest('hang/never', rawManifest([]), 'v1', { kind: 'hang' });
+      try {
+        const { ms, outcome } = await timed(publish(at('hang'), { 'oras.artifact.reference': `${rogue.host}/hang/never:v1`, 'oras.options.plainhttp': 'true' }));
+        expect(outcome).toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED });
+        expect(ms).toBeLessThan(3000);
+      } finally {
+        await rogue.stop();
+      }
+    }, 20_000);
+
+    test('a dripping blob: the publish answers at its deadline, and an unpublish of its target does not wait', async () => {
+      const rogue = await dripping();
+      try {
+        const context = { 'oras.artifact.reference': `${rogue.host}/drip/slow:v1`, 'oras.options.plainhttp': 'true' };
+        const first = await timed(publish(at('drip'), context));
+        expect(first.outcome).toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED, details: expect.stringMatching(/goes on in the background/) });
+        expect(first.ms).toBeLessThan(3000);
+        const cleanup = await timed(unpublish(at('drip')));
+        expect(cleanup).toMatchObject({ outcome: 'OK' });
+        expect(cleanup.ms).toBeLessThan(1000);
+        // The kubelet's retry joins the download under way.
+        expect((await timed(publish(at('drip'), context))).outcome).toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED });
+        expect(blobGets(rogue.requests)).toBe(1);
+      } finally {
+        await rogue.stop();
+      }
+    }, 20_000);
+
+    test('a download past --pull-timeout is cancelled, and the next publish starts it anew', async () => {
+      await plugin.stop();
+      plugin = await Plugin.start(dir, ['--publish-timeout', '1', '--pull-timeout', '2']);
+      const rogue = await dripping();
+      try {
+        const context = { 'oras.artifact.reference': `${rogue.host}/drip/slow:v1`, 'oras.options.plainhttp': 'true' };
+        await expect(publish(at('drip'), context)).rejects.toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED });
+        // Under way after the answer, cancelled at 2 s: its partial tree goes.
+        const tmp = join(dir, 'data', 'cache', 'tmp');
+        expect(readdirSync(tmp)).toHaveLength(1);
+        for (let i = 0; i < 50 && readdirSync(tmp).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+        expect(readdirSync(tmp)).toEqual([]);
+        expect(blobGets(rogue.requests)).toBe(1);
+        await expect(publish(at('drip'), context)).rejects.toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED });
+        expect(blobGets(rogue.requests)).toBe(2);
+      } finally {
+        await rogue.stop();
+      }
+    }, 20_000);
+
+    test('a download longer than the deadline goes on in the background, and a retry mounts it', async () => {
+      const ref = await publishArtifact('long', { 'long.bin': 'l'.repeat(2_500_000) });
+      const proxy = await FaultProxy.start(registry.host, (method, path) => (method === 'GET' && path.includes('/blobs/') ? { kind: 'slow', bytesPerSecond: 1_000_000 } : undefined));
+      try {
+        const context = { 'oras.artifact.reference': ref.replace(registry.host, proxy.host), 'oras.options.plainhttp': 'true' };
+        await expect(publish(at('long'), context)).rejects.toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED });
+        let outcome: unknown;
+        for (let i = 0; i < 10 && outcome !== 'OK'; i++) outcome = (await timed(publish(at('long'), context))).outcome;
+        expect(outcome).toBe('OK');
+        expect(readFileSync(join(at('long'), 'long.bin')).length).toBe(2_500_000);
+        expect(blobGets(proxy.requests)).toBe(1);
+        expect(await plugin.metric('oras_csi_pulls_total')).toBe(1);
+      } finally {
+        await proxy.stop();
+      }
+    }, 30_000);
+  });
+
+  test.each([
+    ['an index of more manifests than the client reads', 300, 1],
+    ['a manifest of more layers than the client reads', 1, 10_001],
+  ])('%s is FAILED_PRECONDITION', async (_title, manifests, layers) => {
+    const rogue = await RogueRegistry.start();
+    const files = (n: number, from: number) => Array.from({ length: n }, (_, i) => rawDescriptor({ content: Buffer.from(`${from + i}`), title: `f${from + i}` }));
+    const children = Array.from({ length: manifests }, (_, i) => rogue.manifest('fan/out', rawManifest(files(layers, i * layers))));
+    rogue.manifest('fan/out', manifests > 1 ? { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: children } : rawManifest(files(layers, 0)), 'v1');
+    try {
+      await expect(publish(at('fan'), { 'oras.artifact.reference': `${rogue.host}/fan/out:v1`, 'oras.options.plainhttp': 'true' }))
+        .rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION, details: expect.stringMatching(/exceeds the limit/) });
+      expect(blobGets(rogue.requests)).toBe(0);
+    } finally {
+      await rogue.stop();
+    }
+  });
+
+  test('each call is logged with its method, volume, target, code and duration; secrets never', async () => {
+    const ref = await publishArtifact('logged', { 'l.txt': 'l' });
+    const secret = 'hunter2-never-logged';
+    const dockerconfig = JSON.stringify({ auths: { 'elsewhere.example': { auth: Buffer.from(`user:${secret}`).toString('base64') } } });
+    await plugin.call('node', 'NodePublishVolume', {
+      volume_id: 'vol-logged',
+      target_path: at('logged'),
+      volume_capability: capability,
+      secrets: { '.dockerconfigjson': dockerconfig },
+      volume_context: { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true', 'csi.storage.k8s.io/serviceAccount.tokens': `{"aud":{"token":"${secret}"}}` },
+    });
+    await expect(unpublish('relative')).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    await unpublish(at('logged'), 'vol-logged');
+    const calls = plugin.events('csi-call');
+    expect(calls).toEqual(expect.arrayContaining([
+      expect.objectContaining({ method: 'NodePublishVolume', volumeId: 'vol-logged', target: at('logged'), code: 'OK', ms: expect.any(Number) }),
+      expect.objectContaining({ method: 'NodeUnpublishVolume', target: 'relative', code: 'INVALID_ARGUMENT', message: expect.stringContaining('absolute') }),
+      expect.objectContaining({ method: 'NodeUnpublishVolume', volumeId: 'vol-logged', code: 'OK' }),
+    ]));
+    expect(plugin.log).not.toContain(secret);
+    expect(plugin.log).not.toContain(Buffer.from(`user:${secret}`).toString('base64'));
+    expect(plugin.log).not.toContain('dockerconfigjson');
+  });
+
   test('pull policy Never with an empty cache says what to do', async () => {
     const ref = await publishArtifact('never', { 'a.txt': 'a' });
-    await expect(publish(join(dir, 't'), { 'oras.artifact.reference': ref, 'oras.options.pullpolicy': 'Never' }))
+    await expect(publish(at('t'), { 'oras.artifact.reference': ref, 'oras.options.pullpolicy': 'Never' }))
       .rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION, details: expect.stringMatching(/pull policy Never: .* is not in this node's cache\. Pull it once with IfNotPresent/) });
   });
 
@@ -195,12 +363,12 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     [{ volume_context: { 'oras.artifact.reference': 'r.io/a:b', 'oras.options.concurrency': '0' } }, grpc.status.INVALID_ARGUMENT, /concurrency must be a positive integer/],
     [{ volume_context: { 'oras.artifact.reference': 'r.io/a:b', 'oras.options.pullpolicy': 'Sometimes' } }, grpc.status.INVALID_ARGUMENT, /must be Always, IfNotPresent or Never/],
   ])('publish refuses %j', async (override, code, message) => {
-    const body = { volume_id: 'v', target_path: join(dir, 'x'), volume_capability: capability, volume_context: { 'oras.artifact.reference': `${registry.host}/a/b:c` }, ...override };
+    const body = { volume_id: 'v', target_path: at('x'), volume_capability: capability, volume_context: { 'oras.artifact.reference': `${registry.host}/a/b:c` }, ...override };
     await expect(plugin.call('node', 'NodePublishVolume', body)).rejects.toMatchObject({ code, details: expect.stringMatching(message) });
   });
 
   test('a missing artifact is NOT_FOUND', async () => {
-    await expect(publish(join(dir, 't'), { 'oras.artifact.reference': `${registry.host}/csi/none:v1`, 'oras.options.plainhttp': 'true' }))
+    await expect(publish(at('t'), { 'oras.artifact.reference': `${registry.host}/csi/none:v1`, 'oras.options.plainhttp': 'true' }))
       .rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
   });
 
@@ -209,11 +377,10 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     const proxy = await FaultProxy.start(registry.host);
     try {
       const proxied = ref.replace(registry.host, proxy.host);
-      await Promise.all(Array.from({ length: 20 }, (_, i) => publish(join(dir, `par-${i}`), { 'oras.artifact.reference': proxied, 'oras.options.plainhttp': 'true' })));
-      const blobGets = proxy.requests.filter((r) => r.method === 'GET' && r.path.includes('/blobs/'));
-      expect(blobGets).toHaveLength(1);
+      await Promise.all(Array.from({ length: 20 }, (_, i) => publish(at(`par-${i}`), { 'oras.artifact.reference': proxied, 'oras.options.plainhttp': 'true' })));
+      expect(blobGets(proxy.requests)).toBe(1);
       expect(await plugin.metric('oras_csi_pulls_total')).toBe(1);
-      for (let i = 0; i < 20; i++) expect(readFileSync(join(dir, `par-${i}`, 'big.bin')).length).toBe(2_000_000);
+      for (let i = 0; i < 20; i++) expect(readFileSync(join(at(`par-${i}`), 'big.bin')).length).toBe(2_000_000);
     } finally {
       await proxy.stop();
     }
@@ -221,11 +388,11 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
 
   test('a plugin killed during a pull: after restart no partial entry is served, and earlier mounts can be unpublished', async () => {
     const early = await publishArtifact('early', { 'e.txt': 'early' });
-    await publish(join(dir, 'early'), { 'oras.artifact.reference': early, 'oras.options.plainhttp': 'true' });
+    await publish(at('early'), { 'oras.artifact.reference': early, 'oras.options.plainhttp': 'true' });
     const slow = await publishArtifact('slow', { 'big.bin': 'y'.repeat(3_000_000) });
     const proxy = await FaultProxy.start(registry.host, (method, path) => (path.includes('/blobs/') && method === 'GET' ? { kind: 'slow', bytesPerSecond: 1_000_000 } : undefined));
     try {
-      const attempt = publish(join(dir, 'slow'), { 'oras.artifact.reference': slow.replace(registry.host, proxy.host), 'oras.options.plainhttp': 'true' }).catch((e) => e);
+      const attempt = publish(at('slow'), { 'oras.artifact.reference': slow.replace(registry.host, proxy.host), 'oras.options.plainhttp': 'true' }).catch((e) => e);
       await new Promise((r) => setTimeout(r, 800));
       await plugin.stop('SIGKILL');
       await attempt;
@@ -235,72 +402,201 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     expect(readdirSync(join(dir, 'data', 'cache', 'tmp')).length).toBeGreaterThan(0);
     plugin = await Plugin.start(dir);
     expect(readdirSync(join(dir, 'data', 'cache', 'tmp'))).toEqual([]);
-    expect(readFileSync(join(dir, 'early', 'e.txt'), 'utf8')).toBe('early');
-    await publish(join(dir, 'slow2'), { 'oras.artifact.reference': slow, 'oras.options.plainhttp': 'true' });
-    expect(readFileSync(join(dir, 'slow2', 'big.bin')).length).toBe(3_000_000);
-    await plugin.call('node', 'NodeUnpublishVolume', { volume_id: 'x', target_path: join(dir, 'early') });
-    expect(existsSync(join(dir, 'early'))).toBe(false);
+    expect(readFileSync(join(at('early'), 'e.txt'), 'utf8')).toBe('early');
+    await publish(at('slow2'), { 'oras.artifact.reference': slow, 'oras.options.plainhttp': 'true' });
+    expect(readFileSync(join(at('slow2'), 'big.bin')).length).toBe(3_000_000);
+    await unpublish(at('early'));
+    expect(existsSync(at('early'))).toBe(false);
   });
 
-  test('unused entries are collected, least recently used first, above the size cap', async () => {
+  test('SIGTERM with a volume published: the plugin keeps serving until it is unpublished, then exits 0', async () => {
+    await plugin.stop();
+    plugin = await Plugin.start(dir, ['--drain-timeout', '30s']);
+    const ref = await publishArtifact('drain', { 'd.txt': 'd' });
+    await publish(at('drain'), { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true' });
+    plugin.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(plugin.child.exitCode).toBeNull();
+    expect(plugin.events('draining')).toEqual([expect.objectContaining({ published: 1, timeoutSeconds: 30 })]);
+    // The kubelet's unpublish of a pod deleted together with the plugin still works.
+    await unpublish(at('drain'));
+    const started = Date.now();
+    expect(await plugin.exited).toBe(0);
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(existsSync(at('drain'))).toBe(false);
+  });
+
+  test('SIGTERM with nothing published, or a second signal while draining, ends the plugin at once', async () => {
+    await plugin.stop();
+    plugin = await Plugin.start(dir, ['--drain-timeout', '30s']);
+    const ref = await publishArtifact('drain2', { 'd.txt': 'd' });
+    await publish(at('drain2'), { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true' });
+    plugin.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 500));
+    const started = Date.now();
+    plugin.child.kill('SIGTERM');
+    expect(await plugin.exited).toBe(0);
+    expect(Date.now() - started).toBeLessThan(2000);
+    const idle = await Plugin.start(join(dir, 'idle'), ['--drain-timeout', '30s']);
+    const idleStart = Date.now();
+    await idle.stop();
+    expect(Date.now() - idleStart).toBeLessThan(2000);
+    expect(idle.events('draining')).toEqual([]);
+  });
+
+  test('a fill that would pass the size cap first collects unused entries, least recently used first; one that cannot fit is RESOURCE_EXHAUSTED', async () => {
     await plugin.stop();
     plugin = await Plugin.start(dir, ['--cache-max-size', '3Mi']);
     const context = (ref: string) => ({ 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true' });
-    const a = await publishArtifact('gc-a', { 'a.bin': 'a'.repeat(2_000_000) });
-    const b = await publishArtifact('gc-b', { 'b.bin': 'b'.repeat(2_000_000) });
-    await publish(join(dir, 'ga'), context(a));
-    await publish(join(dir, 'gb'), context(b));
+    const refs: Record<string, string> = {};
+    for (const name of ['a', 'b', 'c']) refs[name] = await publishArtifact(`gc-${name}`, { [`${name}.bin`]: name.repeat(1_200_000) });
+    await publish(at('ga'), context(refs.a));
+    await publish(at('gb'), context(refs.b));
+    await unpublish(at('ga'));
+    await unpublish(at('gb'));
     const entries = () => readdirSync(join(dir, 'data', 'cache', 'content')).length;
-    // Both are in use: nothing may go, even above the cap.
-    await plugin.call('node', 'NodeUnpublishVolume', { volume_id: 'x', target_path: join(dir, 'missing') });
+    // 2.4 MB fit under 3 MiB: nothing went.
     expect(entries()).toBe(2);
-    await plugin.call('node', 'NodeUnpublishVolume', { volume_id: 'x', target_path: join(dir, 'ga') });
-    expect(entries()).toBe(1);
-    expect(readFileSync(join(dir, 'gb', 'b.bin')).length).toBe(2_000_000);
+    // c would make 3.6 MB: a, the least recently used, goes before c is filled.
+    await publish(at('gc'), context(refs.c));
+    expect(entries()).toBe(2);
+    await publish(at('gb2'), context(refs.b));
+    expect(await plugin.metric('oras_csi_pulls_total')).toBe(3);
+    expect(await plugin.metric('oras_csi_cache_hits_total')).toBe(1);
+    // b and c are mounted: a cannot fit.
+    await expect(publish(at('ga2'), context(refs.a))).rejects.toMatchObject({
+      code: grpc.status.RESOURCE_EXHAUSTED, details: expect.stringMatching(/--cache-max-size/),
+    });
+    await unpublish(at('gc'));
+    await publish(at('ga2'), context(refs.a));
+    expect(entries()).toBe(2);
+    expect(readFileSync(join(at('ga2'), 'a.bin'), 'utf8')).toBe('a'.repeat(1_200_000));
+    expect(readFileSync(join(at('gb2'), 'b.bin'), 'utf8')).toBe('b'.repeat(1_200_000));
+  });
+
+  test('a full disk is RESOURCE_EXHAUSTED, found before the download', async () => {
+    await plugin.stop();
+    rmSync(join(dir, 'data'), { recursive: true });
+    mkdirSync(join(dir, 'data'));
+    expect(run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', join(dir, 'data')]).status).toBe(0);
+    plugin = await Plugin.start(dir);
+    const ref = await publishArtifact('full', { 'big.bin': 'f'.repeat(2_000_000) });
+    const proxy = await FaultProxy.start(registry.host);
+    try {
+      await expect(publish(at('full'), { 'oras.artifact.reference': ref.replace(registry.host, proxy.host), 'oras.options.plainhttp': 'true' }))
+        .rejects.toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, details: expect.stringMatching(/disk|space/) });
+      expect(blobGets(proxy.requests)).toBe(0);
+    } finally {
+      await proxy.stop();
+    }
   });
 
   test('namespaces do not share cache entries by default', async () => {
     const ref = await publishArtifact('ns', { 'n.txt': 'n' });
-    await publish(join(dir, 'a'), { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true', 'csi.storage.k8s.io/pod.namespace': 'team-a' });
-    await publish(join(dir, 'b'), { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true', 'csi.storage.k8s.io/pod.namespace': 'team-b' });
+    await publish(at('a'), { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true', 'csi.storage.k8s.io/pod.namespace': 'team-a' });
+    await publish(at('b'), { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true', 'csi.storage.k8s.io/pod.namespace': 'team-b' });
     expect(await plugin.metric('oras_csi_pulls_total')).toBe(2);
   });
 });
 
 describeAsRoot('the CSI node plugin and private artifacts', ['docker-registry', 'htpasswd', 'mount'], () => {
+  let registry: Distribution;
+  let client: RegistryClient;
+  let dir: string;
+  let plugin: Plugin;
+  let ref: Reference;
+  let digest: string;
+  const at = (name: string) => join(dir, 'pods', name);
+  const dockerconfig = () => JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from('reader:reader-secret').toString('base64') } } });
+  const body = (target: string, reference: string, secrets: Record<string, string>, context: Record<string, string> = {}) => ({
+    volume_id: `v-${target}`,
+    target_path: at(target),
+    volume_capability: capability,
+    secrets,
+    volume_context: { 'oras.artifact.reference': reference, 'oras.options.plainhttp': 'true', ...context },
+  });
+
+  beforeAll(async () => {
+    registry = await Distribution.start({ htpasswd: { users: { reader: 'reader-secret' } } });
+    client = new RegistryClient(registry.host, { plainHttp: true, credentials: new EnvironmentCredentials({ ORAS_USER: 'reader', ORAS_PASS: 'reader-secret' }) });
+    const src = mkdtempSync(join(tmpdir(), 'oras-csi-src-'));
+    writeFileSync(join(src, 'secret.txt'), 'classified');
+    ref = parseReference(`${registry.host}/private/data:v1`);
+    await push(client, ref, [{ path: 'secret.txt' }], { cwd: src });
+    rmSync(src, { recursive: true });
+    digest = (await client.resolve(ref.repository, ref.manifestReference)).digest;
+  });
+  afterAll(async () => {
+    client.close();
+    await registry.stop();
+  });
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'oras-csi-'));
+  });
+  afterEach(async () => {
+    await plugin.stop();
+    removeWithMounts(dir);
+  });
+
   test('a cached private artifact is served only after the pod\'s credentials are checked', async () => {
-    const registry = await Distribution.start({ htpasswd: { users: { reader: 'reader-secret' } } });
-    const dir = mkdtempSync(join(tmpdir(), 'oras-csi-'));
-    const plugin = await Plugin.start(dir);
-    const client = new RegistryClient(registry.host, { plainHttp: true, credentials: new EnvironmentCredentials({ ORAS_USER: 'reader', ORAS_PASS: 'reader-secret' }) });
+    plugin = await Plugin.start(dir);
+    await plugin.call('node', 'NodePublishVolume', body('with', ref.text, { '.dockerconfigjson': dockerconfig() }));
+    expect(readFileSync(join(at('with'), 'secret.txt'), 'utf8')).toBe('classified');
+    await expect(plugin.call('node', 'NodePublishVolume', body('without', ref.text, {})))
+      .rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: expect.stringMatching(/refused this pod's credentials.*nodePublishSecretRef/) });
+    expect(existsSync(join(at('without'), 'secret.txt'))).toBe(false);
+    // By digest too: the cached tree is not served without the check.
+    await expect(plugin.call('node', 'NodePublishVolume', body('by-digest', `${registry.host}/private/data@${digest}`, {})))
+      .rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
+    await plugin.call('node', 'NodeUnpublishVolume', { volume_id: 'v-with', target_path: at('with') });
+  });
+
+  /**
+   * A registry the attacker runs answers every manifest HEAD with the digest
+   * of the private artifact, and refuses the rest, as if the attacker's pod
+   * had access there.
+   */
+  async function liar(): Promise<{ host: string; gets: number; stop: () => Promise<void> }> {
+    let gets = 0;
+    const server = createServer((req, res) => {
+      if (req.method === 'HEAD' && req.url?.includes('/manifests/')) {
+        res.writeHead(200, { 'Docker-Content-Digest': digest, 'Content-Type': 'application/vnd.oci.image.manifest.v1+json', 'Content-Length': 500 }).end();
+        return;
+      }
+      gets++;
+      res.writeHead(403, { 'Content-Type': 'application/json' }).end('{"errors":[{"code":"DENIED"}]}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return {
+      host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+      get gets() { return gets; },
+      stop: () => new Promise((resolve) => server.close(() => resolve())),
+    };
+  }
+
+  test.each([
+    ['in the same namespace', [], {}, {}],
+    ['across namespaces, with --share-cache-across-namespaces', ['--share-cache-across-namespaces'],
+      { 'csi.storage.k8s.io/pod.namespace': 'owner' }, { 'csi.storage.k8s.io/pod.namespace': 'attacker' }],
+  ])('a registry that names a cached private digest does not get the artifact: %s', async (_title, flags, ownerContext, attackerContext) => {
+    plugin = await Plugin.start(dir, flags);
+    const rogue = await liar();
     try {
-      mkdirSync(join(dir, 'src'));
-      writeFileSync(join(dir, 'src', 'secret.txt'), 'classified');
-      const ref = parseReference(`${registry.host}/private/data:v1`);
-      await push(client, ref, [{ path: 'secret.txt' }], { cwd: join(dir, 'src') });
-      const dockerconfig = JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from('reader:reader-secret').toString('base64') } } });
-      const body = (target: string, secrets: Record<string, string>) => ({
-        volume_id: 'v',
-        target_path: join(dir, target),
-        volume_capability: capability,
-        secrets,
-        volume_context: { 'oras.artifact.reference': ref.text, 'oras.options.plainhttp': 'true' },
-      });
-      await plugin.call('node', 'NodePublishVolume', body('with', { '.dockerconfigjson': dockerconfig }));
-      expect(readFileSync(join(dir, 'with', 'secret.txt'), 'utf8')).toBe('classified');
-      await expect(plugin.call('node', 'NodePublishVolume', body('without', {})))
-        .rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: expect.stringMatching(/refused this pod's credentials.*nodePublishSecretRef/) });
-      expect(existsSync(join(dir, 'without', 'secret.txt'))).toBe(false);
-      // By digest too: the cached tree is not served without the check.
-      const digest = (await client.resolve(ref.repository, ref.manifestReference)).digest;
-      const byDigest = { ...body('by-digest', {}), volume_context: { 'oras.artifact.reference': `${registry.host}/private/data@${digest}`, 'oras.options.plainhttp': 'true' } };
-      await expect(plugin.call('node', 'NodePublishVolume', byDigest)).rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
-      await plugin.call('node', 'NodeUnpublishVolume', { volume_id: 'v', target_path: join(dir, 'with') });
+      await plugin.call('node', 'NodePublishVolume', body('owner', ref.text, { '.dockerconfigjson': dockerconfig() }, ownerContext));
+      for (const [target, reference] of [['by-tag', `${rogue.host}/private/data:v1`], ['by-digest', `${rogue.host}/private/data@${digest}`]]) {
+        await expect(plugin.call('node', 'NodePublishVolume', body(target, reference, {}, attackerContext)))
+          .rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
+        expect(existsSync(join(at(target), 'secret.txt'))).toBe(false);
+      }
+      // The lying registry was asked for the content itself, not only for a digest.
+      expect(rogue.gets).toBeGreaterThan(0);
+      // The owner's second pod still comes from the cache.
+      await plugin.call('node', 'NodePublishVolume', body('owner-2', ref.text, { '.dockerconfigjson': dockerconfig() }, ownerContext));
+      expect(readFileSync(join(at('owner-2'), 'secret.txt'), 'utf8')).toBe('classified');
+      expect(await plugin.metric('oras_csi_pulls_total')).toBe(1);
+      expect(await plugin.metric('oras_csi_cache_hits_total')).toBe(1);
     } finally {
-      client.close();
-      await plugin.stop();
-      await registry.stop();
-      rmSync(dir, { recursive: true, force: true });
+      await rogue.stop();
     }
   });
 });

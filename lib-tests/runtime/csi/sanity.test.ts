@@ -1,11 +1,10 @@
 import { ChildProcess, spawn } from 'child_process';
-import { mkdtempSync, rmSync } from 'fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
+import { bundle } from './plugin';
 import { freePort } from '../../util/distribution';
 import { describeWithPeers, requirePeer, run } from '../../util/peers';
-
-const bundle = join(__dirname, '..', '..', '..', 'runtime', 'build', 'oras-runtime.cjs');
 
 /**
  * The specs csi-sanity v5.4.0 cannot apply to this driver, and why. The plugin
@@ -28,8 +27,10 @@ describeWithPeers(['csi-sanity', 'mount'], 'csi-sanity v5.4.0 against the node p
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'oras-sanity-'));
+    // csi-sanity makes its mount and staging directories, but not their parent.
+    mkdirSync(join(dir, 'pods'));
     plugin = spawn(process.execPath, [bundle, 'csi', '--endpoint', `unix://${join(dir, 'csi.sock')}`, '--node-id', 'sanity-node',
-      '--cache-dir', join(dir, 'data'), '--metrics-port', String(await freePort())], { stdio: 'ignore' });
+      '--cache-dir', join(dir, 'data'), '--metrics-port', String(await freePort()), '--kubelet-dir', dir], { stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 1500));
   });
   afterAll(() => {
@@ -41,7 +42,8 @@ describeWithPeers(['csi-sanity', 'mount'], 'csi-sanity v5.4.0 against the node p
     if (process.getuid?.() !== 0) throw new Error('csi-sanity mounts: run it as root');
     const result = run(requirePeer('csi-sanity'), [
       '--csi.endpoint', `unix://${join(dir, 'csi.sock')}`,
-      '--csi.mountdir', join(dir, 'mnt'), '--csi.stagingdir', join(dir, 'stage'),
+      // Inside the pods directory of the plugin's --kubelet-dir, as the kubelet's targets are.
+      '--csi.mountdir', join(dir, 'pods', 'mnt'), '--csi.stagingdir', join(dir, 'pods', 'stage'),
       '--ginkgo.skip', Object.keys(SKIPPED_SPECS).join('|'), '--ginkgo.no-color',
     ], { timeoutMs: 300_000 });
     const summary = /Ran (\d+) of (\d+) Specs[\s\S]*?(\d+) Passed \| (\d+) Failed/.exec(result.output);

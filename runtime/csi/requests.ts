@@ -1,0 +1,130 @@
+import { isAbsolute, posix } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { CsiError } from './protocol';
+import { CSI_ATTRIBUTE } from '../../src/csi-attributes';
+import { Credential, CredentialSource, credentialFromAuths, DockerConfig } from '../oci/auth/credentials';
+import { parseReference, Reference } from '../oci/reference';
+
+// Decoding and validation of the Node service's requests, apart from what they do: a bad field is INVALID_ARGUMENT, naming it.
+
+export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
+
+export interface RequestOptions {
+  /** The kubelet's root directory: targets must lie in its pods/ directory. */
+  readonly kubeletDir: string;
+  /** Cache entries are shared only within a namespace. */
+  readonly isolateNamespaces: boolean;
+}
+
+/** A validated NodePublishVolume request. */
+export interface Publish {
+  readonly volumeId: string;
+  readonly target: string;
+  readonly reference: Reference;
+  readonly plainHttp: boolean;
+  readonly insecure: boolean;
+  readonly policy: PullPolicy;
+  readonly concurrency: number;
+  readonly mediaTypes?: string[];
+  /** The namespace whose entries this volume may use ('' when namespaces share). */
+  readonly scope: string;
+  readonly secrets: Record<string, string>;
+  /** The volume's artifact and how to reach it: a republish to the same target must ask for the same. */
+  readonly artifact: string;
+}
+
+function bool(value: string | undefined, name: string): boolean | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  throw new CsiError(grpc.status.INVALID_ARGUMENT, `volume attribute ${name} must be "true" or "false", not "${value}"`);
+}
+
+export function required(value: string | undefined, field: string): string {
+  if (!value) throw new CsiError(grpc.status.INVALID_ARGUMENT, `${field} is required`);
+  return value;
+}
+
+/**
+ * A path the kubelet gave: absolute, normalized (no "..", "." or empty
+ * segments, no trailing slash) and inside `<kubelet dir>/pods/`. So each
+ * target has one spelling, and nothing else is mounted on or deleted.
+ */
+export function kubeletPath(value: string | undefined, field: string, kubeletDir: string): string {
+  const path = required(value, field);
+  if (!isAbsolute(path) || posix.normalize(path) !== path || (path.endsWith('/') && path !== '/')) {
+    throw new CsiError(grpc.status.INVALID_ARGUMENT, `${field} "${path}" must be an absolute path without ".", ".." or empty segments and without a trailing slash`);
+  }
+  const pods = posix.join(kubeletDir, 'pods');
+  if (!path.startsWith(`${pods}/`)) {
+    throw new CsiError(grpc.status.INVALID_ARGUMENT, `${field} "${path}" is not inside the kubelet's pods directory ${pods}; `
+      + 'if the kubelet runs with another --root-dir, start the plugin with --kubelet-dir set to it');
+  }
+  return path;
+}
+
+/** Credentials from a dockerconfigjson secret passed through nodePublishSecretRef. */
+export function secretCredentials(secrets: Record<string, string>, registry: string): CredentialSource {
+  const source = 'the nodePublishSecretRef Secret';
+  return {
+    async get(): Promise<Credential | undefined> {
+      const text = secrets['.dockerconfigjson'] ?? secrets['config.json'];
+      if (!text) return undefined;
+      let config: DockerConfig;
+      try {
+        config = JSON.parse(text);
+        return credentialFromAuths(config, registry, source);
+      } catch {
+        // The parser's message could quote the secret: name the Secret only.
+        throw new CsiError(grpc.status.INVALID_ARGUMENT, `${source} has no valid .dockerconfigjson for ${registry}`);
+      }
+    },
+  };
+}
+
+/** The NodePublishVolume request, validated. */
+export function parsePublish(request: any, options: RequestOptions): Publish {
+  const volumeId = required(request.volume_id, 'volume_id');
+  const target = kubeletPath(request.target_path, 'target_path', options.kubeletDir);
+  const capability = request.volume_capability;
+  if (!capability) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'volume_capability is required');
+  if (capability.block) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'block access is not supported: an artifact is mounted as a read-only directory');
+  const context: Record<string, string> = request.volume_context ?? {};
+  const referenceText = context[CSI_ATTRIBUTE.REFERENCE];
+  if (!referenceText) {
+    throw new CsiError(grpc.status.INVALID_ARGUMENT, `the volume attribute ${CSI_ATTRIBUTE.REFERENCE} is required (the artifact to mount, for example registry:5000/models/demo:v1)`);
+  }
+  let reference: Reference;
+  try {
+    reference = parseReference(referenceText);
+  } catch (err) {
+    throw new CsiError(grpc.status.INVALID_ARGUMENT, `${CSI_ATTRIBUTE.REFERENCE}: ${(err as Error).message}`);
+  }
+  const plainHttp = bool(context[CSI_ATTRIBUTE.PLAIN_HTTP], CSI_ATTRIBUTE.PLAIN_HTTP) ?? false;
+  const insecure = bool(context[CSI_ATTRIBUTE.INSECURE], CSI_ATTRIBUTE.INSECURE) ?? false;
+  const pullAlways = bool(context[CSI_ATTRIBUTE.PULL_ALWAYS], CSI_ATTRIBUTE.PULL_ALWAYS) ?? false;
+  const policy = context[CSI_ATTRIBUTE.PULL_POLICY] ?? (pullAlways ? 'Always' : 'IfNotPresent');
+  if (!['Always', 'IfNotPresent', 'Never'].includes(policy)) {
+    throw new CsiError(grpc.status.INVALID_ARGUMENT, `${CSI_ATTRIBUTE.PULL_POLICY} must be Always, IfNotPresent or Never, not "${policy}"`);
+  }
+  const concurrencyText = context[CSI_ATTRIBUTE.CONCURRENCY];
+  const concurrency = concurrencyText === undefined ? 3 : Number(concurrencyText);
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new CsiError(grpc.status.INVALID_ARGUMENT, `${CSI_ATTRIBUTE.CONCURRENCY} must be a positive integer, not "${concurrencyText}"`);
+  }
+  const mediaTypes = context[CSI_ATTRIBUTE.MEDIA_TYPES]?.split(',').map((m) => m.trim()).filter(Boolean);
+  const scope = options.isolateNamespaces ? (context[CSI_ATTRIBUTE.POD_NAMESPACE] ?? '') : '';
+  return {
+    volumeId,
+    target,
+    reference,
+    plainHttp,
+    insecure,
+    policy: policy as PullPolicy,
+    concurrency,
+    mediaTypes,
+    scope,
+    secrets: request.secrets ?? {},
+    artifact: JSON.stringify([reference.text, plainHttp, insecure, mediaTypes ?? []]),
+  };
+}
