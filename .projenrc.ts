@@ -47,6 +47,8 @@ const project = new cdk8s.ConstructLibraryCdk8s({
       // Tests that start registries and pods share one machine; run files serially.
       maxWorkers: 1,
       testTimeout: 120_000,
+      // The tests on a Kubernetes node run apart (test:node), around one node.
+      testPathIgnorePatterns: ['/node_modules/', '<rootDir>/lib-tests/node/'],
     },
   },
   gitignore: ['/runtime/build/', '/.cache/', '/dist-packages/'],
@@ -70,9 +72,12 @@ const runtimeBundle = project.addTask('runtime:bundle', {
 project.postCompileTask.spawn(runtimeCheck);
 project.postCompileTask.spawn(runtimeBundle);
 
+// The runtime image, from runtime/Dockerfile, tagged as OrasRuntimeImage.default() references it.
+// It bundles first when the bundles are stale. --offline (or ORAS_RUNTIME_BASE_IMAGE) picks the base.
 project.addTask('runtime:image', {
-  description: 'Build the runtime image offline with podman import (for tests)',
-  exec: 'bash runtime/image/build-local.sh',
+  description: 'Build the runtime image from runtime/Dockerfile (--offline: on a base made from this machine\'s node)',
+  exec: 'bash runtime/image/build.sh',
+  receiveArgs: true,
 });
 
 project.addTask('bench:oci', {
@@ -81,9 +86,9 @@ project.addTask('bench:oci', {
   receiveArgs: true,
 });
 
-project.addTask('bench:steps', {
-  description: 'Benchmark the per-step overhead of the injection on podman',
-  exec: 'ts-node --project bench/tsconfig.json bench/step-overhead.ts',
+project.addTask('bench:node', {
+  description: 'Benchmark on a Kubernetes node: step overhead against bare Jobs, and kubectl apply -f dist/ to Ready (as root)',
+  exec: 'ts-node --project bench/tsconfig.json bench/node.ts',
   receiveArgs: true,
 });
 project.addTask('bench:synth', {
@@ -112,6 +117,15 @@ project.addTask('synth:examples', {
 
 // Tests are type-checked whole (ts-jest checks one file at a time).
 project.testTask.prependExec('tsc -p lib-tests/tsconfig.json --noEmit');
+
+// End to end on a real single-node cluster that lib-tests/node/global-setup.ts
+// brings up once for all of its files (as root; CI=true fails without its peers).
+const testNode = project.addTask('test:node', {
+  description: 'Run lib-tests/node on a real Kubernetes node (kubelet, containerd, kube-apiserver, ...)',
+  exec: 'jest --config lib-tests/node/jest.config.json --runInBand',
+  receiveArgs: true,
+});
+project.testTask.spawn(testNode);
 
 // File modes, tar headers and digests need bit operations.
 project.eslint?.addRules({ 'no-bitwise': 'off' });

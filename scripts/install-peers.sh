@@ -21,16 +21,9 @@ APT_PACKAGES=(podman runc busybox-static docker-registry apache2-utils openssl s
 log() { echo "install-peers: $*"; }
 mkdir -p "$PEERS/bin"
 
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  log "apt-get install ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+# shellcheck source=scripts/apt-install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
+apt_install "${APT_PACKAGES[@]}"
 
 # podman on these machines needs runc and no default ulimits (see DESIGN.md).
 conf=/etc/containers/containers.conf

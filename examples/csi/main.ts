@@ -1,10 +1,12 @@
 // The ORAS CSI driver: pods mount artifacts read-only from a node-local cache
-// with a CSI inline volume. It runs in its own namespace (oras-system), which
+// with a CSI inline volume. It runs in a namespace of its own (oras-csi), which
 // must allow privileged pods: the node plugin bind-mounts into the kubelet's
-// pod directories. Pods of any namespace use it.
-// The demo pod in `default` mounts oras.default.svc:5000/models/demo:v1; with
-// dist/oras-registry.yaml applied to `default`, push something there first:
-//   oras push --plain-http oras.default.svc:5000/models/demo:v1 ./model.bin
+// pod directories. The webhook's namespace (oras-system) stays restricted.
+// Pods of any namespace use the driver.
+// The demo pod in `default` mounts oras.default.svc:5000/models/demo:v1. Apply
+// dist/oras-registry.yaml to `default` and push a file there first:
+//   kubectl port-forward -n default service/oras 5000:5000 &
+//   oras push --plain-http localhost:5000/models/demo:v1 model.bin
 // In your own project, import from 'cdk8s-oras' instead of '../../src'.
 import { ApiObject, App, Chart, ChartProps, JsonPatch, Size, YamlOutputType } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
@@ -16,7 +18,7 @@ export class CsiExample extends Chart {
   public readonly pod: kplus.Pod;
 
   constructor(scope: Construct, id: string, props: ChartProps = {}) {
-    super(scope, id, { namespace: 'oras-system', ...props });
+    super(scope, id, { namespace: 'oras-csi', ...props });
     new ApiObject(this, 'Namespace', {
       apiVersion: 'v1',
       kind: 'Namespace',
@@ -35,7 +37,8 @@ export class CsiExample extends Chart {
         name: 'main',
         image: 'docker.io/library/busybox:1.36.1',
         imagePullPolicy: kplus.ImagePullPolicy.IF_NOT_PRESENT,
-        command: ['sh', '-c', 'ls -R /models && sleep 3600'],
+        // Ends at once on SIGTERM, so that its volume is unpublished while the driver still serves.
+        command: ['sh', '-c', 'ls -R /models || exit 1; trap "exit 0" TERM; sleep 3600 & wait'],
         volumeMounts: [{ path: '/models', volume: models, readOnly: true }],
         resources: {
           cpu: { request: kplus.Cpu.millis(10), limit: kplus.Cpu.millis(100) },

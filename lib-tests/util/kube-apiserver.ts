@@ -1,4 +1,3 @@
-import { ChildProcess, spawn } from 'child_process';
 import { generateKeyPairSync, randomBytes } from 'crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
@@ -7,6 +6,7 @@ import { stringify } from 'yaml';
 import { freePort } from './distribution';
 import { request as httpRequest, TestResponse } from './http';
 import { requirePeer } from './peers';
+import { Child, startChild, stopChild, waitForChild } from './processes';
 
 export interface KubeApiServerOptions {
   /** How long to wait for etcd and then for kube-apiserver's /readyz. Default 90 s. */
@@ -25,55 +25,33 @@ export interface KubeResponse extends TestResponse {
 /** The user the static token authenticates as; system:masters bypasses RBAC. */
 export const KUBE_ADMIN_USER = 'cdk8s-oras-admin';
 
-interface Child {
-  readonly name: string;
-  readonly process: ChildProcess;
-  readonly output: () => string;
-}
-
-function startChild(name: string, binary: string, args: string[]): Child {
-  let output = '';
-  const child = spawn(binary, args, { env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const keep = (d: Buffer) => {
-    output += d.toString();
-    // Keep the tail only: kube-apiserver is chatty.
-    if (output.length > 1_000_000) output = output.slice(-500_000);
-  };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  return { name, process: child, output: () => output };
-}
-
-function running(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
-}
-
-async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
-  if (!running(child)) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => { if (running(child)) child.kill('SIGKILL'); }, graceMs);
-  await exited;
-  clearTimeout(timer);
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `probe` until it returns true, failing early when `child` exits. */
-async function waitFor(child: Child, what: string, deadline: number, probe: () => Promise<boolean>): Promise<void> {
-  let last = '';
-  while (Date.now() < deadline) {
-    if (!running(child.process)) {
-      throw new Error(`${child.name} exited (${child.process.exitCode ?? child.process.signalCode}) before ${what}:\n${child.output().slice(-20_000)}`);
-    }
-    try {
-      if (await probe()) return;
-    } catch (err) {
-      last = String(err);
-    }
-    await sleep(250);
+/** etcd on two free loopback ports, keeping its data in `dataDir` (without fsync). */
+export async function startEtcd(binary: string, dataDir: string, deadline: number, logFile?: string): Promise<{ child: Child; url: string }> {
+  const clientPort = await freePort();
+  const peerPort = await freePort();
+  const url = `http://127.0.0.1:${clientPort}`;
+  const peerUrl = `http://127.0.0.1:${peerPort}`;
+  const child = startChild('etcd', binary, [
+    '--name=default',
+    `--data-dir=${dataDir}`,
+    `--listen-client-urls=${url}`,
+    `--advertise-client-urls=${url}`,
+    `--listen-peer-urls=${peerUrl}`,
+    `--initial-advertise-peer-urls=${peerUrl}`,
+    `--initial-cluster=default=${peerUrl}`,
+    '--unsafe-no-fsync=true',
+    '--log-level=warn',
+  ], { logFile });
+  try {
+    await waitForChild(child, 'etcd /health', deadline, async () => {
+      const res = await httpRequest(`${url}/health`);
+      return res.status === 200 && JSON.parse(res.body.toString()).health === 'true';
+    });
+  } catch (err) {
+    await stopChild(child.process, 2_000);
+    throw err;
   }
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${last})` : ''}:\n${child.output().slice(-20_000)}`);
+  return { child, url };
 }
 
 /**
@@ -98,27 +76,8 @@ export class KubeApiServer {
     const dir = mkdtempSync(join(tmpdir(), 'oras-kube-apiserver-'));
     const children: Child[] = [];
     try {
-      // etcd
-      const clientPort = await freePort();
-      const peerPort = await freePort();
-      const etcdUrl = `http://127.0.0.1:${clientPort}`;
-      const peerUrl = `http://127.0.0.1:${peerPort}`;
-      const etcd = startChild('etcd', etcdBinary, [
-        '--name=default',
-        `--data-dir=${join(dir, 'etcd')}`,
-        `--listen-client-urls=${etcdUrl}`,
-        `--advertise-client-urls=${etcdUrl}`,
-        `--listen-peer-urls=${peerUrl}`,
-        `--initial-advertise-peer-urls=${peerUrl}`,
-        `--initial-cluster=default=${peerUrl}`,
-        '--unsafe-no-fsync=true',
-        '--log-level=warn',
-      ]);
+      const { child: etcd, url: etcdUrl } = await startEtcd(etcdBinary, join(dir, 'etcd'), deadline);
       children.push(etcd);
-      await waitFor(etcd, 'etcd /health', deadline, async () => {
-        const res = await httpRequest(`${etcdUrl}/health`);
-        return res.status === 200 && JSON.parse(res.body.toString()).health === 'true';
-      });
 
       // kube-apiserver
       const token = randomBytes(24).toString('hex');
@@ -157,7 +116,7 @@ export class KubeApiServer {
       // that signed it) before it starts serving.
       const certFile = join(certDir, 'apiserver.crt');
       let caPem = '';
-      await waitFor(apiserver, 'kube-apiserver /readyz', deadline, async () => {
+      await waitForChild(apiserver, 'kube-apiserver /readyz', deadline, async () => {
         if (!existsSync(certFile)) return false;
         caPem = readFileSync(certFile, 'utf8');
         const res = await httpRequest(`${url}/readyz`, { ca: caPem, headers: { Authorization: `Bearer ${token}` } });

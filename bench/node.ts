@@ -1,0 +1,174 @@
+// Benchmarks on a real single-node Kubernetes cluster (the test node of
+// lib-tests/util/kube-node.ts), as root:
+// 1. Step overhead: from Job creation to command start, and from command exit
+//    to the Job's Complete condition, for an OrasWorkflowStep and for the
+//    same bare Job (same image, command and resources) in the same run, with
+//    empty I/O and with a 100 MB input. Times come from one clock, the
+//    kernel's /proc/uptime, read by this process and by the command itself.
+// 2. `kubectl apply -f dist/` until every Deployment and DaemonSet is Ready,
+//    and until the hello workflow has completed.
+//
+//   npx projen bench:node [runs]      (default 5 for steps, 3 for dist/)
+import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { Testing } from 'cdk8s';
+import { buildNodeImages, NODE_IMAGES } from '../lib-tests/util/images';
+import { KubeNode } from '../lib-tests/util/kube-node';
+import { median } from '../lib-tests/util/measure';
+import { requirePeer, run } from '../lib-tests/util/peers';
+import { OrasRegistry, OrasWorkflow } from '../src';
+
+const runs = Number(process.argv[2] ?? 5);
+const distRuns = Math.max(1, Math.round(runs / 2) + 1);
+const root = join(__dirname, '..');
+const NAMESPACE = 'bench';
+
+/** Seconds since boot: the same clock inside every container. */
+const uptime = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+/** A command that prints the uptime when it starts and when it ends. */
+const timed = (work: string) => ['sh', '-c', `read t _ < /proc/uptime; echo "start $t"; ${work}; read t _ < /proc/uptime; echo "end $t"`];
+
+interface Sample {
+  readonly start: number;
+  readonly end: number;
+}
+
+/** Creates the Job through the API, waits for Complete on a watch, and reads the command's own timestamps. */
+async function runJob(node: KubeNode, job: any): Promise<Sample> {
+  const name = job.metadata.name;
+  let completedAt = 0;
+  const complete = new Promise<void>((resolve, reject) => {
+    const stop = node.watch(`/apis/batch/v1/namespaces/${NAMESPACE}/jobs?fieldSelector=metadata.name=${name}`, (_type, object) => {
+      const condition = (object.status?.conditions ?? []).find((c: any) => c.status === 'True' && ['Complete', 'Failed'].includes(c.type));
+      if (!condition) return;
+      completedAt = uptime();
+      stop();
+      if (condition.type === 'Complete') resolve(); else reject(new Error(`Job ${name} failed:\n${node.describe(NAMESPACE)}`));
+    });
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  const createdAt = uptime();
+  const created = await node.request('POST', `/apis/batch/v1/namespaces/${NAMESPACE}/jobs`, job);
+  if (created.status !== 201) throw new Error(`creating Job ${name}: ${created.status} ${JSON.stringify(created.json)}`);
+  await complete;
+  const log = node.kubectlOk(['logs', '-n', NAMESPACE, `job/${name}`, '-c', 'main']);
+  const start = Number(/start (\S+)/.exec(log)?.[1]);
+  const end = Number(/end (\S+)/.exec(log)?.[1]);
+  node.kubectl(['delete', 'job', '-n', NAMESPACE, name, '--wait=false', '--cascade=background']);
+  return { start: start - createdAt, end: completedAt - end };
+}
+
+/** The same Job without the injection: main container only, its command unwrapped, an emptyDir at /tmp. */
+function bareJob(job: any, name: string): any {
+  const bare = JSON.parse(JSON.stringify(job));
+  bare.metadata = { name };
+  const spec = bare.spec.template.spec;
+  const command = spec.containers.find((c: any) => c.name === 'main');
+  command.command = command.command.slice(command.command.indexOf('--') + 1);
+  command.volumeMounts = [{ name: 'tmp', mountPath: '/tmp' }];
+  bare.spec.template.spec = { ...spec, initContainers: [], containers: [command], volumes: [{ name: 'tmp', emptyDir: {} }] };
+  delete bare.spec.template.spec.shareProcessNamespace;
+  delete bare.spec.template.metadata;
+  return bare;
+}
+
+async function stepOverhead(node: KubeNode): Promise<string[]> {
+  node.kubectlOk(['create', 'namespace', NAMESPACE]);
+  node.kubectlOk(['apply', '-n', NAMESPACE, '-f', join(root, 'dist', 'oras-registry.yaml')]);
+  node.kubectlOk(['rollout', 'status', '-n', NAMESPACE, 'deployment/oras', '--timeout=180s'], { timeoutMs: 190_000 });
+  const address = await node.serviceAddress(NAMESPACE, 'oras', 5000);
+  const scratch = mkdtempSync(join(tmpdir(), 'oras-bench-'));
+  writeFileSync(join(scratch, 'data.bin'), Buffer.alloc(100 * 1024 * 1024, 7));
+  const pushed = run(requirePeer('oras'), ['push', '--plain-http', `${address}/bench/input:v1`, 'data.bin'], { cwd: scratch });
+  rmSync(scratch, { recursive: true, force: true });
+  if (pushed.status !== 0) throw new Error(`oras push: ${pushed.output}`);
+
+  const cases = [
+    { name: 'empty I/O', command: timed('true'), inputs: false },
+    { name: '100 MB input', command: timed('wc -c /in/data.bin'), inputs: true },
+  ];
+  const rows: string[] = [];
+  for (const benchCase of cases) {
+    const injected: Sample[] = [];
+    const bare: Sample[] = [];
+    for (let i = 0; i < runs; i++) {
+      const chart = Testing.chart();
+      const registry = OrasRegistry.fromHost('oras:5000', { plainHttp: true });
+      const workflow = new OrasWorkflow(chart, 'Bench', { name: 'bench', registry, runId: `r${i}`, graph: false });
+      workflow.addStep(`step${benchCase.inputs ? 'in' : ''}`, {
+        image: NODE_IMAGES.busybox,
+        command: benchCase.command,
+        inputs: benchCase.inputs ? [{ artifact: registry.artifact('bench/input', 'v1'), path: '/in' }] : [],
+        output: { path: '/out' },
+      });
+      const job = Testing.synth(chart).find((m) => m.kind === 'Job');
+      const bareCommand = benchCase.inputs ? timed('true') : benchCase.command;
+      const plain = bareJob(job, `bare-${benchCase.inputs ? 'in' : 'empty'}-${i}`);
+      plain.spec.template.spec.containers[0].command = bareCommand;
+      // Alternate which goes first, so that neither always meets a warm node.
+      const order: Array<[Sample[], any]> = i % 2 ? [[bare, plain], [injected, job]] : [[injected, job], [bare, plain]];
+      for (const [target, object] of order) target.push(await runJob(node, object));
+      process.stderr.write('.');
+    }
+    const m = (list: Sample[], key: keyof Sample) => median(list.map((s) => s[key]));
+    const overhead = (m(injected, 'start') - m(bare, 'start')) + (m(injected, 'end') - m(bare, 'end'));
+    rows.push(`| ${benchCase.name} | ${m(bare, 'start').toFixed(2)} s | ${m(injected, 'start').toFixed(2)} s | ${m(bare, 'end').toFixed(2)} s | `
+      + `${m(injected, 'end').toFixed(2)} s | ${overhead.toFixed(2)} s |`);
+  }
+  node.kubectl(['delete', 'namespace', NAMESPACE, '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 });
+  return rows;
+}
+
+async function distToReady(node: KubeNode): Promise<string[]> {
+  const ready = (): boolean => {
+    const workloads = node.getJson(['get', 'deployments,daemonsets', '--all-namespaces']).items as any[];
+    return workloads.length >= 3 && workloads.every((w) => w.kind === 'Deployment'
+      ? w.status.readyReplicas === w.spec.replicas
+      : w.status.numberReady === w.status.desiredNumberScheduled && w.status.desiredNumberScheduled > 0);
+  };
+  const workflowDone = (): boolean => node.getJson(['get', 'jobs', '-n', 'default']).items
+    .filter((j: any) => j.metadata.name.startsWith('hello-')).filter((j: any) => j.status.succeeded === 1).length === 3;
+  const toReady: number[] = [];
+  const toWorkflow: number[] = [];
+  for (let i = 0; i < distRuns; i++) {
+    const started = Date.now();
+    node.kubectlOk(['apply', '-f', join(root, 'dist')]);
+    await node.until('dist/ to be Ready', 300_000, ready);
+    toReady.push((Date.now() - started) / 1000);
+    await node.until('the hello workflow to complete', 300_000, workflowDone);
+    toWorkflow.push((Date.now() - started) / 1000);
+    node.kubectl(['delete', '-f', join(root, 'dist'), '--wait=true', '--timeout=180s'], { timeoutMs: 200_000 });
+    process.stderr.write('.');
+  }
+  return [
+    `| every Deployment and DaemonSet Ready | ${median(toReady).toFixed(1)} s |`,
+    `| the hello workflow complete | ${median(toWorkflow).toFixed(1)} s |`,
+  ];
+}
+
+async function main(): Promise<void> {
+  const images = mkdtempSync(join(tmpdir(), 'oras-bench-images-'));
+  const node = await KubeNode.start({ imageArchives: buildNodeImages(images) });
+  rmSync(images, { recursive: true, force: true });
+  try {
+    const steps = await stepOverhead(node);
+    const dist = await distToReady(node);
+    const date = new Date().toISOString().slice(0, 10);
+    console.log(`\n${date}, one node (kubelet ${run(requirePeer('kubelet'), ['--version']).stdout.trim()}, containerd), medians of ${runs} runs\n`);
+    console.log('| case | start: bare | start: step | end: bare | end: step | added in total |');
+    console.log('|---|---|---|---|---|---|');
+    for (const row of steps) console.log(row);
+    console.log(`\n${date}, kubectl apply -f dist/ on the same node, medians of ${distRuns} runs\n`);
+    console.log('| until | time |');
+    console.log('|---|---|');
+    for (const row of dist) console.log(row);
+  } finally {
+    await node.stop();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

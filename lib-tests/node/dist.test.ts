@@ -1,0 +1,87 @@
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { KubeCluster } from '../util/kube-node';
+import { describeOnNode } from '../util/node';
+import { requirePeer, run } from '../util/peers';
+
+const root = join(__dirname, '..', '..');
+const dist = join(root, 'dist');
+const bundles = readdirSync(dist).filter((f) => f.endsWith('.yaml')).sort();
+
+/** Pods a controller keeps: they must come back when deleted. */
+const controlled = (pod: any) => (pod.metadata.ownerReferences ?? []).some((o: any) => ['ReplicaSet', 'DaemonSet', 'StatefulSet'].includes(o.kind));
+const ready = (pod: any) => pod.status.phase === 'Running' && (pod.status.containerStatuses ?? []).every((c: any) => c.ready);
+
+describeOnNode('kubectl apply -f dist/ on a Kubernetes node', (cluster: KubeCluster) => {
+  const pods = () => cluster.getJson(['get', 'pods', '--all-namespaces']).items as any[];
+  const allReady = (what: string) => cluster.until(what, 240_000, () => {
+    const current = pods().filter((p) => !(p.metadata.ownerReferences ?? []).some((o: any) => o.kind === 'Job'));
+    return current.length > 0 && current.every(ready) ? current : undefined;
+  }).catch((err) => { throw new Error(`${err.message}\n${['default', 'oras-system', 'oras-csi'].map((ns) => cluster.describe(ns)).join('\n')}`); });
+
+  /** What the README tells users to do: the demo pod mounts models/demo:v1. */
+  async function pushDemoModel(): Promise<void> {
+    const address = await cluster.serviceAddress('default', 'oras', 5000);
+    const scratch = mkdtempSync(join(tmpdir(), 'oras-node-'));
+    try {
+      writeFileSync(join(scratch, 'model.bin'), 'weights\n');
+      const pushed = run(requirePeer('oras'), ['push', '--plain-http', `${address}/models/demo:v1`, 'model.bin'], { cwd: scratch });
+      if (pushed.status !== 0) throw new Error(`oras push: ${pushed.output}`);
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  }
+
+  afterAll(() => {
+    cluster.kubectl(['delete', '-f', dist, '--wait=true', '--timeout=180s'], { timeoutMs: 200_000 });
+  });
+
+  test('every bundle at once, last file first: all pods become Ready and the Jobs complete', async () => {
+    expect(bundles.length).toBeGreaterThanOrEqual(4);
+    // The order kubectl would not choose; the default (alphabetical) is used below.
+    cluster.kubectlOk(['apply', ...[...bundles].reverse().flatMap((b) => ['-f', join(dist, b)])]);
+    // The CSI demo pod mounts models/demo:v1, which the README tells users to push.
+    cluster.kubectlOk(['rollout', 'status', '-n', 'default', 'deployment/oras', '--timeout=180s'], { timeoutMs: 190_000 });
+    await pushDemoModel();
+    await allReady('every pod of dist/ to be Ready');
+    expect(await cluster.jobOutcomes('default', ['hello-greeting', 'hello-subject', 'hello-combine'], 180_000))
+      .toEqual({ 'hello-greeting': 'Complete', 'hello-subject': 'Complete', 'hello-combine': 'Complete' });
+  });
+
+  test('the webhook\'s namespace stays restricted and the CSI plugin\'s is privileged, whatever the order', () => {
+    const enforce = (ns: string) => cluster.getJson(['get', 'namespace', ns]).metadata.labels['pod-security.kubernetes.io/enforce'];
+    const csiNamespace = pods().find((p) => p.metadata.labels?.['app.kubernetes.io/name'] === 'oras-csi-driver').metadata.namespace;
+    const webhookNamespace = pods().find((p) => p.metadata.labels?.['app.kubernetes.io/name'] === 'oras-webhook').metadata.namespace;
+    expect(csiNamespace).not.toBe(webhookNamespace);
+    expect({ webhook: enforce(webhookNamespace), csi: enforce(csiNamespace) }).toEqual({ webhook: 'restricted', csi: 'privileged' });
+  });
+
+  test('a second apply changes nothing: no object is written again, and kubectl diff finds nothing', () => {
+    const versions = () => Object.fromEntries((cluster.getJson(['get', '-f', dist]).items as any[])
+      .map((o) => [`${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`, o.metadata.resourceVersion]));
+    const before = versions();
+    expect(Object.keys(before).length).toBeGreaterThan(15);
+    cluster.kubectlOk(['apply', '-f', dist]);
+    expect(versions()).toEqual(before);
+    const diff = cluster.kubectl(['diff', '-f', dist]);
+    expect({ status: diff.status, output: diff.output }).toEqual({ status: 0, output: '' });
+  });
+
+  test('every pod comes back: controllers recreate theirs, and a new apply recreates the bare demo pod', async () => {
+    const before = pods().filter(controlled);
+    expect(before.map((p) => p.metadata.labels['app.kubernetes.io/name']).sort()).toEqual(['oras-csi-driver', 'oras-registry', 'oras-webhook', 'oras-webhook']);
+    for (const pod of before) {
+      cluster.kubectlOk(['delete', 'pod', '-n', pod.metadata.namespace, pod.metadata.name, '--wait=true', '--timeout=90s'], { timeoutMs: 100_000 });
+      await cluster.until(`a replacement of ${pod.metadata.name}`, 180_000, () => pods().some((p) => controlled(p) && ready(p)
+        && p.metadata.labels['app.kubernetes.io/name'] === pod.metadata.labels['app.kubernetes.io/name'] && !before.some((b) => b.metadata.uid === p.metadata.uid)));
+    }
+    // The registry keeps blobs in an emptyDir: its new pod starts empty.
+    await pushDemoModel();
+    cluster.kubectlOk(['delete', 'pod', '-n', 'default', 'oras-csi-demo', '--wait=true', '--timeout=90s'], { timeoutMs: 100_000 });
+    cluster.kubectlOk(['apply', '-f', dist]);
+    const after = await allReady('every pod to be Ready again');
+    expect(after.filter((p) => before.some((b) => b.metadata.uid === p.metadata.uid))).toEqual([]);
+    expect(after.map((p) => p.metadata.name)).toContain('oras-csi-demo');
+  });
+});

@@ -1,0 +1,141 @@
+import { mkdtempSync, readFileSync, rmSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { Duration, Size, Testing } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-27';
+import { HelloWorkflow } from '../../examples/hello-workflow/main';
+import { OrasRegistry, OrasWorkflow } from '../../src';
+import { PROVENANCE } from '../../src/injection';
+import { NODE_IMAGES } from '../util/images';
+import { KubeCluster } from '../util/kube-node';
+import { describeOnNode, useNamespace } from '../util/node';
+import { requirePeer, run } from '../util/peers';
+
+const root = join(__dirname, '..', '..');
+const dist = (file: string) => join(root, 'dist', file);
+
+/** The manifest of `reference` (host replaced by `address`), through the oras CLI. */
+function manifestOf(address: string, reference: string): any {
+  const fetched = run(requirePeer('oras'), ['manifest', 'fetch', '--plain-http', reference.replace(/^[^/]+/, address)]);
+  if (fetched.status !== 0) throw new Error(`oras manifest fetch ${reference}: ${fetched.output}`);
+  return JSON.parse(fetched.stdout);
+}
+
+function exists(address: string, reference: string): boolean {
+  return run(requirePeer('oras'), ['manifest', 'fetch', '--plain-http', '--descriptor', reference.replace(/^[^/]+/, address)]).status === 0;
+}
+
+describeOnNode('workflows on a Kubernetes node', (cluster: KubeCluster) => {
+  describe('dist/oras-registry.yaml and dist/oras-hello-workflow.yaml, in one kubectl apply', () => {
+    const namespace = useNamespace(cluster, 'hello');
+
+    test('every Job completes, the fan-in prints the README\'s line, and the oras CLI pulls the result', async () => {
+      cluster.kubectlOk(['apply', '-n', namespace.name, '-f', dist('oras-registry.yaml'), '-f', dist('oras-hello-workflow.yaml')]);
+      const outcomes = await cluster.jobOutcomes(namespace.name, ['hello-greeting', 'hello-subject', 'hello-combine'], 240_000);
+      expect(outcomes).toEqual({ 'hello-greeting': 'Complete', 'hello-subject': 'Complete', 'hello-combine': 'Complete' });
+      expect(cluster.kubectlOk(['logs', '-n', namespace.name, 'job/hello-combine', '-c', 'main'])).toBe('hello, world!\n');
+
+      const example = new HelloWorkflow(Testing.app(), 'hello');
+      const address = await cluster.serviceAddress(namespace.name, 'oras', 5000);
+      const scratch = mkdtempSync(join(tmpdir(), 'oras-node-'));
+      try {
+        const pulled = run(requirePeer('oras'), ['pull', '--plain-http', example.combine.output.reference.replace(/^[^/]+/, address), '-o', scratch]);
+        expect(pulled.output).toContain('Pulled');
+        expect(readFileSync(join(scratch, 'message.txt'), 'utf8')).toBe('hello, world!\n');
+        expect(readFileSync(join(scratch, 'combine.log'), 'utf8')).toBe('hello, world!\n');
+      } finally {
+        rmSync(scratch, { recursive: true, force: true });
+      }
+      const annotations = manifestOf(address, example.combine.output.reference).annotations;
+      expect(annotations[PROVENANCE.STEP]).toBe('hello-combine');
+      expect(annotations[PROVENANCE.EXIT_CODE]).toBe('0');
+    });
+  });
+
+  describe('steps that fail', () => {
+    const namespace = useNamespace(cluster, 'failing');
+    let address = '';
+
+    beforeAll(async () => {
+      cluster.kubectlOk(['apply', '-n', namespace.name, '-f', dist('oras-registry.yaml')]);
+      cluster.kubectlOk(['rollout', 'status', '-n', namespace.name, 'deployment/oras', '--timeout=120s'], { timeoutMs: 130_000 });
+      address = await cluster.serviceAddress(namespace.name, 'oras', 5000);
+    });
+
+    test('exit 3 fails the Job with 3 and pushes nothing; uploadOnFailure pushes to -failed; a consumer gives up after inputTimeout', async () => {
+      const chart = Testing.chart();
+      const workflow = new OrasWorkflow(chart, 'Fail', { name: 'fail', registry: OrasRegistry.fromHost('oras:5000', { plainHttp: true }), runId: 'r1' });
+      const failing = workflow.addStep('three', { image: NODE_IMAGES.busybox, command: ['sh', '-c', 'echo partial > /out/partial.txt; exit 3'], output: { path: '/out' } });
+      const flagged = workflow.addStep('flagged', {
+        image: NODE_IMAGES.busybox, command: ['sh', '-c', 'echo partial > /out/partial.txt; exit 4'], output: { path: '/out' }, uploadOnFailure: true,
+      });
+      workflow.addStep('after', {
+        image: NODE_IMAGES.busybox, command: ['cat', '/in/partial.txt'], inputs: [{ artifact: failing.output, path: '/in' }], inputTimeout: Duration.seconds(10),
+      });
+      cluster.apply({ objects: Testing.synth(chart), namespace: namespace.name });
+      const outcomes = await cluster.jobOutcomes(namespace.name, ['fail-three', 'fail-flagged', 'fail-after'], 180_000);
+      expect(outcomes).toEqual({ 'fail-three': 'Failed', 'fail-flagged': 'Failed', 'fail-after': 'Failed' });
+
+      const [three] = cluster.podsOfJob(namespace.name, 'fail-three');
+      expect(cluster.containerState(three, 'main').terminated.exitCode).toBe(3);
+      expect(cluster.kubectlOk(['logs', '-n', namespace.name, three.metadata.name, '-c', 'oras-push'])).toContain('the command exited 3; nothing is pushed');
+      expect(exists(address, failing.output.reference)).toBe(false);
+
+      expect(exists(address, flagged.output.reference)).toBe(false);
+      expect(manifestOf(address, `${flagged.output.reference}-failed`).annotations[PROVENANCE.EXIT_CODE]).toBe('4');
+
+      const [after] = cluster.podsOfJob(namespace.name, 'fail-after');
+      expect(cluster.containerState(after, 'oras-pull').terminated.exitCode).toBe(1);
+      expect(cluster.kubectlOk(['logs', '-n', namespace.name, after.metadata.name, '-c', 'oras-pull']))
+        .toMatch(/input .*\/fail\/three:r1-output is not there: .*timed out after 10(\.0)? s.*The step that produces it may have failed/);
+      expect(cluster.containerState(after, 'main').waiting).toBeDefined();
+    });
+
+    test('a main container killed by the kernel for memory: the pod ends within seconds and nothing is pushed', async () => {
+      const chart = Testing.chart();
+      const workflow = new OrasWorkflow(chart, 'Oom', { name: 'oom', registry: OrasRegistry.fromHost('oras:5000', { plainHttp: true }), runId: 'r1' });
+      const step = workflow.addStep('victim', {
+        image: NODE_IMAGES.busybox,
+        // A shell variable that grows past the limit.
+        command: ['sh', '-c', 'echo started; x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo never'],
+        output: { path: '/out' },
+        resources: {
+          memory: { request: Size.mebibytes(16), limit: Size.mebibytes(32) },
+          cpu: { request: kplus.Cpu.millis(100), limit: kplus.Cpu.units(1) },
+        },
+      });
+      cluster.apply({ objects: Testing.synth(chart), namespace: namespace.name });
+      expect(await cluster.jobOutcomes(namespace.name, ['oom-victim'], 120_000)).toEqual({ 'oom-victim': 'Failed' });
+      const [pod] = cluster.podsOfJob(namespace.name, 'oom-victim');
+      const main = cluster.containerState(pod, 'main').terminated;
+      const push = cluster.containerState(pod, 'oras-push').terminated;
+      expect({ reason: main.reason, exitCode: main.exitCode }).toEqual({ reason: 'OOMKilled', exitCode: 137 });
+      expect(Date.parse(push.finishedAt) - Date.parse(main.finishedAt)).toBeLessThan(15_000);
+      // The kernel kills the biggest process: the command (the wrapper then reports 137) or the wrapper itself.
+      expect(cluster.kubectlOk(['logs', '-n', namespace.name, pod.metadata.name, '-c', 'oras-push']))
+        .toMatch(/the command exited 137; nothing is pushed|ended without reporting an exit code/);
+      expect(exists(address, step.output.reference)).toBe(false);
+    });
+
+    test('argv with spaces, quotes, $ and globs arrives unchanged', async () => {
+      const argv = ['a b', 'it\'s', '"quoted"', '$HOME', '$(id)', '*', '', 'tab\there'];
+      const chart = Testing.chart();
+      const workflow = new OrasWorkflow(chart, 'Argv', { name: 'argv', registry: OrasRegistry.fromHost('oras:5000', { plainHttp: true }), runId: 'r1' });
+      const step = workflow.addStep('echo', {
+        image: NODE_IMAGES.busybox,
+        command: ['sh', '-c', 'for a in "$@"; do printf "<%s>\\n" "$a"; done > /out/argv.txt', 'argv0'],
+        args: argv,
+        output: { path: '/out' },
+      });
+      cluster.apply({ objects: Testing.synth(chart), namespace: namespace.name });
+      expect(await cluster.jobOutcomes(namespace.name, ['argv-echo'], 120_000)).toEqual({ 'argv-echo': 'Complete' });
+      const scratch = mkdtempSync(join(tmpdir(), 'oras-node-'));
+      try {
+        expect(run(requirePeer('oras'), ['pull', '--plain-http', step.output.reference.replace(/^[^/]+/, address), '-o', scratch]).status).toBe(0);
+        expect(readFileSync(join(scratch, 'argv.txt'), 'utf8')).toBe(argv.map((a) => `<${a}>\n`).join(''));
+      } finally {
+        rmSync(scratch, { recursive: true, force: true });
+      }
+    });
+  });
+});
