@@ -99,7 +99,7 @@ async function stepOverhead(node: KubeNode): Promise<string[]> {
       workflow.addStep(`step${benchCase.inputs ? 'in' : ''}`, {
         image: NODE_IMAGES.busybox,
         command: benchCase.command,
-        inputs: benchCase.inputs ? [{ artifact: registry.artifact('bench/input', 'v1'), path: '/in' }] : [],
+        inputs: benchCase.inputs ? [{ artifact: registry.artifact('bench/input', 'v1'), path: '/in', external: true }] : [],
         output: { path: '/out' },
       });
       const job = Testing.synth(chart).find((m) => m.kind === 'Job');

@@ -2,8 +2,8 @@ import { createHash } from 'crypto';
 import { readFileSync } from 'fs';
 import { join } from 'path';
 import { OrasRuntimeImage } from '../../src';
-import { describeWithPeers, requirePeer, run } from '../util/peers';
 import { buildRuntimeImage, RuntimeImageBuild } from '../util/images';
+import { describeWithPeers, requirePeer, run } from '../util/peers';
 
 const root = join(__dirname, '..', '..');
 const version: string = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version;
