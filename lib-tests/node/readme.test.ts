@@ -59,7 +59,10 @@ function runBlock(cluster: KubeCluster, block: Block, cwd: string): string {
   const result = run('bash', ['-euo', 'pipefail', '-c', block.text], {
     cwd, env: { ...cluster.env(), PATH: `${PEERS_BIN}:${process.env.PATH}` }, timeoutMs: 900_000,
   });
-  if (result.status !== 0) throw new Error(`README block under "${block.section}" failed (${result.status}):\n${block.text}\n${result.output}`);
+  if (result.status !== 0) {
+    const namespaces = (cluster.getJson(['get', 'namespaces']).items as any[]).map((n) => n.metadata.name).filter((n) => !n.startsWith('kube-'));
+    throw new Error(`README block under "${block.section}" failed (${result.status}):\n${block.text}\n${result.output}\n${namespaces.map((n) => cluster.describe(n)).join('\n')}`);
+  }
   for (const expected of block.text.matchAll(/# prints: (.+)$/gm)) expect(result.stdout).toContain(expected[1]);
   return result.output;
 }

@@ -17,6 +17,12 @@ export const NODE = {
   name: 'oras-node',
   /** The CNI bridge; the node's own address on it is where pods reach the API server and DNS. */
   bridge: 'oras-kube0',
+  /**
+   * The bridge's MAC, set once: a bridge without one takes the lowest MAC of its
+   * ports, so it changes when a pod goes away, and the other pods' ARP entries for
+   * the gateway (DNS, Services) go stale for seconds: lookups time out as ENOTFOUND.
+   */
+  bridgeMac: '02:6f:72:61:73:01',
   ip: '10.244.0.1',
   podCidr: '10.244.0.0/24',
   serviceCidr: '10.96.0.0/16',
@@ -255,11 +261,18 @@ export class KubeCluster {
     return statuses.find((s: any) => s.name === container)?.state;
   }
 
-  /** Pods, their containers' states, and recent events of a namespace: for failure messages. */
+  /** Pods, recent events, and each container's state and last log lines in a namespace: for failure messages. */
   public describe(namespace: string): string {
     const pods = this.kubectl(['get', 'pods', '-n', namespace, '-o', 'wide']).output;
     const events = this.kubectl(['get', 'events', '-n', namespace, '--sort-by=.lastTimestamp']).output.split('\n').slice(-30).join('\n');
-    return `pods in ${namespace}:\n${pods}\nevents:\n${events}`;
+    const containers: string[] = [];
+    for (const pod of this.getJson(['get', 'pods', '-n', namespace]).items) {
+      for (const c of [...(pod.spec.initContainers ?? []), ...pod.spec.containers]) {
+        const log = this.kubectl(['logs', '-n', namespace, pod.metadata.name, '-c', c.name, '--tail', '20']).output;
+        containers.push(`--- ${pod.metadata.name}/${c.name} ${JSON.stringify(this.containerState(pod, c.name))}\n${log}`);
+      }
+    }
+    return `pods in ${namespace}:\n${pods}\nevents:\n${events}\ncontainers:\n${containers.join('\n')}`;
   }
 
   /**
@@ -447,7 +460,7 @@ export class KubeNode extends KubeCluster {
   private network(): void {
     const ip = requirePeer('ip');
     const iptables = requirePeer('iptables');
-    sh(ip, ['link', 'add', NODE.bridge, 'type', 'bridge']);
+    sh(ip, ['link', 'add', NODE.bridge, 'address', NODE.bridgeMac, 'type', 'bridge']);
     sh(ip, ['addr', 'add', `${NODE.ip}/24`, 'dev', NODE.bridge]);
     sh(ip, ['link', 'set', NODE.bridge, 'up']);
     this.sysctl('net/ipv4/ip_forward', '1');
