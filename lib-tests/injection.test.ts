@@ -1,4 +1,8 @@
 import { injectOras, InjectionSettings, isInjected, PodSpecJson } from '../src/injection';
+import { WRAPPER_SCRIPT_IN_SPEC } from '../src/wrapper';
+
+/** The app container's command: the wrapper script inline, then its arguments. */
+const wrapped = (...args: string[]) => ['/bin/sh', '-c', WRAPPER_SCRIPT_IN_SPEC, 'oras-wrap', ...args];
 
 const base = (): PodSpecJson => ({
   containers: [{ name: 'app', image: 'busybox:1', command: ['sh', '-c'], args: ['echo "$1"', 'x y'] }],
@@ -15,24 +19,26 @@ const settings = (overrides: Partial<InjectionSettings> = {}): InjectionSettings
 });
 
 describe('injectOras', () => {
-  test('wraps the argv, adds pull and push, one volume per input path', () => {
+  test('wraps the argv inline, pulls in a first container, pushes in a last one, one volume per input path', () => {
     const spec = injectOras(base(), settings());
-    const app = spec.containers[0];
-    expect(app.command).toEqual(['/bin/sh', '/oras/bin/oras-wrap', '--state', '/oras/state', '--', 'sh', '-c', 'echo "$1"', 'x y']);
+    expect(spec.initContainers).toBeUndefined();
+    expect(spec.containers.map((c) => c.name)).toEqual(['oras-pull', 'app', 'oras-push']);
+    const [pull, app, push] = spec.containers;
+    expect(app.command).toEqual(wrapped('--state', '/oras/state', '--await-pull', '600', '--', 'sh', '-c', 'echo "$1"', 'x y'));
     expect(app.args).toBeUndefined();
     expect(app.volumeMounts).toEqual([
-      { name: 'oras-runtime', mountPath: '/oras' },
+      { name: 'oras-runtime', mountPath: '/oras/state' },
       { name: 'oras-input-0', mountPath: '/in/a', readOnly: true },
       { name: 'oras-input-1', mountPath: '/in/b', readOnly: true },
       { name: 'oras-output', mountPath: '/out' },
     ]);
-    expect(spec.initContainers?.map((c) => c.name)).toEqual(['oras-pull']);
-    expect(spec.initContainers?.[0].args).toEqual([
-      'step', 'pull', '--state', '/oras/state', '--wrapper', '/oras/bin/oras-wrap', '--timeout', '60s',
+    expect(pull.args).toEqual([
+      'step', 'pull', '--state', '/oras/state', '--timeout', '60s',
       '--input', 'cache:5000/a:r-out=/oras-inputs/0', '--input', 'cache:5000/b:r-out=/oras-inputs/1', '--plain-http',
     ]);
-    expect(spec.containers.map((c) => c.name)).toEqual(['app', 'oras-push']);
-    expect(spec.containers[1].args).toEqual(['step', 'push', '--state', '/oras/state', '--start-timeout', '600s', '--dir', '/oras-output', '--to', 'cache:5000/c:r-out', '--plain-http']);
+    expect(pull.volumeMounts).toContainEqual({ name: 'oras-runtime', mountPath: '/oras/state' });
+    expect(push.args).toEqual(['step', 'push', '--state', '/oras/state', '--start-timeout', '600s', '--dir', '/oras-output', '--to', 'cache:5000/c:r-out', '--plain-http']);
+    expect(push.volumeMounts).toContainEqual({ name: 'oras-runtime', mountPath: '/oras/state', readOnly: true });
     expect(spec.shareProcessNamespace).toBe(true);
     expect(spec.restartPolicy).toBe('Never');
     expect(spec.volumes?.map((v) => v.name)).toEqual(['oras-runtime', 'oras-scratch', 'oras-input-0', 'oras-input-1', 'oras-output']);
@@ -40,7 +46,7 @@ describe('injectOras', () => {
 
   test('the runtime containers are hardened and pinned to the runtime image', () => {
     const spec = injectOras(base(), settings());
-    for (const c of [spec.initContainers![0], spec.containers[1]]) {
+    for (const c of [spec.containers[0], spec.containers[2]]) {
       expect(c.image).toBe('ghcr.io/cdk8s-oras/oras-runtime:1.0.0');
       expect(c.securityContext).toEqual({
         runAsNonRoot: true,
@@ -58,12 +64,12 @@ describe('injectOras', () => {
   test('inputs that share a path share a volume', () => {
     const spec = injectOras(base(), settings({ inputs: [{ reference: 'r:5000/a:1', path: '/in' }, { reference: 'r:5000/b:1', path: '/in' }] }));
     expect(spec.volumes?.filter((v) => v.name.startsWith('oras-input-'))).toHaveLength(1);
-    expect(spec.initContainers![0].args).toEqual(expect.arrayContaining(['r:5000/a:1=/oras-inputs/0', 'r:5000/b:1=/oras-inputs/0']));
+    expect(spec.containers[0].args).toEqual(expect.arrayContaining(['r:5000/a:1=/oras-inputs/0', 'r:5000/b:1=/oras-inputs/0']));
   });
 
   test('credentials come from a mounted docker config and env secrets, never from arguments', () => {
     const spec = injectOras(base(), settings({ registry: { host: 'r.io', plainHttp: false, insecure: true, credentialsSecret: 'login', envSecret: 'oras-env' } }));
-    const pull = spec.initContainers![0];
+    const pull = spec.containers[0];
     expect(pull.env).toEqual([{ name: 'DOCKER_CONFIG', value: '/oras-registry-auth' }]);
     expect(pull.envFrom).toEqual([{ secretRef: { name: 'oras-env' } }]);
     expect(pull.args).toContain('--insecure');
@@ -74,27 +80,33 @@ describe('injectOras', () => {
     const spec = injectOras(base(), settings({
       output: { reference: 'c:5000/o:1', path: '/out/', stdoutFile: 'log.txt', failureReference: 'c:5000/o:1-failed', unpack: false, annotations: { k: 'v=w' } },
     }));
-    expect(spec.containers[0].command?.slice(0, 7)).toEqual(['/bin/sh', '/oras/bin/oras-wrap', '--state', '/oras/state', '--stdout', '/out/log.txt', '--']);
-    expect(spec.containers[1].args).toEqual(expect.arrayContaining(['--failure-to', 'c:5000/o:1-failed', '--no-unpack', '--annotation', 'k=v=w']));
+    expect(spec.containers[1].command?.slice(0, 11)).toEqual(wrapped('--state', '/oras/state', '--stdout', '/out/log.txt', '--await-pull', '600', '--'));
+    expect(spec.containers[2].args).toEqual(expect.arrayContaining(['--failure-to', 'c:5000/o:1-failed', '--no-unpack', '--annotation', 'k=v=w']));
   });
 
   test('a trailing slash in an input path names the same volume', () => {
     const spec = injectOras(base(), settings({ inputs: [{ reference: 'r:5000/a:1', path: '/in/' }, { reference: 'r:5000/b:1', path: '/in' }] }));
-    expect(spec.initContainers![0].args).toEqual(expect.arrayContaining(['r:5000/a:1=/oras-inputs/0', 'r:5000/b:1=/oras-inputs/0']));
+    expect(spec.containers[0].args).toEqual(expect.arrayContaining(['r:5000/a:1=/oras-inputs/0', 'r:5000/b:1=/oras-inputs/0']));
   });
 
   test('an output in an input directory shares its volume, writable', () => {
     const spec = injectOras(base(), settings({ inputs: [{ reference: 'r:5000/a:1', path: '/work' }], output: { reference: 'r:5000/o:1', path: '/work/', stdoutFile: '/tmp/log.txt' } }));
     expect(spec.volumes?.map((v) => v.name)).toEqual(['oras-runtime', 'oras-scratch', 'oras-input-0']);
-    expect(spec.containers[0].volumeMounts).toContainEqual({ name: 'oras-input-0', mountPath: '/work', readOnly: false });
-    expect(spec.containers[1].volumeMounts).toContainEqual({ name: 'oras-input-0', mountPath: '/oras-output', readOnly: true });
-    expect(spec.containers[0].command).toEqual(expect.arrayContaining(['--stdout', '/tmp/log.txt']));
+    expect(spec.containers[1].volumeMounts).toContainEqual({ name: 'oras-input-0', mountPath: '/work', readOnly: false });
+    expect(spec.containers[2].volumeMounts).toContainEqual({ name: 'oras-input-0', mountPath: '/oras-output', readOnly: true });
+    expect(spec.containers[1].command).toEqual(expect.arrayContaining(['--stdout', '/tmp/log.txt']));
   });
 
-  test('without an output there is no push container', () => {
-    const spec = injectOras(base(), settings({ output: undefined }));
-    expect(spec.containers.map((c) => c.name)).toEqual(['app']);
-    expect(spec.shareProcessNamespace).toBeUndefined();
+  test('without an output there is no push container; without inputs no pull container, and the wrapper waits for none', () => {
+    expect(injectOras(base(), settings({ output: undefined })).containers.map((c) => c.name)).toEqual(['oras-pull', 'app']);
+    const noInputs = injectOras(base(), settings({ inputs: [] }));
+    expect(noInputs.containers.map((c) => c.name)).toEqual(['app', 'oras-push']);
+    expect(noInputs.containers[0].command).toEqual(wrapped('--state', '/oras/state', '--', 'sh', '-c', 'echo "$1"', 'x y'));
+    expect(noInputs.shareProcessNamespace).toBe(true);
+    const neither = injectOras(base(), settings({ inputs: [], output: undefined }));
+    expect(neither.containers.map((c) => c.name)).toEqual(['app']);
+    expect(neither.volumes?.map((v) => v.name)).toEqual(['oras-runtime']);
+    expect(neither.shareProcessNamespace).toBeUndefined();
   });
 
   test('is pure and idempotent', () => {
@@ -111,34 +123,47 @@ describe('injectOras', () => {
       inputs: [{ reference: 'r:5000/a:1', path: '/in/./a/' }, { reference: 'r:5000/b:1', path: '/in//a' }],
       output: { reference: 'r:5000/o:1', path: '/x/../out/', stdoutFile: '/logs/./stdout.txt' },
     }));
-    expect(spec.containers[0].volumeMounts).toEqual([
-      { name: 'oras-runtime', mountPath: '/oras' },
+    expect(spec.containers[1].volumeMounts).toEqual([
+      { name: 'oras-runtime', mountPath: '/oras/state' },
       { name: 'oras-input-0', mountPath: '/in/a', readOnly: true },
       { name: 'oras-output', mountPath: '/out' },
     ]);
-    expect(spec.containers[0].command).toEqual(expect.arrayContaining(['--stdout', '/logs/stdout.txt']));
+    expect(spec.containers[1].command).toEqual(expect.arrayContaining(['--stdout', '/logs/stdout.txt']));
   });
 
   test('only a pod injectOras prepared counts as prepared, even after other webhooks changed it', () => {
     const prepared = injectOras(base(), settings());
-    prepared.initContainers!.unshift({ name: 'istio-init', image: 'istio/proxyv2:1' });
-    prepared.initContainers![1].image = 'mirror.example.com/oras-runtime:1.0.0';
+    prepared.initContainers = [{ name: 'istio-init', image: 'istio/proxyv2:1' }];
+    prepared.containers[0].image = 'mirror.example.com/oras-runtime:1.0.0';
     prepared.containers.forEach((c) => { c.env = [{ name: 'INJECTED', value: '1' }]; });
     expect(isInjected(prepared)).toBe(true);
+    expect(isInjected(injectOras(base(), settings({ inputs: [], output: undefined })))).toBe(true);
     expect(isInjected({ ...base(), initContainers: [{ name: 'oras-pull', image: 'busybox:1', command: ['true'] }] })).toBe(false);
-    const { args, volumeMounts } = injectOras(base(), settings()).initContainers![0];
-    expect(isInjected({ ...base(), initContainers: [{ name: 'oras-pull', args, volumeMounts }], volumes: [{ name: 'oras-runtime', emptyDir: {} }] })).toBe(false);
+    // Our pull container and volume, but an app that is not wrapped; or wrapped by another version's script.
+    const [pull, app] = injectOras(base(), settings()).containers;
+    expect(isInjected({ containers: [pull, base().containers[0]], volumes: [{ name: 'oras-runtime', emptyDir: {} }] })).toBe(false);
+    const otherScript = { ...app, command: ['/bin/sh', '-c', '# another wrapper', ...app.command!.slice(3)] };
+    expect(isInjected({ containers: [pull, otherScript], volumes: [{ name: 'oras-runtime', emptyDir: {} }] })).toBe(false);
+    // What earlier versions wrote (an init container that installed the wrapper) counts, and only whole.
+    const legacyPull = { name: 'oras-pull', args: ['step', 'pull', '--state', '/oras/state', '--wrapper', '/oras/bin/oras-wrap'], volumeMounts: [{ name: 'oras-runtime', mountPath: '/oras' }] };
+    const legacyApp = { name: 'app', command: ['/bin/sh', '/oras/bin/oras-wrap', '--state', '/oras/state', '--', 'true'], volumeMounts: [{ name: 'oras-runtime', mountPath: '/oras' }] };
+    const volumes = [{ name: 'oras-runtime', emptyDir: {} }];
+    expect(isInjected({ initContainers: [legacyPull], containers: [legacyApp], volumes })).toBe(true);
+    expect(isInjected({ initContainers: [legacyPull], containers: base().containers, volumes })).toBe(false);
+    expect(isInjected({ containers: [legacyApp], volumes })).toBe(false);
   });
 
   test.each([
     ['a user init container named oras-pull', { ...base(), initContainers: [{ name: 'oras-pull', image: 'busybox:1', command: ['true'] }] }, {}, /the container name "oras-pull" is reserved for cdk8s-oras; rename that container/],
+    ['a user container named oras-pull', { containers: [...base().containers, { name: 'oras-pull', image: 'busybox:1', command: ['true'] }] }, { container: 'app' },
+      /the container name "oras-pull" is reserved for cdk8s-oras; rename that container/],
     ['an input path that resolves to /oras', base(), { inputs: [{ reference: 'r:1/a:1', path: '/a/../oras' }] }, /the input path "\/a\/\.\.\/oras" \(that is "\/oras"\) is reserved/],
     ['an input path that resolves to the root', base(), { inputs: [{ reference: 'r:1/a:1', path: '/in/..' }] }, /the input path "\/in\/\.\." \(that is "\/"\) is reserved/],
     ['an input path that resolves to a mount of the app', { containers: [{ ...base().containers[0], volumeMounts: [{ name: 'data', mountPath: '/data/' }] }] },
       { inputs: [{ reference: 'r:1/a:1', path: '/x/../data' }] }, /the input path "\/x\/\.\.\/data" \(that is "\/data"\) is already a volume mount of container "app"/],
     ['an output path under /oras', base(), { output: { reference: 'r:1/o:1', path: '/oras/./out' } }, /the output path "\/oras\/\.\/out" \(that is "\/oras\/out"\) is reserved/],
     ['a stdout file on the wrapper\'s FIFO', base(), { output: { reference: 'r:1/o:1', path: '/out', stdoutFile: '/oras/state/stdout.fifo' } },
-      /the stdout file "\/oras\/state\/stdout\.fifo" is inside \/oras, where the runtime keeps its wrapper, stdout FIFO and exit code/],
+      /the stdout file "\/oras\/state\/stdout\.fifo" is inside \/oras, where the runtime keeps its state \(the stdout FIFO, the exit code\)/],
     ['a stdout file on the exit code', base(), { output: { reference: 'r:1/o:1', path: '/out', stdoutFile: '/oras/./state/exit-code' } }, /is inside \/oras/],
     ['plain HTTP with insecure', base(), { registry: { host: 'r.io', plainHttp: true, insecure: true } }, /plain HTTP and insecure .* exclude each other/],
     ['an input timeout that no duration can write', base(), { inputTimeoutSeconds: 1e21 }, /the input timeout of 1e\+21 seconds must be a whole number of seconds from 1 to 31536000/],

@@ -2,6 +2,7 @@ import { Chart, Duration, Size, Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { OrasArtifact, OrasRegistry, OrasRuntimeImage, OrasWorkflow, OrasWorkflowStep, OrasWorkflowStepProps } from '../src';
 import { PROVENANCE } from '../src/injection';
+import { WRAPPER_SCRIPT_IN_SPEC } from '../src/wrapper';
 import { expectValidKubernetes } from './util/kubernetes-schema';
 
 const registry = OrasRegistry.fromHost('cache:5000', { plainHttp: true });
@@ -12,25 +13,27 @@ function synthStep(props: Partial<OrasWorkflowStepProps> = {}) {
   const step = workflow.addStep('build', { image: 'busybox:1.36.1', command: ['make'], output: { path: '/out' }, ...props });
   const manifests = Testing.synth(chart);
   const job = manifests.find((m) => m.kind === 'Job');
-  return { step, manifests, job, pod: job.spec.template.spec, main: job.spec.template.spec.containers[0] };
+  const pod = job.spec.template.spec;
+  return { step, manifests, job, pod, main: pod.containers.find((c: any) => c.name === 'main') };
 }
 
 describe('OrasWorkflowStep', () => {
-  test('a Job whose pod is prepared: wrapper, pull, push, hardened main container', () => {
+  test('a Job whose pod is prepared: wrapper, push, hardened main container; kubectl picks main', () => {
     const { step, manifests, job, pod, main } = synthStep({ args: ['all', 'V=1'] });
     expectValidKubernetes(manifests);
     expect(job.metadata.name).toBe('wf-build');
     expect(job.spec.backoffLimit).toBe(0);
     expect(step.output.reference).toBe('cache:5000/wf/build:r1-output');
-    expect(main.command).toEqual(['/bin/sh', '/oras/bin/oras-wrap', '--state', '/oras/state', '--', 'make', 'all', 'V=1']);
+    expect(main.command).toEqual(['/bin/sh', '-c', WRAPPER_SCRIPT_IN_SPEC, 'oras-wrap', '--state', '/oras/state', '--', 'make', 'all', 'V=1']);
     expect(main.securityContext).toMatchObject({ runAsUser: 65532, runAsNonRoot: true, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
     expect(main.volumeMounts).toContainEqual({ name: 'tmp', mountPath: '/tmp' });
-    expect(pod.initContainers.map((c: any) => c.name)).toEqual(['oras-pull']);
+    expect(pod.initContainers).toBeUndefined();
     expect(pod.containers.map((c: any) => c.name)).toEqual(['main', 'oras-push']);
+    expect(job.spec.template.metadata.annotations).toEqual({ 'kubectl.kubernetes.io/default-container': 'main' });
     expect(pod.automountServiceAccountToken).toBe(false);
     expect(pod.securityContext.seccompProfile).toEqual({ type: 'RuntimeDefault' });
     expect(pod.containers[1].args).toEqual(expect.arrayContaining(['--annotation', `${PROVENANCE.STEP}=wf-build`, '--annotation', `${PROVENANCE.IMAGE}=busybox:1.36.1`]));
-    for (const c of [...pod.initContainers, ...pod.containers]) expect(c.image).not.toMatch(/:latest$/);
+    for (const c of pod.containers) expect(c.image).not.toMatch(/:latest$/);
   });
 
   test('Job settings, env, resources, working dir and service account', () => {
@@ -66,19 +69,23 @@ describe('OrasWorkflowStep', () => {
     expect(job.spec.template.spec.containers.map((c: any) => c.name)).toEqual(['main']);
   });
 
-  test('output repository and tag, outputPipe, uploadOnFailure, inputTimeout and a custom runtime image', () => {
+  test('output repository and tag, outputPipe, uploadOnFailure, inputTimeout, startTimeout and a custom runtime image', () => {
     const { step, pod, main } = synthStep({
+      inputs: [{ artifact: OrasArtifact.fromReference('cache:5000/data/x:v1'), path: '/in', external: true }],
       output: { path: '/results', repository: 'team/results', tag: 'v2', unpack: false },
       outputPipe: 'stdout.txt',
       uploadOnFailure: true,
       inputTimeout: Duration.minutes(2),
+      startTimeout: Duration.minutes(3),
       runtimeImage: OrasRuntimeImage.fromImage('mirror.example.com/oras-runtime:9.9.9'),
     });
     expect(step.output.reference).toBe('cache:5000/team/results:r1-v2');
-    expect(main.command.slice(4, 7)).toEqual(['--stdout', '/results/stdout.txt', '--']);
-    expect(pod.containers[1].args).toEqual(expect.arrayContaining(['--failure-to', 'cache:5000/team/results:r1-v2-failed', '--no-unpack']));
-    expect(pod.initContainers[0].args).toEqual(expect.arrayContaining(['--timeout', '120s']));
-    expect(pod.initContainers[0].image).toBe('mirror.example.com/oras-runtime:9.9.9');
+    expect(pod.containers.map((c: any) => c.name)).toEqual(['oras-pull', 'main', 'oras-push']);
+    const [pull, , push] = pod.containers;
+    expect(main.command.slice(4, 11)).toEqual(['--state', '/oras/state', '--stdout', '/results/stdout.txt', '--await-pull', '180', '--']);
+    expect(push.args).toEqual(expect.arrayContaining(['--failure-to', 'cache:5000/team/results:r1-v2-failed', '--no-unpack', '--start-timeout', '180s']));
+    expect(pull.args).toEqual(expect.arrayContaining(['--timeout', '120s']));
+    for (const c of [pull, push]) expect(c.image).toBe('mirror.example.com/oras-runtime:9.9.9');
   });
 
   test('inputs come from other steps, each at its own path', () => {
@@ -89,7 +96,10 @@ describe('OrasWorkflowStep', () => {
     workflow.addStep('c', { image: 'busybox:1.36.1', command: ['true'], inputs: [{ artifact: a.output, path: '/in/a' }, { artifact: b.output, path: '/in/b' }] });
     const jobs = Testing.synth(chart).filter((m) => m.kind === 'Job');
     const c = jobs.find((j) => j.metadata.name === 'wf-c').spec.template.spec;
-    expect(c.containers[0].volumeMounts).toEqual(expect.arrayContaining([
+    expect(c.containers.map((container: any) => container.name)).toEqual(['oras-pull', 'main']);
+    expect(c.containers[0].args).toEqual(expect.arrayContaining(['--timeout', '1800s']));
+    expect(c.containers[1].command.slice(4, 9)).toEqual(['--state', '/oras/state', '--await-pull', '600', '--']);
+    expect(c.containers[1].volumeMounts).toEqual(expect.arrayContaining([
       { name: 'oras-input-0', mountPath: '/in/a', readOnly: true },
       { name: 'oras-input-1', mountPath: '/in/b', readOnly: true },
     ]));
@@ -100,7 +110,7 @@ describe('OrasWorkflowStep', () => {
     expectValidKubernetes(manifests);
     expect(pod.securityContext.runAsNonRoot).toBe(false);
     expect(main.securityContext).toMatchObject({ runAsUser: 0, runAsNonRoot: false });
-    for (const c of [...pod.initContainers, pod.containers[1]]) expect(c.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532 });
+    expect(pod.containers[1].securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532 });
   });
 
   test('a standalone step needs a registry and has no run id prefix', () => {

@@ -3,19 +3,26 @@
  * OrasWorkflowStep at synth time and by the webhook at admission time.
  *
  * What it adds:
- * - an init container `oras-pull` (runtime image) that installs the command
- *   wrapper into a shared volume, waits for every input up to a deadline and
- *   pulls it into the volume mounted at the input's path;
- * - the wrapper around the app container's argv (`/bin/sh oras-wrap -- argv`):
- *   the argv runs as given, signals are forwarded, and the exit code is
- *   recorded and returned;
+ * - when there are inputs, a container `oras-pull` (runtime image), listed
+ *   first so that the kubelet starts it before the app container: it waits
+ *   for every input up to a deadline, pulls it into the volume mounted at the
+ *   input's path, and then leaves a ready marker (or the reason it failed) in
+ *   the shared state volume. It is no init container: the kubelet would
+ *   notice its end only at its next relist, up to a second later;
+ * - the wrapper around the app container's argv, passed inline
+ *   (`/bin/sh -c "$WRAPPER_SCRIPT" oras-wrap … -- argv`): it waits for the
+ *   ready marker, then runs the argv as given, forwards signals, and records
+ *   and returns the exit code;
  * - when there is an output, a container `oras-push` that waits for the
- *   app's outcome and pushes the output directory only after exit code 0. It watches the wrapper's process
- *   (shared process namespace), so an app killed without a clean exit still
- *   lets the pod finish.
+ *   app's outcome and pushes the output directory only after exit code 0.
+ *   The pod shares one process namespace, so the wrapper notices an oras-pull
+ *   killed without a word, and oras-push an app killed without a clean exit:
+ *   the pod still finishes.
  *
  * @internal Not part of the jsii API; the runtime imports it directly.
  */
+
+import { WRAPPER_SCRIPT_IN_SPEC } from './wrapper';
 
 /** The subset of a Kubernetes container this transform reads and writes. */
 export interface ContainerSpec {
@@ -80,23 +87,32 @@ export interface InjectionSettings {
   readonly output?: InjectionOutput;
   /** Name of the app container; default the first container. Required when there are several. */
   readonly container?: string;
-  /** How long the init container waits for each input to exist. */
+  /** How long oras-pull waits for each input to exist. */
   readonly inputTimeoutSeconds: number;
-  /** How long oras-push waits for the app container to start. */
+  /** How long oras-push waits for the app container to start, and the wrapper for oras-pull. */
   readonly startTimeoutSeconds: number;
   /** Log the resolved settings from the runtime containers. */
   readonly debug?: boolean;
 }
 
-export const INIT_CONTAINER = 'oras-pull';
+export const PULL_CONTAINER = 'oras-pull';
 export const PUSH_CONTAINER = 'oras-push';
+/** The emptyDir the runtime containers and the wrapper share their state in. */
 export const RUNTIME_VOLUME = 'oras-runtime';
 export const OUTPUT_VOLUME = 'oras-output';
 export const AUTH_VOLUME = 'oras-registry-auth';
 export const SCRATCH_VOLUME = 'oras-scratch';
+/** Reserved for the runtime in every container: no input, output or stdout file may be under it. */
 export const RUNTIME_MOUNT = '/oras';
-export const WRAPPER_PATH = `${RUNTIME_MOUNT}/bin/oras-wrap`;
+/**
+ * Where RUNTIME_VOLUME is mounted: the state directory is the emptyDir itself,
+ * which the kubelet makes writable by every uid (0777), whichever container starts first.
+ */
 export const STATE_DIR = `${RUNTIME_MOUNT}/state`;
+/** What the wrapper is called (its `$0`). */
+export const WRAPPER_NAME = 'oras-wrap';
+/** The pod annotation that makes `kubectl logs` and `kubectl exec` pick the app container, not oras-pull, which comes first. */
+export const DEFAULT_CONTAINER_ANNOTATION = 'kubectl.kubernetes.io/default-container';
 const INPUTS_MOUNT = '/oras-inputs';
 const OUTPUT_MOUNT = '/oras-output';
 const AUTH_MOUNT = '/oras-registry-auth';
@@ -125,8 +141,14 @@ export class InjectionError extends Error {
   }
 }
 
-const PULL_ARGS_MARK = ['step', 'pull', '--state', STATE_DIR, '--wrapper', WRAPPER_PATH];
-const WRAPPED_COMMAND_MARK = ['/bin/sh', WRAPPER_PATH];
+const WRAPPED_COMMAND_MARK = ['/bin/sh', '-c', WRAPPER_SCRIPT_IN_SPEC, WRAPPER_NAME];
+/**
+ * What earlier versions wrote: an init container that installed the wrapper as a file. Such a pod
+ * (say one that a Job prepared by an earlier webhook creates now) is prepared too: it names the
+ * earlier runtime image, and runs as it did.
+ */
+const LEGACY_PULL_ARGS_MARK = ['step', 'pull', '--state', STATE_DIR, '--wrapper', `${RUNTIME_MOUNT}/bin/oras-wrap`];
+const LEGACY_COMMAND_MARK = ['/bin/sh', `${RUNTIME_MOUNT}/bin/oras-wrap`];
 
 function hasPrefix(list: unknown[] | undefined, prefix: string[]): boolean {
   return list !== undefined && prefix.every((item, i) => list[i] === item);
@@ -134,17 +156,18 @@ function hasPrefix(list: unknown[] | undefined, prefix: string[]): boolean {
 
 /**
  * Whether the pod spec was already prepared (the transform is idempotent).
- * The mark is what injectOras writes, not a name alone: the pull init
- * container with its state and wrapper arguments, the runtime volume, and a
- * wrapped command. A user's container that merely borrows a reserved name is no mark.
+ * The mark is what injectOras writes, not a name alone: a container whose
+ * command is this version's wrapper script, with the runtime volume mounted
+ * at the state directory, and that volume (or what earlier versions wrote).
+ * A user's container that merely borrows a reserved name is no mark.
  */
 export function isInjected(spec: PodSpecJson): boolean {
-  const pull = (spec.initContainers ?? []).find((c) => c.name === INIT_CONTAINER);
-  return pull !== undefined
-    && hasPrefix(pull.args, PULL_ARGS_MARK)
-    && (pull.volumeMounts ?? []).some((m) => m.name === RUNTIME_VOLUME && m.mountPath === RUNTIME_MOUNT)
-    && (spec.volumes ?? []).some((v) => v.name === RUNTIME_VOLUME)
-    && spec.containers.some((c) => hasPrefix(c.command, WRAPPED_COMMAND_MARK));
+  const mounts = (c: ContainerSpec, path: string) => (c.volumeMounts ?? []).some((m) => m.name === RUNTIME_VOLUME && m.mountPath === path);
+  const legacyPull = (spec.initContainers ?? [])
+    .find((c) => c.name === PULL_CONTAINER && hasPrefix(c.args, LEGACY_PULL_ARGS_MARK) && mounts(c, RUNTIME_MOUNT));
+  return (spec.volumes ?? []).some((v) => v.name === RUNTIME_VOLUME)
+    && spec.containers.some((c) => (hasPrefix(c.command, WRAPPED_COMMAND_MARK) && mounts(c, STATE_DIR))
+      || (legacyPull !== undefined && hasPrefix(c.command, LEGACY_COMMAND_MARK)));
 }
 
 /**
@@ -170,11 +193,12 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
   const output = settings.output;
   const sharedOutput = output !== undefined && paths.includes(normalize(output.path));
   const outputVolume = sharedOutput ? inputVolume(output.path) : OUTPUT_VOLUME;
+  const runtimeContainers = paths.length > 0 || output !== undefined;
 
   const volumes = [
     { name: RUNTIME_VOLUME, emptyDir: {} },
     // The runtime containers have a read-only root: tarballs and temporary files go here.
-    { name: SCRATCH_VOLUME, emptyDir: {} },
+    ...(runtimeContainers ? [{ name: SCRATCH_VOLUME, emptyDir: {} }] : []),
     ...paths.map((path) => ({ name: inputVolume(path), emptyDir: {} })),
     ...(output && !sharedOutput ? [{ name: OUTPUT_VOLUME, emptyDir: {} }] : []),
     ...(settings.registry.credentialsSecret
@@ -211,40 +235,43 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
     },
   });
 
-  const pull: ContainerSpec = {
-    ...runtimeBase(INIT_CONTAINER),
+  const pull: ContainerSpec | undefined = paths.length === 0 ? undefined : {
+    ...runtimeBase(PULL_CONTAINER),
     args: [
       'step', 'pull',
       '--state', STATE_DIR,
-      '--wrapper', WRAPPER_PATH,
       '--timeout', `${settings.inputTimeoutSeconds}s`,
       ...settings.inputs.flatMap((input) => ['--input', `${input.reference}=${INPUTS_MOUNT}/${paths.indexOf(normalize(input.path))}`]),
       ...registryArgs,
     ],
     volumeMounts: [
-      { name: RUNTIME_VOLUME, mountPath: RUNTIME_MOUNT },
+      { name: RUNTIME_VOLUME, mountPath: STATE_DIR },
       ...paths.map((path) => ({ name: inputVolume(path), mountPath: `${INPUTS_MOUNT}/${paths.indexOf(path)}` })),
       ...runtimeMounts,
     ],
   };
-  result.initContainers = [pull, ...(result.initContainers ?? [])];
+  // First: the kubelet starts containers in order, so the pull (and Node's start) runs while the app container is created.
+  if (pull) result.containers.unshift(pull);
   // A restarted app container would run the command twice and confuse oras-push.
   result.restartPolicy = 'Never';
 
   app.command = [
-    '/bin/sh', WRAPPER_PATH,
+    ...WRAPPED_COMMAND_MARK,
     '--state', STATE_DIR,
     ...(output?.stdoutFile ? ['--stdout', normalize(output.stdoutFile.startsWith('/') ? output.stdoutFile : `${output.path}/${output.stdoutFile}`)] : []),
+    ...(pull ? ['--await-pull', `${settings.startTimeoutSeconds}`] : []),
     '--',
     ...argv,
   ];
   delete app.args;
   app.volumeMounts = [
     ...(app.volumeMounts ?? []),
-    { name: RUNTIME_VOLUME, mountPath: RUNTIME_MOUNT },
+    { name: RUNTIME_VOLUME, mountPath: STATE_DIR },
     ...paths.map((path) => ({ name: inputVolume(path), mountPath: path, readOnly: !(sharedOutput && path === normalize(output!.path)) })),
     ...(output && !sharedOutput ? [{ name: OUTPUT_VOLUME, mountPath: normalize(output.path) }] : []),
   ];
+  // The wrapper watches oras-pull's process, and oras-push the wrapper's, to notice one that died without a word.
+  if (runtimeContainers) result.shareProcessNamespace = true;
 
   if (!output) return result;
   result.containers.push({
@@ -261,14 +288,11 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
       ...registryArgs,
     ],
     volumeMounts: [
-      { name: RUNTIME_VOLUME, mountPath: RUNTIME_MOUNT, readOnly: true },
+      { name: RUNTIME_VOLUME, mountPath: STATE_DIR, readOnly: true },
       { name: outputVolume, mountPath: OUTPUT_MOUNT, readOnly: true },
       ...runtimeMounts,
     ],
   });
-
-  // oras-push watches the wrapper's process to notice an app that died without a word.
-  result.shareProcessNamespace = true;
   return result;
 }
 
@@ -317,7 +341,7 @@ function validate(spec: PodSpecJson, settings: InjectionSettings): void {
       + 'cannot be read when the pod is prepared: set command (and args) explicitly.');
   }
   const taken = new Set([...spec.containers, ...(spec.initContainers ?? [])].map((c) => c.name));
-  for (const reserved of [INIT_CONTAINER, PUSH_CONTAINER]) {
+  for (const reserved of [PULL_CONTAINER, PUSH_CONTAINER]) {
     if (taken.has(reserved)) throw new InjectionError(`the container name "${reserved}" is reserved for cdk8s-oras; rename that container`);
   }
   for (const volume of spec.volumes ?? []) {
@@ -348,7 +372,7 @@ function validate(spec: PodSpecJson, settings: InjectionSettings): void {
       throw new InjectionError(`the stdout file "${file}" must be a file name in the output directory, or an absolute path`, 'stdoutFile');
     }
     if (absolute && isRuntimePath(file)) {
-      throw new InjectionError(`the stdout file ${quote(file)} is inside ${RUNTIME_MOUNT}, where the runtime keeps its wrapper, stdout FIFO and exit code; `
+      throw new InjectionError(`the stdout file ${quote(file)} is inside ${RUNTIME_MOUNT}, where the runtime keeps its state (the stdout FIFO, the exit code); `
         + 'write stdout to a file name in the output directory or to an absolute path elsewhere', 'stdoutFile');
     }
   }

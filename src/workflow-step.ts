@@ -2,7 +2,7 @@ import { ApiObject, Duration, Lazy, Names, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { OrasArtifact } from './artifact';
-import { ContainerSpec, injectOras, InjectionError, PodSpecJson, PROVENANCE, RUNTIME_UID } from './injection';
+import { ContainerSpec, DEFAULT_CONTAINER_ANNOTATION, injectOras, InjectionError, PodSpecJson, PROVENANCE, RUNTIME_UID } from './injection';
 import { assertPinnedImage, IOrasRegistry } from './registry';
 import { renderResources } from './resources';
 import { OrasRuntimeImage } from './runtime-image';
@@ -211,7 +211,7 @@ export interface OrasWorkflowStepProps {
   readonly inputTimeout?: Duration;
 
   /**
-   * How long oras-push waits for the main container to start (image pull included).
+   * How long oras-push waits for the main container to start, and the main container for oras-pull (image pulls included).
    *
    * @default Duration.minutes(10)
    */
@@ -371,7 +371,8 @@ export class OrasWorkflowStep extends Construct {
       ...(this.props.activeDeadline ? { activeDeadlineSeconds: this.props.activeDeadline.toSeconds() } : {}),
       ...(this.props.ttlAfterFinished ? { ttlSecondsAfterFinished: this.props.ttlAfterFinished.toSeconds() } : {}),
       template: {
-        metadata: { labels: this.labels() },
+        // oras-pull comes first in the pod: kubectl logs and exec should pick the command's container.
+        metadata: { labels: this.labels(), annotations: { [DEFAULT_CONTAINER_ANNOTATION]: MAIN_CONTAINER } },
         spec: this.renderPodSpec(),
       },
     };

@@ -5,6 +5,7 @@ import { join } from 'path';
 import { parseAllDocuments } from 'yaml';
 import { PREFIX } from '../../runtime/webhook/annotations';
 import { issueCertificates } from '../../runtime/webhook/certificates';
+import { WRAPPER_SCRIPT_IN_SPEC } from '../../src/wrapper';
 import { freePort } from '../util/distribution';
 import { request } from '../util/http';
 import { KubeApiServer } from '../util/kube-apiserver';
@@ -148,15 +149,19 @@ describeWithPeers(['kube-apiserver', 'etcd'], 'the webhook in a real kube-apiser
     const created = await api('POST', '/api/v1/namespaces/team/pods', {
       apiVersion: 'v1',
       kind: 'Pod',
-      metadata: { name: 'annotated', annotations: { [`${PREFIX}oras-cache`]: 'orascache', [`${PREFIX}output-uri`]: 'dinosaur/out:one' } },
+      metadata: {
+        name: 'annotated',
+        annotations: { [`${PREFIX}oras-cache`]: 'orascache', [`${PREFIX}output-uri`]: 'dinosaur/out:one', [`${PREFIX}input-uri`]: 'dinosaur/in:one' },
+      },
       spec: { containers: [{ name: 'app', image: 'busybox:1.36.1', command: ['sh', '-c', 'date > /data/date.txt'], workingDir: '/data' }] },
     });
     expect(created.status).toBe(201);
     const stored = (await api('GET', '/api/v1/namespaces/team/pods/annotated')).json;
-    expect(stored.spec.initContainers.map((c: any) => c.name)).toEqual(['oras-pull']);
-    expect(stored.spec.containers.map((c: any) => c.name)).toEqual(['app', 'oras-push']);
+    expect(stored.spec.initContainers).toBeUndefined();
+    expect(stored.spec.containers.map((c: any) => c.name)).toEqual(['oras-pull', 'app', 'oras-push']);
     expect(stored.spec.shareProcessNamespace).toBe(true);
-    expect(stored.spec.containers[0].command.slice(0, 2)).toEqual(['/bin/sh', '/oras/bin/oras-wrap']);
+    expect(stored.spec.containers[1].command.slice(0, 4)).toEqual(['/bin/sh', '-c', WRAPPER_SCRIPT_IN_SPEC, 'oras-wrap']);
+    expect(stored.metadata.annotations['kubectl.kubernetes.io/default-container']).toBe('app');
   });
 
   test('an annotated Job is stored with a prepared template', async () => {
@@ -168,7 +173,8 @@ describeWithPeers(['kube-apiserver', 'etcd'], 'the webhook in a real kube-apiser
     });
     expect(created.status).toBe(201);
     const stored = (await api('GET', '/apis/batch/v1/namespaces/team/jobs/annotated-job')).json;
-    expect(stored.spec.template.spec.initContainers[0].name).toBe('oras-pull');
+    expect(stored.spec.template.spec.containers.map((c: any) => c.name)).toEqual(['app', 'oras-push']);
+    expect(stored.spec.template.metadata.annotations).toEqual({ 'kubectl.kubernetes.io/default-container': 'app' });
     expect(stored.spec.template.spec.containers[0].command).toEqual(expect.arrayContaining(['--stdout', '/data/out.txt', 'echo', 'hi']));
   });
 

@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { PREFIX } from '../../runtime/webhook/annotations';
+import { WRAPPER_SCRIPT_IN_SPEC } from '../../src/wrapper';
 import { NODE_IMAGES } from '../util/images';
 import { KubeCluster } from '../util/kube-node';
 import { describeOnNode, useNamespace } from '../util/node';
@@ -68,7 +69,8 @@ describeOnNode('the admission webhook on a Kubernetes node (dist/oras-webhook.ya
     const created = cluster.apply({ objects: [pod] });
     expect(created).toContain('pod/hello created');
     const stored = cluster.getJson(['get', 'pod', '-n', namespace.name, 'hello']);
-    expect(stored.spec.initContainers.map((c: any) => c.name)).toContain('oras-pull');
+    expect(stored.spec.containers.map((c: any) => c.name)).toEqual(['app', 'oras-push']);
+    expect(stored.spec.containers[0].command.slice(0, 4)).toEqual(['/bin/sh', '-c', WRAPPER_SCRIPT_IN_SPEC, 'oras-wrap']);
     expect(await podPhase('hello')).toBe('Succeeded');
     expect(contentOf(`dinosaur/hello-world:${tag}`, 'hello.txt')).toBe('hello from the operator example\n');
   });
@@ -108,6 +110,8 @@ describeOnNode('the admission webhook on a Kubernetes node (dist/oras-webhook.ya
     });
     expect(await Promise.all(['reader', 'one', 'two'].map(podPhase))).toEqual(['Succeeded', 'Succeeded', 'Succeeded']);
     expect(cluster.kubectlOk(['logs', '-n', namespace.name, 'reader', '-c', 'app'])).toBe('first\nsecond\n');
+    // oras-pull comes first in the pod, but kubectl picks the app container.
+    expect(cluster.kubectlOk(['logs', '-n', namespace.name, 'reader'])).toBe('first\nsecond\n');
     expect(contentOf(`${repo}:both`, 'both.txt')).toBe('first\nsecond\n');
   });
 
@@ -120,7 +124,7 @@ describeOnNode('the admission webhook on a Kubernetes node (dist/oras-webhook.ya
       const name = `during-${i}`;
       cluster.apply({ objects: [annotatedPod(name, { 'output-uri': `dinosaur/during:${i}` }, ['true'])] });
       const pod = cluster.getJson(['get', 'pod', '-n', namespace.name, name]);
-      expect({ name, prepared: (pod.spec.initContainers ?? []).some((c: any) => c.name === 'oras-pull') }).toEqual({ name, prepared: true });
+      expect({ name, prepared: pod.spec.containers.some((c: any) => c.name === 'oras-push') }).toEqual({ name, prepared: true });
       await new Promise((r) => setTimeout(r, 500));
     }
     cluster.kubectlOk(['rollout', 'status', '-n', 'oras-system', 'deployment/oras-webhook', '--timeout=120s'], { timeoutMs: 130_000 });

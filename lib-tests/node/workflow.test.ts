@@ -1,11 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync } from 'fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { Duration, Size, Testing } from 'cdk8s';
+import { Chart, Duration, Size, Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { HelloWorkflow } from '../../examples/hello-workflow/main';
-import { OrasRegistry, OrasWorkflow } from '../../src';
+import { OrasArtifact, OrasRegistry, OrasWorkflow } from '../../src';
 import { PROVENANCE } from '../../src/injection';
+import { NOT_RUN_EXIT_CODE } from '../../src/wrapper';
 import { NODE_IMAGES } from '../util/images';
 import { KubeCluster } from '../util/kube-node';
 import { describeOnNode, useNamespace } from '../util/node';
@@ -19,6 +20,25 @@ function manifestOf(address: string, reference: string): any {
   const fetched = run(requirePeer('oras'), ['manifest', 'fetch', '--plain-http', reference.replace(/^[^/]+/, address)]);
   if (fetched.status !== 0) throw new Error(`oras manifest fetch ${reference}: ${fetched.output}`);
   return JSON.parse(fetched.stdout);
+}
+
+/** PIDs (on this machine) of the processes whose argv holds every one of `words`. */
+function pidsWith(...words: string[]): number[] {
+  return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).filter((pid) => {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      return words.every((word) => argv.includes(word));
+    } catch {
+      return false;
+    }
+  }).map(Number);
+}
+
+/** A chart with a workflow `name` whose steps use the namespace's registry. */
+function workflowNamed(name: string): { chart: Chart; workflow: OrasWorkflow } {
+  const chart = Testing.chart();
+  const workflow = new OrasWorkflow(chart, name, { name, registry: OrasRegistry.fromHost('oras:5000', { plainHttp: true }), runId: 'r1' });
+  return { chart, workflow };
 }
 
 function exists(address: string, reference: string): boolean {
@@ -63,8 +83,7 @@ describeOnNode('workflows on a Kubernetes node', (cluster: KubeCluster) => {
     });
 
     test('exit 3 fails the Job with 3 and pushes nothing; uploadOnFailure pushes to -failed; a consumer gives up after inputTimeout', async () => {
-      const chart = Testing.chart();
-      const workflow = new OrasWorkflow(chart, 'Fail', { name: 'fail', registry: OrasRegistry.fromHost('oras:5000', { plainHttp: true }), runId: 'r1' });
+      const { chart, workflow } = workflowNamed('fail');
       const failing = workflow.addStep('three', { image: NODE_IMAGES.busybox, command: ['sh', '-c', 'echo partial > /out/partial.txt; exit 3'], output: { path: '/out' } });
       const flagged = workflow.addStep('flagged', {
         image: NODE_IMAGES.busybox, command: ['sh', '-c', 'echo partial > /out/partial.txt; exit 4'], output: { path: '/out' }, uploadOnFailure: true,
@@ -88,12 +107,64 @@ describeOnNode('workflows on a Kubernetes node', (cluster: KubeCluster) => {
       expect(cluster.containerState(after, 'oras-pull').terminated.exitCode).toBe(1);
       expect(cluster.kubectlOk(['logs', '-n', namespace.name, after.metadata.name, '-c', 'oras-pull']))
         .toMatch(/input .*\/fail\/three:r1-output is not there: .*timed out after 10(\.0)? s.*The step that produces it may have failed/);
-      expect(cluster.containerState(after, 'main').waiting).toBeDefined();
+      // The main container started, waited for the inputs, and ended without running the command.
+      expect(cluster.containerState(after, 'main').terminated.exitCode).toBe(NOT_RUN_EXIT_CODE);
+      expect(cluster.kubectlOk(['logs', '-n', namespace.name, after.metadata.name, '-c', 'main']))
+        .toMatch(new RegExp('^oras-wrap: the command did not run: its inputs could not be pulled: input .*/fail/three:r1-output is not there: .*[^.]\\. '
+          + `The log of container oras-pull says more: kubectl logs ${after.metadata.name} -c oras-pull\n$`));
+    });
+
+    test('oras-pull killed without a word (SIGKILL): the command does not run, nothing is pushed, the pod ends within seconds', async () => {
+      const { chart, workflow } = workflowNamed('orphan');
+      const step = workflow.addStep('step', {
+        image: NODE_IMAGES.busybox,
+        command: ['sh', '-c', 'echo ran > /out/ran.txt'],
+        inputs: [{ artifact: OrasArtifact.fromReference('oras:5000/orphan/never:r1'), path: '/in', external: true }],
+        output: { path: '/out' },
+        inputTimeout: Duration.minutes(5),
+      });
+      cluster.apply({ objects: Testing.synth(chart), namespace: namespace.name });
+      // Kill oras-pull as the OOM killer would, once the main container waits for it.
+      const pid = await cluster.until('oras-pull to wait beside a running main container', 60_000, () => {
+        const [pod] = cluster.podsOfJob(namespace.name, 'orphan-step');
+        const pids = pidsWith('pull', 'oras:5000/orphan/never:r1=/oras-inputs/0');
+        return pod && cluster.containerState(pod, 'main')?.running && pids.length === 1 && pids[0];
+      });
+      const killedAt = Date.now();
+      process.kill(pid, 'SIGKILL');
+      expect(await cluster.jobOutcomes(namespace.name, ['orphan-step'], 60_000)).toEqual({ 'orphan-step': 'Failed' });
+      const [pod] = cluster.podsOfJob(namespace.name, 'orphan-step');
+      const terminated = (container: string) => cluster.containerState(pod, container).terminated;
+      expect([terminated('oras-pull').exitCode, terminated('main').exitCode, terminated('oras-push').exitCode]).toEqual([137, NOT_RUN_EXIT_CODE, 0]);
+      expect(Date.parse(terminated('oras-push').finishedAt) - killedAt).toBeLessThan(5_000);
+      expect(cluster.kubectlOk(['logs', '-n', namespace.name, pod.metadata.name, '-c', 'main']))
+        .toMatch(/^oras-wrap: the command did not run: oras-pull ended without pulling its inputs \(killed by SIGKILL, the OOM killer or the node\)/);
+      expect(cluster.kubectlOk(['logs', '-n', namespace.name, pod.metadata.name, '-c', 'oras-push']))
+        .toContain('the command did not run: oras-pull ended without pulling its inputs');
+      expect(exists(address, step.output.reference)).toBe(false);
+    });
+
+    test('the wrapper killed without a word (SIGKILL): oras-push sees its PID go and ends within seconds, pushing nothing', async () => {
+      const { chart, workflow } = workflowNamed('killed');
+      const step = workflow.addStep('step', { image: NODE_IMAGES.busybox, command: ['sh', '-c', 'sleep 300', 'wrapped-sleeper'], output: { path: '/out' } });
+      cluster.apply({ objects: Testing.synth(chart), namespace: namespace.name });
+      // The wrapper's argv holds its name and the command's; the command's own process has no 'oras-wrap'.
+      const pid = await cluster.until('the wrapper to run', 60_000, () => {
+        const pids = pidsWith('oras-wrap', 'wrapped-sleeper');
+        return pids.length === 1 && pids[0];
+      });
+      const killedAt = Date.now();
+      process.kill(pid, 'SIGKILL');
+      expect(await cluster.jobOutcomes(namespace.name, ['killed-step'], 60_000)).toEqual({ 'killed-step': 'Failed' });
+      const [pod] = cluster.podsOfJob(namespace.name, 'killed-step');
+      expect(Date.parse(cluster.containerState(pod, 'oras-push').terminated.finishedAt) - killedAt).toBeLessThan(5_000);
+      expect(cluster.kubectlOk(['logs', '-n', namespace.name, pod.metadata.name, '-c', 'oras-push']))
+        .toContain('the app container ended without reporting an exit code');
+      expect(exists(address, step.output.reference)).toBe(false);
     });
 
     test('a main container killed by the kernel for memory: the pod ends within seconds and nothing is pushed', async () => {
-      const chart = Testing.chart();
-      const workflow = new OrasWorkflow(chart, 'Oom', { name: 'oom', registry: OrasRegistry.fromHost('oras:5000', { plainHttp: true }), runId: 'r1' });
+      const { chart, workflow } = workflowNamed('oom');
       const step = workflow.addStep('victim', {
         image: NODE_IMAGES.busybox,
         // A shell variable that grows past the limit.
@@ -117,15 +188,16 @@ describeOnNode('workflows on a Kubernetes node', (cluster: KubeCluster) => {
       expect(exists(address, step.output.reference)).toBe(false);
     });
 
-    test('argv with spaces, quotes, $ and globs arrives unchanged', async () => {
+    test('argv with spaces, quotes, $ and globs arrives unchanged, under another uid than the runtime\'s', async () => {
       const argv = ['a b', 'it\'s', '"quoted"', '$HOME', '$(id)', '*', '', 'tab\there'];
-      const chart = Testing.chart();
-      const workflow = new OrasWorkflow(chart, 'Argv', { name: 'argv', registry: OrasRegistry.fromHost('oras:5000', { plainHttp: true }), runId: 'r1' });
+      const { chart, workflow } = workflowNamed('argv');
       const step = workflow.addStep('echo', {
         image: NODE_IMAGES.busybox,
         command: ['sh', '-c', 'for a in "$@"; do printf "<%s>\\n" "$a"; done > /out/argv.txt', 'argv0'],
         args: argv,
         output: { path: '/out' },
+        // The wrapper writes its state in the emptyDir that oras-push reads, whatever its uid.
+        security: { user: 1000, group: 1000 },
       });
       cluster.apply({ objects: Testing.synth(chart), namespace: namespace.name });
       expect(await cluster.jobOutcomes(namespace.name, ['argv-echo'], 120_000)).toEqual({ 'argv-echo': 'Complete' });

@@ -21,7 +21,6 @@ async function stepPull(args: string[]): Promise<number> {
     args,
     options: {
       ...STEP_OPTIONS,
-      'wrapper': { type: 'string' },
       'timeout': { type: 'string' },
       'input': { type: 'string', multiple: true },
       'max-unpacked-size': { type: 'string' },
@@ -36,7 +35,6 @@ async function stepPull(args: string[]): Promise<number> {
   if (values.debug) reporter.event('settings', { command: 'step pull', inputs, timeout: values.timeout, plainHttp: !!values['plain-http'], insecure: !!values.insecure });
   const settings = {
     state: required(values.state, '--state'),
-    wrapper: required(values.wrapper, '--wrapper'),
     timeoutMs: durationFlag(values.timeout, '--timeout', '10m'),
     maxUnpackedBytes: sizeFlag(values['max-unpacked-size'], '--max-unpacked-size'),
     inputs,
@@ -82,14 +80,15 @@ export const stepCommand: Command = {
   name: 'step',
   summary: 'what the containers injected into a step pod run',
   usage: [
-    'Usage: oras-runtime step pull --state <dir> --wrapper <file> --timeout <duration> [--input <ref>=<dir>]... [options]',
+    'Usage: oras-runtime step pull --state <dir> --timeout <duration> [--input <ref>=<dir>]... [options]',
     '                              [--max-unpacked-size <size>]',
     '       oras-runtime step push --state <dir> --dir <dir> --to <ref> [--failure-to <ref>] [--no-unpack]',
     '                              [--annotation k=v]... [--start-timeout <duration>] [options]',
     '',
-    'step pull (init container): installs the command wrapper, waits for each input until the deadline (--timeout)',
-    'and pulls it; SIGTERM removes what is staged before it exits.',
-    'step push (sidecar): waits for the command to end; pushes <dir> after exit code 0, or to --failure-to otherwise.',
+    'step pull (first container): waits for each input until the deadline (--timeout) and pulls it, then tells the',
+    'command wrapper in the state directory that the command may start (inputs.json) or why not (pull.failed);',
+    'SIGTERM removes what is staged before it exits.',
+    'step push (last container): waits for the command to end; pushes <dir> after exit code 0, or to --failure-to otherwise.',
     '',
     '  --debug                    log the resolved settings',
     REGISTRY_USAGE,

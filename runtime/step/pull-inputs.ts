@@ -1,8 +1,8 @@
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { PulledInput, StateFile } from './state';
-import { WRAPPER_SCRIPT } from './wrapper';
+import { mkdir } from 'node:fs/promises';
+import { PulledInput, writeStateFile } from './state';
+import { StateFile } from '../../src/wrapper';
 import { AuthError, TimeoutError } from '../oci/errors';
+import { printable } from '../oci/printable';
 import { Reporter } from '../oci/progress';
 import { pull } from '../oci/pull';
 import { parseReference, Reference } from '../oci/reference';
@@ -20,7 +20,6 @@ export interface StepInput {
 
 export interface PullInputsOptions {
   readonly state: string;
-  readonly wrapper: string;
   readonly timeoutMs: number;
   readonly inputs: StepInput[];
   readonly clientFor: (reference: Reference) => RegistryClient;
@@ -32,18 +31,27 @@ export interface PullInputsOptions {
 }
 
 /**
- * What the init container does: installs the wrapper, prepares the state
- * directory, then waits for each input (all within one deadline) and pulls
- * it by the digest it resolved to, so that a tag moved meanwhile cannot mix
- * two versions.
+ * What oras-pull does, beside the app container: leaves its PID in the state
+ * directory, waits for each input (all within one deadline) and pulls it by
+ * the digest it resolved to, so that a tag moved meanwhile cannot mix two
+ * versions. Then it writes `inputs.json`, which tells the wrapper that the
+ * command may start, or on failure `pull.failed` with the reason, which
+ * tells the wrapper and oras-push that it must not.
  */
 export async function pullInputs(options: PullInputsOptions): Promise<PulledInput[]> {
-  // The app may run as any user: it writes its PID and exit code here.
   await mkdir(options.state, { recursive: true });
-  await chmod(options.state, 0o777);
-  await mkdir(join(options.wrapper, '..'), { recursive: true });
-  await writeFile(options.wrapper, WRAPPER_SCRIPT, { mode: 0o755 });
+  await writeStateFile(options.state, StateFile.PULL_PID, `${process.pid}\n`);
+  try {
+    const pulled = await pullEach(options);
+    await writeStateFile(options.state, StateFile.INPUTS, JSON.stringify(pulled));
+    return pulled;
+  } catch (err) {
+    await writeStateFile(options.state, StateFile.PULL_FAILED, `${printable((err as Error).message)}\n`);
+    throw err;
+  }
+}
 
+async function pullEach(options: PullInputsOptions): Promise<PulledInput[]> {
   const deadline = Date.now() + options.timeoutMs;
   const pulled: PulledInput[] = [];
   for (const input of options.inputs) {
@@ -69,7 +77,6 @@ export async function pullInputs(options: PullInputsOptions): Promise<PulledInpu
       client.close();
     }
   }
-  await writeFile(join(options.state, StateFile.INPUTS), JSON.stringify(pulled));
   return pulled;
 }
 

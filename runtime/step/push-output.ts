@@ -1,40 +1,116 @@
+import { FSWatcher, watch } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { processExists, PulledInput, readNumber, StateFile } from './state';
+import { processExists, PulledInput, readLine, readNumber } from './state';
 import { PROVENANCE } from '../../src/injection';
+import { StateFile } from '../../src/wrapper';
+import { TimeoutError } from '../oci/errors';
+import { EMPTY_CONFIG } from '../oci/media-types';
 import { Reporter } from '../oci/progress';
 import { push, PushResult } from '../oci/push';
 import { parseReference, Reference } from '../oci/reference';
 import { RegistryClient } from '../oci/registry-client';
-import { sleep } from '../oci/retry';
+import { waitFor } from '../oci/wait';
 
+/** How often the state is read when nothing in it changes: notices a wrapper that died without a word. */
 const POLL_MS = 200;
 
+/**
+ * How long oras-push waits for the registry to answer at all before it pushes: the registry may
+ * still be starting, as when a workflow and its registry are applied at once.
+ */
+export const REGISTRY_WAIT_MS = 120_000;
+
 /** How the app container ended. */
-export type Outcome = { readonly exitCode: number } | { readonly died: string };
+export type Outcome =
+  | { readonly exitCode: number }
+  /** The wrapper ended without an exit code, or never started. */
+  | { readonly died: string }
+  /** The command did not run because its inputs are not there; the reason oras-pull or the wrapper gave. */
+  | { readonly notRun: string };
+
+/**
+ * Wakes a waiting oras-push as soon as something in the state directory
+ * changes (inotify works across the containers that share the emptyDir),
+ * and after `ms` otherwise. Without inotify it only polls.
+ */
+class StateChanges {
+  private readonly watcher?: FSWatcher;
+  private changed = false;
+  private wake?: () => void;
+
+  constructor(state: string) {
+    try {
+      this.watcher = watch(state, () => {
+        this.changed = true;
+        this.wake?.();
+      });
+      this.watcher.on('error', () => this.watcher?.close());
+    } catch {
+      // No inotify (or no watches left): polling alone still sees everything.
+    }
+  }
+
+  /** Resolves after `ms`, or at once when something changed since the last call. */
+  public next(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const finish = (error?: unknown) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', aborted);
+        this.wake = undefined;
+        this.changed = false;
+        if (error === undefined) resolve(); else reject(error);
+      };
+      const aborted = () => finish(signal!.reason);
+      const timer = setTimeout(() => finish(), this.changed ? 0 : ms);
+      this.wake = () => finish();
+      signal?.addEventListener('abort', aborted, { once: true });
+    });
+  }
+
+  public close(): void {
+    this.watcher?.close();
+  }
+}
+
+/** What the state directory says now: an outcome, or undefined while the command may still run. */
+async function settled(state: string): Promise<Outcome | undefined> {
+  const exitCode = await readNumber(state, StateFile.EXIT_CODE);
+  if (exitCode !== undefined) return { exitCode };
+  const failed = await readLine(state, StateFile.PULL_FAILED);
+  if (failed !== undefined) return { notRun: failed };
+  return undefined;
+}
 
 /**
  * Waits for the wrapper in the app container: first for its PID (up to
- * `startTimeoutMs`), then for its exit code. A wrapper that disappears without
- * writing one (SIGKILL, OOM kill of the whole container) ends the wait at once.
+ * `startTimeoutMs`), then for its exit code, woken by changes in the state
+ * directory. A wrapper that disappears without writing one (SIGKILL, OOM kill
+ * of the whole container) ends the wait within POLL_MS; inputs that could not
+ * be pulled end it at once.
  */
 export async function awaitOutcome(state: string, startTimeoutMs: number, signal?: AbortSignal): Promise<Outcome> {
   const startDeadline = Date.now() + startTimeoutMs;
-  let pid: number | undefined;
-  for (;;) {
-    const exitCode = await readNumber(state, StateFile.EXIT_CODE);
-    if (exitCode !== undefined) return { exitCode };
-    pid ??= await readNumber(state, StateFile.WRAPPER_PID);
-    if (pid === undefined && Date.now() > startDeadline) {
-      return { died: `the app container did not start within ${Math.round(startTimeoutMs / 1000)} s` };
+  const changes = new StateChanges(state);
+  try {
+    let pid: number | undefined;
+    for (;;) {
+      const outcome = await settled(state);
+      if (outcome) return outcome;
+      pid ??= await readNumber(state, StateFile.WRAPPER_PID);
+      if (pid === undefined && Date.now() > startDeadline) {
+        return { died: `the app container did not start within ${Math.round(startTimeoutMs / 1000)} s` };
+      }
+      if (pid !== undefined && !processExists(pid)) {
+        // It may have written its exit code just before it ended.
+        return await settled(state)
+          ?? { died: 'the app container ended without reporting an exit code (killed by SIGKILL, the OOM killer or the node)' };
+      }
+      await changes.next(POLL_MS, signal);
     }
-    if (pid !== undefined && !processExists(pid)) {
-      // It may have written its exit code just before it ended.
-      const last = await readNumber(state, StateFile.EXIT_CODE);
-      if (last !== undefined) return { exitCode: last };
-      return { died: 'the app container ended without reporting an exit code (killed by SIGKILL, the OOM killer or the node)' };
-    }
-    await sleep(POLL_MS, signal);
+  } finally {
+    changes.close();
   }
 }
 
@@ -46,6 +122,8 @@ export interface PushOutputOptions {
   readonly unpack: boolean;
   readonly annotations: Record<string, string>;
   readonly startTimeoutMs: number;
+  /** How long to wait for the registry to answer at all (default REGISTRY_WAIT_MS). */
+  readonly registryWaitMs?: number;
   readonly clientFor: (reference: Reference) => RegistryClient;
   readonly reporter: Reporter;
   /** Cancels waiting and pushing (SIGTERM). */
@@ -62,6 +140,10 @@ export async function pushOutput(options: PushOutputOptions): Promise<number> {
   if ('died' in outcome) {
     options.reporter.event('not-pushed', { message: `${outcome.died}; nothing is pushed` });
     return 1;
+  }
+  if ('notRun' in outcome) {
+    options.reporter.event('not-pushed', { message: `the command did not run: ${outcome.notRun}; nothing is pushed` });
+    return 0;
   }
   const target = outcome.exitCode === 0 ? options.to : options.failureTo;
   if (!target) {
@@ -80,6 +162,14 @@ async function pushDirectory(options: PushOutputOptions, reference: Reference, e
     .catch(() => [] as PulledInput[]);
   const client = options.clientFor(reference);
   try {
+    await waitFor((signal) => client.hasBlob(reference.repository, EMPTY_CONFIG.digest, 'push', { signal }), {
+      timeoutMs: options.registryWaitMs ?? REGISTRY_WAIT_MS,
+      maxDelayMs: 2_000,
+      onRetry: (message) => options.reporter.event('waiting', { reference: reference.text, message }),
+      signal: options.signal,
+    }).catch((err: Error) => {
+      throw err instanceof TimeoutError ? new Error(`the registry of ${reference.text} does not answer: ${err.message}`, { cause: err }) : err;
+    });
     return await push(client, reference, entries.map((path) => ({ path })), {
       cwd: options.dir,
       unpack: options.unpack,

@@ -1,22 +1,32 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-/** Files the init container, the wrapper and oras-push share in the state directory. */
-export const StateFile = {
-  WRAPPER_PID: 'wrapper.pid',
-  EXIT_CODE: 'exit-code',
-  INPUTS: 'inputs.json',
-} as const;
-
-/** A whole decimal line, or undefined while the file is missing or still being written. */
-export async function readNumber(state: string, file: string): Promise<number | undefined> {
+/** A state file's text, or undefined while it is missing. */
+async function readStateFile(state: string, file: string): Promise<string | undefined> {
   try {
-    const match = /^(\d+)\n$/.exec(await readFile(join(state, file), 'utf8'));
-    return match ? Number(match[1]) : undefined;
+    return await readFile(join(state, file), 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
+}
+
+/** A whole decimal line, or undefined while the file is missing or still being written. */
+export async function readNumber(state: string, file: string): Promise<number | undefined> {
+  const match = /^(\d+)\n$/.exec(await readStateFile(state, file) ?? '');
+  return match ? Number(match[1]) : undefined;
+}
+
+/** The first line of a state file, or undefined while it is missing. */
+export async function readLine(state: string, file: string): Promise<string | undefined> {
+  return (await readStateFile(state, file))?.split('\n')[0];
+}
+
+/** Writes a state file whole: under a temporary name first, so that a reader in another container never sees half of it. */
+export async function writeStateFile(state: string, file: string, text: string): Promise<void> {
+  const staged = join(state, `.${file}.${process.pid}`);
+  await writeFile(staged, text);
+  await rename(staged, join(state, file));
 }
 
 /** Whether a process of the pod (shared process namespace) still exists. */

@@ -25,6 +25,8 @@ export interface PodUnderReview {
   readonly spec: unknown;
   /** Where the pod spec is, as a JSON pointer for the patch and as a field for messages. */
   readonly pointer: '/spec' | '/spec/template/spec';
+  /** Where the pod's own metadata is (a Job's template may have none), and its annotations when it has any. */
+  readonly metadata: { readonly pointer: '/metadata' | '/spec/template/metadata'; readonly exists: boolean; readonly annotations?: Record<string, string> };
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -97,7 +99,15 @@ export function readPod(request: AdmissionRequest): PodUnderReview {
   metadata(object.metadata, 'metadata');
   const own = object.metadata as Metadata;
   const name = own?.name ?? own?.generateName ?? '';
-  if (request.kind === 'Pod') return { name, annotations: { ...own?.annotations }, spec: object.spec, pointer: '/spec' };
+  if (request.kind === 'Pod') {
+    return {
+      name,
+      annotations: { ...own?.annotations },
+      spec: object.spec,
+      pointer: '/spec',
+      metadata: { pointer: '/metadata', exists: own !== undefined && own !== null, annotations: own?.annotations },
+    };
+  }
 
   optional(objectWith({ template: optional(objectWith({ metadata })) }))(object.spec, 'spec');
   const template = (object.spec as { template?: { metadata?: Metadata; spec?: unknown } } | undefined)?.template;
@@ -106,6 +116,7 @@ export function readPod(request: AdmissionRequest): PodUnderReview {
     annotations: { ...template?.metadata?.annotations, ...own?.annotations },
     spec: template?.spec,
     pointer: '/spec/template/spec',
+    metadata: { pointer: '/spec/template/metadata', exists: template?.metadata !== undefined && template.metadata !== null, annotations: template?.metadata?.annotations },
   };
 }
 

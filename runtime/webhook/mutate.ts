@@ -1,7 +1,7 @@
-import { AdmissionRequest, decodeReview, MalformedObject, MalformedReview, podSpec, readPod } from './admission-request';
+import { AdmissionRequest, decodeReview, MalformedObject, MalformedReview, podSpec, PodUnderReview, readPod } from './admission-request';
 import { AnnotationError, PREFIX, settingsFromAnnotations, WebhookDefaults, wantsOras } from './annotations';
 import { admissionReview, AdmissionResponse, allowed, denied, errored, PatchOperation, patched } from './responses';
-import { injectOras, InjectionError, InjectionSetting, isInjected, PROVENANCE } from '../../src/injection';
+import { DEFAULT_CONTAINER_ANNOTATION, injectOras, InjectionError, InjectionSetting, isInjected, PROVENANCE } from '../../src/injection';
 
 export type ReviewOutcome = 'patched' | 'unchanged' | 'denied';
 
@@ -41,6 +41,15 @@ export function diffTopLevel(base: string, before: Record<string, unknown>, afte
   return ops;
 }
 
+/** Names the app container as kubectl's default (oras-pull comes first), unless the pod names one already. */
+function defaultContainer(pod: PodUnderReview, app: string): PatchOperation[] {
+  const { pointer, exists, annotations } = pod.metadata;
+  if (annotations?.[DEFAULT_CONTAINER_ANNOTATION] !== undefined) return [];
+  if (!exists) return [{ op: 'add', path: pointer, value: { annotations: { [DEFAULT_CONTAINER_ANNOTATION]: app } } }];
+  if (!annotations) return [{ op: 'add', path: `${pointer}/annotations`, value: { [DEFAULT_CONTAINER_ANNOTATION]: app } }];
+  return [{ op: 'add', path: `${pointer}/annotations/${escapePointer(DEFAULT_CONTAINER_ANNOTATION)}`, value: app }];
+}
+
 /**
  * The handler: prepares an annotated Pod, or the pod template of an
  * annotated Job (the Job's annotations apply to its template), with the same
@@ -63,7 +72,7 @@ export function handle(request: AdmissionRequest, defaults: WebhookDefaults): Ad
         annotations: { [PROVENANCE.STEP]: pod.name, ...(app.image ? { [PROVENANCE.IMAGE]: app.image } : {}), ...settings.output.annotations },
       },
     });
-    return patched(diffTopLevel(pod.pointer, spec, prepared));
+    return patched([...diffTopLevel(pod.pointer, spec, prepared), ...defaultContainer(pod, app.name)]);
   } catch (err) {
     if (err instanceof MalformedObject) return denied(`this ${request.kind} cannot be read: ${err.message}; fix that field`);
     if (err instanceof AnnotationError) return denied(err.message);

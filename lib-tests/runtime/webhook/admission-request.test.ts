@@ -20,7 +20,13 @@ describe('reading an AdmissionReview', () => {
       spec: { template: { metadata: { annotations: annotations({ 'oras-cache': 'template', 'debug': 'true' }) }, spec: { containers: [] } } },
     };
     const pod = readPod(decodeReview(reviewOf(job)));
-    expect(pod).toEqual({ name: 'j', annotations: annotations({ 'oras-cache': 'job', 'debug': 'true' }), spec: { containers: [] }, pointer: '/spec/template/spec' });
+    expect(pod).toEqual({
+      name: 'j',
+      annotations: annotations({ 'oras-cache': 'job', 'debug': 'true' }),
+      spec: { containers: [] },
+      pointer: '/spec/template/spec',
+      metadata: { pointer: '/spec/template/metadata', exists: true, annotations: annotations({ 'oras-cache': 'template', 'debug': 'true' }) },
+    });
     expect(podSpec(pod)).toEqual({ containers: [] });
   });
 

@@ -38,18 +38,23 @@ describe('the admission handler', () => {
   });
 
   test('an oras-cache with insecure speaks HTTPS: insecure alone is no conflict', () => {
-    const patched = prepare(annotatedPod({ ...cache, insecure: 'true' }));
-    expect(patched.spec.initContainers[0].args).toContain('--insecure');
-    expect(patched.spec.initContainers[0].args).not.toContain('--plain-http');
+    const patched = prepare(annotatedPod({ ...cache, 'insecure': 'true', 'input-uri': 'a/b:1', 'input-path': '/in' }));
+    expect(patched.spec.containers[0].name).toBe('oras-pull');
+    expect(patched.spec.containers[0].args).toContain('--insecure');
+    expect(patched.spec.containers[0].args).not.toContain('--plain-http');
   });
 
   test.each([
     ['a user init container named oras-pull', { initContainers: [{ name: 'oras-pull', image: 'busybox:1', command: ['true'] }] }, /container name "oras-pull" is reserved for cdk8s-oras; rename that container/],
+    ['a user container named oras-pull', { containers: [{ name: 'app', command: ['x'], workingDir: '/w' }, { name: 'oras-pull', command: ['y'] }] }, /container name "oras-pull" is reserved/],
     ['a user container named oras-push', { containers: [{ name: 'app', command: ['x'], workingDir: '/w' }, { name: 'oras-push', command: ['y'] }] }, /container name "oras-push" is reserved/],
     ['a user volume named oras-runtime', { volumes: [{ name: 'oras-runtime', emptyDir: {} }] }, /volume name "oras-runtime" uses the prefix "oras-", which cdk8s-oras reserves; rename it/],
-    ['an oras-pull init container with our arguments but no wrapped command',
+    ['an oras-pull container with our arguments but no wrapped command',
       {
-        initContainers: [{ name: 'oras-pull', args: ['step', 'pull', '--state', '/oras/state', '--wrapper', '/oras/bin/oras-wrap'], volumeMounts: [{ name: 'oras-runtime', mountPath: '/oras' }] }],
+        containers: [
+          { name: 'oras-pull', args: ['step', 'pull', '--state', '/oras/state', '--timeout', '60s'], volumeMounts: [{ name: 'oras-runtime', mountPath: '/oras/state' }] },
+          { name: 'app', command: ['x'], workingDir: '/w' },
+        ],
         volumes: [{ name: 'oras-runtime', emptyDir: {} }],
       }, /container name "oras-pull" is reserved/],
   ])('denies %s that is not our prepared pod', (_name, spec, message) => {
@@ -60,13 +65,46 @@ describe('the admission handler', () => {
   });
 
   test('a prepared pod passes unchanged, also after other webhooks added an init container and env', () => {
-    const prepared = prepare(annotatedPod(cache));
+    const prepared = prepare(annotatedPod({ ...cache, 'input-uri': 'a/b:1', 'input-path': '/in' }));
     expect(answer(prepared).response).toEqual({ uid: 'u-1', allowed: true });
     const spec = prepared.spec;
-    spec.initContainers.unshift({ name: 'istio-init', image: 'istio/proxyv2:1', command: ['x'] });
+    spec.initContainers = [{ name: 'istio-init', image: 'istio/proxyv2:1', command: ['x'] }];
     spec.containers.forEach((c: any) => { c.env = [...(c.env ?? []), { name: 'INJECTED', value: '1' }]; });
-    spec.initContainers[1].image = 'mirror.example.com/oras-runtime:9.9.9';
+    spec.containers[0].image = 'mirror.example.com/oras-runtime:9.9.9';
     expect(answer(prepared).response).toEqual({ uid: 'u-1', allowed: true });
+  });
+
+  test('a pod an earlier version prepared (an init container installed the wrapper) passes unchanged', () => {
+    const legacy = annotatedPod(cache, {
+      initContainers: [{
+        name: 'oras-pull',
+        image: 'ghcr.io/cdk8s-oras/oras-runtime:0.1.0',
+        args: ['step', 'pull', '--state', '/oras/state', '--wrapper', '/oras/bin/oras-wrap'],
+        volumeMounts: [{ name: 'oras-runtime', mountPath: '/oras' }],
+      }],
+      containers: [{ name: 'app', image: 'busybox:1', command: ['/bin/sh', '/oras/bin/oras-wrap', '--state', '/oras/state', '--', 'true'], volumeMounts: [{ name: 'oras-runtime', mountPath: '/oras' }] }],
+      volumes: [{ name: 'oras-runtime', emptyDir: {} }],
+    });
+    expect(answer(legacy).response).toEqual({ uid: 'u-1', allowed: true });
+  });
+
+  test('kubectl\'s default container becomes the app (oras-pull comes first), unless the pod names one', () => {
+    const values = { ...cache, 'input-uri': 'a/b:1', 'input-path': '/in' };
+    const pod = annotatedPod(values);
+    const prepared = prepare(pod);
+    expect(prepared.spec.containers.map((c: any) => c.name)).toEqual(['oras-pull', pod.spec.containers[0].name, 'oras-push']);
+    expect(prepared.metadata.annotations['kubectl.kubernetes.io/default-container']).toBe(pod.spec.containers[0].name);
+    const named = annotatedPod(values);
+    (named.metadata.annotations as any)['kubectl.kubernetes.io/default-container'] = 'sidecar';
+    expect(prepare(named).metadata.annotations['kubectl.kubernetes.io/default-container']).toBe('sidecar');
+
+    const template = { spec: { restartPolicy: 'Never', containers: [{ name: 'app', image: 'busybox:1', command: ['true'], workingDir: '/w' }] } };
+    const job = (metadata?: object) => ({
+      apiVersion: 'batch/v1', kind: 'Job', metadata: { name: 'j', annotations: pod.metadata.annotations }, spec: { template: { ...template, ...(metadata ? { metadata } : {}) } },
+    });
+    expect(prepare(job()).spec.template.metadata).toEqual({ annotations: { 'kubectl.kubernetes.io/default-container': 'app' } });
+    expect(prepare(job({ labels: { a: 'b' } })).spec.template.metadata).toEqual({ labels: { a: 'b' }, annotations: { 'kubectl.kubernetes.io/default-container': 'app' } });
+    expect(prepare(job({ annotations: { x: 'y' } })).spec.template.metadata.annotations).toEqual({ 'x': 'y', 'kubectl.kubernetes.io/default-container': 'app' });
   });
 
   test.each([

@@ -3,6 +3,7 @@ import { Operation } from 'fast-json-patch';
 import { annotatedPod, eventually, LocalWebhook, reviewOf } from './local-webhook';
 import { PREFIX } from '../../../runtime/webhook/annotations';
 import { OrasArtifact, OrasRegistry, OrasRuntimeImage, OrasWorkflow } from '../../../src';
+import { WRAPPER_SCRIPT_IN_SPEC } from '../../../src/wrapper';
 import { expectValidKubernetes } from '../../util/kubernetes-schema';
 import { describeWithPeers } from '../../util/peers';
 import { RunningWebhook, WEBHOOK_RUNTIME_IMAGE as RUNTIME_IMAGE } from '../../util/webhook';
@@ -24,7 +25,7 @@ describeWithPeers(['openssl'], 'oras-runtime webhook over real HTTPS', () => {
     expect(response.allowed).toBe(true);
     expect(response.patchType).toBe('JSONPatch');
     expectValidKubernetes([patched]);
-    expect(patched.spec.initContainers[0].name).toBe('oras-pull');
+    expect(patched.spec.initContainers).toBeUndefined();
     expect(patched.spec.containers.map((c: any) => c.name)).toEqual(['app', 'oras-push']);
     expect(patched.spec.containers[1].args).toEqual(expect.arrayContaining(['--to', 'orascache:5000/dinosaur/date:one', '--plain-http']));
     expect(patched.spec.containers[1].image).toBe(RUNTIME_IMAGE);
@@ -41,7 +42,8 @@ describeWithPeers(['openssl'], 'oras-runtime webhook over real HTTPS', () => {
       output: { path: '/out', repository: 'data/y', tag: 'v2' },
       outputPipe: 'log.txt',
     });
-    const synthesized = Testing.synth(chart).find((m) => m.kind === 'Job').spec.template.spec;
+    const template = Testing.synth(chart).find((m) => m.kind === 'Job').spec.template;
+    const synthesized = template.spec;
     const { patched } = await webhook.admit('Pod', {
       apiVersion: 'v1',
       kind: 'Pod',
@@ -63,6 +65,8 @@ describeWithPeers(['openssl'], 'oras-runtime webhook over real HTTPS', () => {
       spec: step._basePodSpec(),
     });
     expect(patched.spec).toEqual(synthesized);
+    expect(synthesized.containers.map((c: any) => c.name)).toEqual(['oras-pull', 'main', 'oras-push']);
+    expect(patched.metadata.annotations['kubectl.kubernetes.io/default-container']).toBe(template.metadata.annotations['kubectl.kubernetes.io/default-container']);
   });
 
   test('a Job\'s annotations apply to its pod template, with output-pipe', async () => {
@@ -74,9 +78,10 @@ describeWithPeers(['openssl'], 'oras-runtime webhook over real HTTPS', () => {
     };
     const { response, patched, patch } = await webhook.admit('Job', job);
     expect(response.allowed).toBe(true);
-    expect(patch.every((op: Operation) => op.path.startsWith('/spec/template/spec/'))).toBe(true);
+    expect(patch.every((op: Operation) => op.path.startsWith('/spec/template/'))).toBe(true);
     expectValidKubernetes([patched]);
-    expect(patched.spec.template.spec.containers[0].command).toEqual(['/bin/sh', '/oras/bin/oras-wrap', '--state', '/oras/state', '--stdout', '/data/stdout.txt', '--', 'echo', 'hi']);
+    expect(patched.spec.template.spec.containers[0].command)
+      .toEqual(['/bin/sh', '-c', WRAPPER_SCRIPT_IN_SPEC, 'oras-wrap', '--state', '/oras/state', '--stdout', '/data/stdout.txt', '--', 'echo', 'hi']);
   });
 
   test('idempotent: a prepared object and an object without ORAS annotations pass unchanged', async () => {

@@ -1,0 +1,124 @@
+import { spawn } from 'child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { Reporter, SilentReporter } from '../../../runtime/oci/progress';
+import { parseReference } from '../../../runtime/oci/reference';
+import { RegistryClient } from '../../../runtime/oci/registry-client';
+import { awaitOutcome, pushOutput, PushOutputOptions } from '../../../runtime/step/push-output';
+import { StateFile } from '../../../src/wrapper';
+import { Distribution } from '../../util/distribution';
+import { FaultProxy } from '../../util/fault-proxy';
+import { describeWithPeers } from '../../util/peers';
+
+/** Events a reporter received, by name. */
+function recorder(): Reporter & { events: Array<[string, Record<string, unknown>]> } {
+  const events: Array<[string, Record<string, unknown>]> = [];
+  const silent = new SilentReporter();
+  return { events, event: (name, fields) => events.push([name, fields]), track: () => silent.track() };
+}
+
+describe('step push: waiting for the outcome', () => {
+  let state: string;
+  beforeEach(() => { state = mkdtempSync(join(tmpdir(), 'oras-push-')); });
+  afterEach(() => rmSync(state, { recursive: true, force: true }));
+  const write = (file: string, text: string) => writeFileSync(join(state, file), text);
+
+  test('the exit code is seen as it is written (inotify), not at the next poll', async () => {
+    write(StateFile.WRAPPER_PID, `${process.pid}\n`);
+    let writtenAt = 0;
+    // Just after a poll: polling alone would notice it about 200 ms later.
+    setTimeout(() => { write(StateFile.EXIT_CODE, '0\n'); writtenAt = Date.now(); }, 230);
+    expect(await awaitOutcome(state, 5000)).toEqual({ exitCode: 0 });
+    expect(Date.now() - writtenAt).toBeLessThan(100);
+  });
+
+  test('inputs that could not be pulled: the command did not run, and nothing is pushed', async () => {
+    setTimeout(() => write(StateFile.PULL_FAILED, 'input r/a:1 is not there: waiting timed out after 10 s\n'), 50);
+    expect(await awaitOutcome(state, 5000)).toEqual({ notRun: 'input r/a:1 is not there: waiting timed out after 10 s' });
+    const reporter = recorder();
+    const clientFor = () => { throw new Error('no registry is needed'); };
+    const code = await pushOutput({ state, dir: state, to: 'r/o:1', failureTo: 'r/o:1-failed', unpack: true, annotations: {}, startTimeoutMs: 5000, clientFor, reporter });
+    expect(code).toBe(0);
+    expect(reporter.events).toEqual([['not-pushed', {
+      message: 'the command did not run: input r/a:1 is not there: waiting timed out after 10 s; nothing is pushed',
+    }]]);
+  });
+
+  test('a wrapper that ends without an exit code ends the wait', async () => {
+    const wrapper = spawn('/bin/sleep', ['30'], { stdio: 'ignore' });
+    write(StateFile.WRAPPER_PID, `${wrapper.pid}\n`);
+    setTimeout(() => wrapper.kill('SIGKILL'), 100);
+    expect(await awaitOutcome(state, 5000)).toEqual({ died: expect.stringMatching(/ended without reporting an exit code/) });
+  });
+
+  test('a wrapper that writes its exit code and ends at once: the code counts', async () => {
+    write(StateFile.WRAPPER_PID, '999999999\n');
+    write(StateFile.EXIT_CODE, '3\n');
+    expect(await awaitOutcome(state, 5000)).toEqual({ exitCode: 3 });
+  });
+
+  test('no wrapper within the start timeout', async () => {
+    expect(await awaitOutcome(state, 300)).toEqual({ died: 'the app container did not start within 0 s' });
+  });
+
+  test('SIGTERM (the abort signal) ends the wait', async () => {
+    write(StateFile.WRAPPER_PID, `${process.pid}\n`);
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error('SIGTERM received')), 100);
+    await expect(awaitOutcome(state, 5000, controller.signal)).rejects.toThrow('SIGTERM received');
+  });
+});
+
+describeWithPeers(['docker-registry'], 'step push: a registry that is still starting', () => {
+  let registry: Distribution;
+  let proxy: FaultProxy;
+  let scratch: string;
+  beforeAll(async () => { registry = await Distribution.start(); });
+  afterAll(async () => registry.stop());
+  beforeEach(async () => {
+    scratch = mkdtempSync(join(tmpdir(), 'oras-push-'));
+    mkdirSync(join(scratch, 'state'));
+    mkdirSync(join(scratch, 'out'));
+    writeFileSync(join(scratch, 'out', 'a.txt'), 'alpha');
+    writeFileSync(join(scratch, 'state', StateFile.EXIT_CODE), '0\n');
+  });
+  afterEach(async () => {
+    await proxy.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  /** Pushes through a proxy that drops every connection for `downMs`, as a Service without endpoints refuses them. */
+  async function pushWhileDown(downMs: number, options: Partial<PushOutputOptions> = {}) {
+    const upAt = Date.now() + downMs;
+    proxy = await FaultProxy.start(registry.host, () => (Date.now() < upAt ? { kind: 'drop' } : undefined));
+    const reporter = recorder();
+    const run = pushOutput({
+      state: join(scratch, 'state'),
+      dir: join(scratch, 'out'),
+      to: `${proxy.host}/step/out:v1`,
+      unpack: true,
+      annotations: {},
+      startTimeoutMs: 5000,
+      clientFor: (ref) => new RegistryClient(ref.registry, { plainHttp: true, retryBaseMs: 5 }),
+      reporter,
+      ...options,
+    });
+    return { reporter, run };
+  }
+
+  test('it waits for the registry beyond the client\'s own retries, then pushes', async () => {
+    const { reporter, run } = await pushWhileDown(3000);
+    expect(await run).toBe(0);
+    expect(reporter.events.some(([name, fields]) => name === 'waiting' && /ECONNRESET|socket hang up/.test(String(fields.message)))).toBe(true);
+    const client = new RegistryClient(registry.host, { plainHttp: true });
+    const ref = parseReference(`${registry.host}/step/out:v1`);
+    const resolved = client.resolve(ref.repository, ref.manifestReference).finally(() => client.close());
+    await expect(resolved).resolves.toMatchObject({ mediaType: expect.any(String) });
+  });
+
+  test('a registry that never answers fails the push at the deadline, saying so', async () => {
+    const { run } = await pushWhileDown(60_000, { registryWaitMs: 1000 });
+    await expect(run).rejects.toThrow(/^the registry of 127\.0\.0\.1:\d+\/step\/out:v1 does not answer: waiting timed out after 1(\.0)? s; the last answer was: /);
+  });
+});
