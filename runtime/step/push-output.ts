@@ -136,40 +136,75 @@ export interface PushOutputOptions {
  * another code, when one is set). Resolves to the process exit code.
  */
 export async function pushOutput(options: PushOutputOptions): Promise<number> {
-  const outcome = await awaitOutcome(options.state, options.startTimeoutMs, options.signal);
-  if ('died' in outcome) {
-    options.reporter.event('not-pushed', { message: `${outcome.died}; nothing is pushed` });
-    return 1;
-  }
-  if ('notRun' in outcome) {
-    options.reporter.event('not-pushed', { message: `the command did not run: ${outcome.notRun}; nothing is pushed` });
+  // Reach the registry while the command runs: the push after it then starts on a warm connection.
+  const warm = new AbortController();
+  const early = warmUp(options, AbortSignal.any([warm.signal, ...(options.signal ? [options.signal] : [])]));
+  try {
+    const outcome = await awaitOutcome(options.state, options.startTimeoutMs, options.signal);
+    if ('died' in outcome) {
+      options.reporter.event('not-pushed', { message: `${outcome.died}; nothing is pushed` });
+      return 1;
+    }
+    if ('notRun' in outcome) {
+      options.reporter.event('not-pushed', { message: `the command did not run: ${outcome.notRun}; nothing is pushed` });
+      return 0;
+    }
+    const target = outcome.exitCode === 0 ? options.to : options.failureTo;
+    if (!target) {
+      options.reporter.event('not-pushed', { exitCode: outcome.exitCode, message: `the command exited ${outcome.exitCode}; nothing is pushed` });
+      return 0;
+    }
+    const reference = parseReference(target);
+    // The early check may have given up while the command ran; then the registry gets a wait of its own.
+    const warmed = early && reference.registry === early.reference.registry && await early.answered === undefined ? early : undefined;
+    const result = await pushDirectory(options, reference, warmed ?? registryCheck(options, reference, options.signal), outcome.exitCode);
+    options.reporter.event('output', { reference: target, digest: result.digest, exitCode: outcome.exitCode });
     return 0;
+  } finally {
+    warm.abort();
+    early?.client.close();
   }
-  const target = outcome.exitCode === 0 ? options.to : options.failureTo;
-  if (!target) {
-    options.reporter.event('not-pushed', { exitCode: outcome.exitCode, message: `the command exited ${outcome.exitCode}; nothing is pushed` });
-    return 0;
-  }
-  const result = await pushDirectory(options, parseReference(target), outcome.exitCode);
-  options.reporter.event('output', { reference: target, digest: result.digest, exitCode: outcome.exitCode });
-  return 0;
 }
 
-async function pushDirectory(options: PushOutputOptions, reference: Reference, exitCode: number): Promise<PushResult> {
+/** The check of the registry pushed to after exit code 0; none when the settings are wrong (the push reports that). */
+function warmUp(options: PushOutputOptions, signal: AbortSignal): RegistryCheck | undefined {
+  const likely = options.to ?? options.failureTo;
+  try {
+    return likely ? registryCheck(options, parseReference(likely), signal) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A client for a reference's registry, and the wait until that registry answers (settled, so never unhandled). */
+interface RegistryCheck {
+  readonly reference: Reference;
+  readonly client: RegistryClient;
+  readonly answered: Promise<Error | undefined>;
+}
+
+function registryCheck(options: PushOutputOptions, reference: Reference, signal?: AbortSignal): RegistryCheck {
+  const client = options.clientFor(reference);
+  const answered = waitFor((s) => client.hasBlob(reference.repository, EMPTY_CONFIG.digest, 'push', { signal: s }), {
+    timeoutMs: options.registryWaitMs ?? REGISTRY_WAIT_MS,
+    maxDelayMs: 2_000,
+    onRetry: (message) => options.reporter.event('waiting', { reference: reference.text, message }),
+    signal,
+  }).then(() => undefined, (err: Error) => (err instanceof TimeoutError
+    ? new Error(`the registry of ${reference.text} does not answer: ${err.message}`, { cause: err })
+    : err));
+  return { reference, client, answered };
+}
+
+async function pushDirectory(options: PushOutputOptions, reference: Reference, check: RegistryCheck, exitCode: number): Promise<PushResult> {
+  const { client } = check;
   const entries = (await readdir(options.dir)).sort();
   const inputs = await readFile(join(options.state, StateFile.INPUTS), 'utf8')
     .then((text) => JSON.parse(text) as PulledInput[])
     .catch(() => [] as PulledInput[]);
-  const client = options.clientFor(reference);
   try {
-    await waitFor((signal) => client.hasBlob(reference.repository, EMPTY_CONFIG.digest, 'push', { signal }), {
-      timeoutMs: options.registryWaitMs ?? REGISTRY_WAIT_MS,
-      maxDelayMs: 2_000,
-      onRetry: (message) => options.reporter.event('waiting', { reference: reference.text, message }),
-      signal: options.signal,
-    }).catch((err: Error) => {
-      throw err instanceof TimeoutError ? new Error(`the registry of ${reference.text} does not answer: ${err.message}`, { cause: err }) : err;
-    });
+    const failed = await check.answered;
+    if (failed) throw failed;
     return await push(client, reference, entries.map((path) => ({ path })), {
       cwd: options.dir,
       unpack: options.unpack,

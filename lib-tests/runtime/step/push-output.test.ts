@@ -117,6 +117,33 @@ describeWithPeers(['docker-registry'], 'step push: a registry that is still star
     await expect(resolved).resolves.toMatchObject({ mediaType: expect.any(String) });
   });
 
+  /** Leaves the command running (this process stands for the wrapper) until `end()` writes its exit code. */
+  function commandRunning(): { end: () => void } {
+    const stateDir = join(scratch, 'state');
+    rmSync(join(stateDir, StateFile.EXIT_CODE));
+    writeFileSync(join(stateDir, StateFile.WRAPPER_PID), `${process.pid}\n`);
+    return { end: () => writeFileSync(join(stateDir, StateFile.EXIT_CODE), '0\n') };
+  }
+
+  test('the registry is reached while the command runs, so the push after it starts on a warm connection', async () => {
+    const command = commandRunning();
+    const { run } = await pushWhileDown(0);
+    const blobCheck = '/v2/step/out/blobs/sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a';
+    const deadline = Date.now() + 5000;
+    while (!proxy.requests.some((r) => r.method === 'HEAD' && r.path === blobCheck) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(proxy.requests.map((r) => `${r.method} ${r.path}`)).toEqual([`HEAD ${blobCheck}`]);
+    command.end();
+    expect(await run).toBe(0);
+    expect(proxy.requests.filter((r) => r.method === 'PUT' && r.path.startsWith('/v2/step/out/manifests/'))).toHaveLength(1);
+  });
+
+  test('a check that gave up while the command ran does not fail the push: the registry gets a wait of its own', async () => {
+    const command = commandRunning();
+    const { run } = await pushWhileDown(1500, { registryWaitMs: 1000 });
+    setTimeout(() => command.end(), 2000);
+    expect(await run).toBe(0);
+  });
+
   test('a registry that never answers fails the push at the deadline, saying so', async () => {
     const { run } = await pushWhileDown(60_000, { registryWaitMs: 1000 });
     await expect(run).rejects.toThrow(/^the registry of 127\.0\.0\.1:\d+\/step\/out:v1 does not answer: waiting timed out after 1(\.0)? s; the last answer was: /);
