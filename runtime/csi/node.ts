@@ -12,9 +12,8 @@ import {
   asDiskFull, AuthError, CancelledError, ContentMismatchError, DiskFullError, InvalidManifestError, InvalidReferenceError, InvalidTarError,
   LimitError, PathEscapeError, RegistryError, TimeoutError,
 } from '../oci/errors';
-import { Descriptor } from '../oci/media-types';
 import { Reporter, SilentReporter } from '../oci/progress';
-import { pull, PULL_LIMITS } from '../oci/pull';
+import { pull } from '../oci/pull';
 import { parseReference } from '../oci/reference';
 import { RegistryClient } from '../oci/registry-client';
 import { isTransient } from '../oci/retry';
@@ -59,28 +58,6 @@ function registryProblem(err: unknown, reference: string): CsiError {
   if (err instanceof TimeoutError) return problem(grpc.status.DEADLINE_EXCEEDED);
   if (err instanceof CancelledError) return problem(grpc.status.ABORTED);
   return problem(grpc.status.UNAVAILABLE);
-}
-
-/**
- * The bytes of the layers a pull of `digest` fetches, read from its
- * manifests (within the pull's manifest limit) before anything is
- * downloaded, so that the cache makes room first.
- */
-async function plannedBytes(client: RegistryClient, p: Publish, digest: string, signal?: AbortSignal): Promise<number> {
-  const seen = new Set([digest]);
-  const kept = (layers: Descriptor[]) => layers.filter((l) => !p.mediaTypes || p.mediaTypes.includes(l.mediaType));
-  const walk = async (reference: string, expected?: Descriptor): Promise<number> => {
-    const { manifest } = await client.fetchManifest(p.reference.repository, reference, expected, { signal });
-    let total = kept(manifest.layers ?? manifest.blobs ?? []).reduce((sum, l) => sum + l.size, 0);
-    for (const child of manifest.manifests ?? []) {
-      if (seen.has(child.digest)) continue;
-      seen.add(child.digest);
-      if (seen.size > PULL_LIMITS.manifests) throw new LimitError(`the index ${digest}`, 'manifests', PULL_LIMITS.manifests, 'an artifact may not fan out further');
-      total += await walk(child.digest, child);
-    }
-    return total;
-  };
-  return walk(digest);
 }
 
 /**
@@ -292,9 +269,12 @@ export class OrasNode {
     const { reference } = p;
     const started = Date.now();
     return withTimeout(`pull ${reference.text}`, { timeoutMs: this.options.pullTimeoutMs }, async (signal) => {
-      await reserve(await plannedBytes(client, p, digest, signal));
       const pulled = await pull(client, parseReference(`${reference.registry}/${reference.repository}@${digest}`), dir, {
-        concurrency: p.concurrency, mediaTypes: p.mediaTypes, reporter: new SilentReporter(), signal,
+        concurrency: p.concurrency,
+        mediaTypes: p.mediaTypes,
+        reporter: new SilentReporter(),
+        signal,
+        beforeTransfer: (layers) => reserve(layers.reduce((sum, l) => sum + l.size, 0)),
       });
       const size = pulled.layers.reduce((sum, l) => sum + l.descriptor.size, 0);
       this.options.metrics.pulled(size, (Date.now() - started) / 1000);

@@ -47,6 +47,8 @@ export interface PullOptions extends DeadlineOptions {
   readonly maxManifests?: number;
   /** Layers across all manifests. Default 10 000. */
   readonly maxLayers?: number;
+  /** Called with the layers the pull writes, once its manifests are read and before anything is written (a cache makes room here). */
+  readonly beforeTransfer?: (layers: Descriptor[]) => Promise<void>;
 }
 
 export interface PulledLayer {
@@ -97,6 +99,7 @@ class Puller {
   async run(outputDir: string): Promise<PullResult> {
     const root = await this.client.fetchManifest(this.reference.repository, this.reference.manifestReference, undefined, { signal: this.signal });
     const plan = planLayers(await this.collectLayers(root), this.options.mediaTypes, this.reporter);
+    await this.options.beforeTransfer?.(plan.map((layer) => layer.descriptor));
     const created = await mkdir(outputDir, { recursive: true });
     try {
       const layers = await this.fill(await realpath(outputDir), plan);

@@ -155,6 +155,26 @@ describeWithPeers(['docker-registry'], 'pull: safety and failures against a real
     expect(readdirSync(out)).toEqual(['model.bin']);
   });
 
+  test('beforeTransfer gets the layers that will be written, before anything is; its refusal leaves nothing', async () => {
+    const ref = await pushRaw('before', [
+      { content: Buffer.from('anonymous') },
+      { content: Buffer.from('model'), title: 'model.bin', mediaType: 'application/vnd.example.model' },
+      { content: Buffer.from('notes'), title: 'notes.txt' },
+    ]);
+    const seen: Array<[string, number]> = [];
+    const refusal = new Error('no room');
+    await expect(pull(client, parseReference(ref), out, {
+      mediaTypes: ['application/vnd.example.model', MediaType.LAYER_TAR],
+      beforeTransfer: async (layers) => {
+        seen.push(...layers.map((l): [string, number] => [l.annotations?.[Annotation.TITLE] ?? '', l.size]));
+        expect(existsSync(out)).toBe(false);
+        throw refusal;
+      },
+    })).rejects.toBe(refusal);
+    expect(seen).toEqual([['model.bin', 5], ['notes.txt', 5]]);
+    expect(existsSync(out)).toBe(false);
+  });
+
   test('many layers in parallel all arrive', async () => {
     const layers = Array.from({ length: 24 }, (_, i) => ({ content: Buffer.from(`content ${i}\n`.repeat(i * 100 + 1)), title: `f/${i}.txt` }));
     const ref = await pushRaw('many', layers);
