@@ -6,7 +6,6 @@ import { NOT_RUN_EXIT_CODE, StateFile, WRAPPER_SCRIPT, WRAPPER_SCRIPT_IN_SPEC } 
 import { kubeletExpand } from './util/kubelet-expansion';
 import { findPeer } from './util/peers';
 
-/** The shells an app image may have as /bin/sh. */
 /** The script as the shell in a pod receives it: the pod spec's text after the kubelet's expansion. */
 const DELIVERED = kubeletExpand(WRAPPER_SCRIPT_IN_SPEC, { HOME: '/home', state: 'x', pid: '1' });
 
@@ -14,6 +13,7 @@ test('the kubelet delivers the script unchanged', () => {
   expect(DELIVERED).toBe(WRAPPER_SCRIPT);
 });
 
+/** The shells an app image may have as /bin/sh. */
 const SHELLS: [string, string[]][] = [
   ['dash', ['/bin/dash']],
   ['busybox ash', [findPeer('busybox') ?? '/bin/busybox', 'sh']],

@@ -157,9 +157,14 @@ export async function pushOutput(options: PushOutputOptions): Promise<number> {
     const reference = parseReference(target);
     // The early check may have given up while the command ran; then the registry gets a wait of its own.
     const warmed = early && reference.registry === early.reference.registry && await early.answered === undefined ? early : undefined;
-    const result = await pushDirectory(options, reference, warmed ?? registryCheck(options, reference, options.signal), outcome.exitCode);
-    options.reporter.event('output', { reference: target, digest: result.digest, exitCode: outcome.exitCode });
-    return 0;
+    const check = warmed ?? registryCheck(options, reference, options.signal);
+    try {
+      const result = await pushDirectory(options, reference, check, outcome.exitCode);
+      options.reporter.event('output', { reference: target, digest: result.digest, exitCode: outcome.exitCode });
+      return 0;
+    } finally {
+      if (check !== early) check.client.close();
+    }
   } finally {
     warm.abort();
     early?.client.close();
@@ -196,8 +201,8 @@ function registryCheck(options: PushOutputOptions, reference: Reference, signal?
   return { reference, client, answered };
 }
 
+/** Pushes the output with the check's client; the caller closes it. */
 async function pushDirectory(options: PushOutputOptions, reference: Reference, check: RegistryCheck, exitCode: number): Promise<PushResult> {
-  const { client } = check;
   const entries = (await readdir(options.dir)).sort();
   const inputs = await readFile(join(options.state, StateFile.INPUTS), 'utf8')
     .then((text) => JSON.parse(text) as PulledInput[])
@@ -205,7 +210,7 @@ async function pushDirectory(options: PushOutputOptions, reference: Reference, c
   try {
     const failed = await check.answered;
     if (failed) throw failed;
-    return await push(client, reference, entries.map((path) => ({ path })), {
+    return await push(check.client, reference, entries.map((path) => ({ path })), {
       cwd: options.dir,
       unpack: options.unpack,
       reporter: options.reporter,
@@ -224,7 +229,5 @@ async function pushDirectory(options: PushOutputOptions, reference: Reference, c
       throw new Error(`cannot read the output (${error.message}). oras-push runs as uid 65532: write output files readable by others (umask 022).`);
     }
     throw err;
-  } finally {
-    client.close();
   }
 }

@@ -17,9 +17,11 @@ export async function readNumber(state: string, file: string): Promise<number | 
   return match ? Number(match[1]) : undefined;
 }
 
-/** The first line of a state file, or undefined while it is missing. */
+/** The first line of a state file, or undefined while it is missing or that line is still being written. */
 export async function readLine(state: string, file: string): Promise<string | undefined> {
-  return (await readStateFile(state, file))?.split('\n')[0];
+  const text = await readStateFile(state, file);
+  const end = text?.indexOf('\n') ?? -1;
+  return end >= 0 ? text!.slice(0, end) : undefined;
 }
 
 /** Writes a state file whole: under a temporary name first, so that a reader in another container never sees half of it. */

@@ -45,6 +45,13 @@ describe('step push: waiting for the outcome', () => {
     }]]);
   });
 
+  test('a reason still being written is read only once its line is whole', async () => {
+    write(StateFile.WRAPPER_PID, `${process.pid}\n`);
+    write(StateFile.PULL_FAILED, 'input r/a:1 is not');
+    setTimeout(() => write(StateFile.PULL_FAILED, 'input r/a:1 is not there\n'), 300);
+    expect(await awaitOutcome(state, 5000)).toEqual({ notRun: 'input r/a:1 is not there' });
+  });
+
   test('a wrapper that ends without an exit code ends the wait', async () => {
     const wrapper = spawn('/bin/sleep', ['30'], { stdio: 'ignore' });
     write(StateFile.WRAPPER_PID, `${wrapper.pid}\n`);
