@@ -2,7 +2,7 @@ import { createHash } from 'crypto';
 import { readFileSync } from 'fs';
 import { join } from 'path';
 import { OrasRuntimeImage } from '../../src';
-import { buildRuntimeImage, RuntimeImageBuild } from '../util/images';
+import { buildNodeBaseImage, buildRuntimeImage, RuntimeImageBuild } from '../util/images';
 import { describeWithPeers, requirePeer, run } from '../util/peers';
 
 const root = join(__dirname, '..', '..');
@@ -90,7 +90,7 @@ describeWithPeers(['podman', 'busybox'], 'the runtime image (runtime/Dockerfile 
 
   test('the build refuses bundles of another version than it is labelled with', () => {
     const result = podman('build', '-f', join(root, 'runtime', 'Dockerfile'), '--network', 'none', '--pull=never',
-      '--build-arg', `BASE_IMAGE=${build.base}`, '--build-arg', 'VERSION=0.0.0-other', root);
+      '--build-arg', `BASE_IMAGE=${buildNodeBaseImage()}`, '--build-arg', 'VERSION=0.0.0-other', root);
     expect(result.status).not.toBe(0);
     expect(result.output).toContain(`runtime/build holds oras-runtime ${version}, not 0.0.0-other`);
   });

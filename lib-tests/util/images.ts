@@ -34,7 +34,6 @@ export function buildNodeBaseImage(): string {
 export interface RuntimeImageBuild {
   /** The tag the script gave it: OrasRuntimeImage.default().image. */
   readonly image: string;
-  readonly base: string;
   /** What the build printed (podman's steps). */
   readonly output: string;
   readonly ms: number;
@@ -46,7 +45,6 @@ export interface RuntimeImageBuild {
  * build whose layers come from the cache when the bundles did not change.
  */
 export function buildRuntimeImage(): RuntimeImageBuild {
-  const base = buildNodeBaseImage();
   const env: NodeJS.ProcessEnv = { ...peersEnv(), ORAS_RUNTIME_ENGINE: 'podman' };
   delete env.ORAS_RUNTIME_IMAGE;
   delete env.ORAS_RUNTIME_BASE_IMAGE;
@@ -54,7 +52,7 @@ export function buildRuntimeImage(): RuntimeImageBuild {
   // What `npx projen runtime:image --offline` runs.
   const build = run('bash', [join(root, 'runtime', 'image', 'build.sh'), '--offline'], { env, timeoutMs: 300_000 });
   if (build.status !== 0) throw new Error(`runtime/image/build.sh failed:\n${build.output}`);
-  return { image: build.stdout.trim(), base, output: build.output, ms: Date.now() - started };
+  return { image: build.stdout.trim(), output: build.output, ms: Date.now() - started };
 }
 
 /**
