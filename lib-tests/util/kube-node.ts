@@ -348,23 +348,22 @@ export class KubeNode extends KubeCluster {
     return node;
   }
 
-  /** What a node left on the machine: empty after a clean stop(). */
+  /** What a node left on the machine: empty after a clean stop(). It looks where cleanMachine() cleans. */
   public static leftovers(): string[] {
     const found: string[] = [];
     const ip = findPeer('ip');
     if (ip && run(ip, ['link', 'show', NODE.bridge]).status === 0) found.push(`the bridge ${NODE.bridge}`);
-    const netns = existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith('cni-')) : [];
+    const netns = cniNamespaces();
     if (netns.length) found.push(`network namespaces ${netns.join(', ')}`);
-    const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '')
-      .filter((t) => t.startsWith(NODE.kubeletDir) || t.startsWith(NODE.runDir) || t.includes(NODE_DIR_PREFIX));
+    const mounts = nodeMounts();
     if (mounts.length) found.push(`mounts ${mounts.join(', ')}`);
     for (const binary of ['iptables', 'ip6tables'].map(findPeer)) {
       for (const table of binary ? ['filter', 'nat', 'mangle'] : []) {
-        const chains = run(binary!, ['-t', table, '-S']).stdout.split('\n').filter((r) => r.startsWith('-N ') && (r.includes('KUBE-') || r.includes(ISOLATION_CHAIN)));
-        if (chains.length) found.push(`${binary} ${table} chains ${chains.map((c) => c.slice(3)).join(', ')}`);
+        const chains = run(binary!, ['-t', table, '-S']).stdout.split('\n').filter((r) => r.startsWith('-N ')).map((r) => r.slice(3)).filter(isNodeChain);
+        if (chains.length) found.push(`${binary} ${table} chains ${chains.join(', ')}`);
       }
     }
-    const live = processes().filter((p) => p.pid !== process.pid && (p.cmdline.includes(`${tmpdir()}/${NODE_DIR_PREFIX}`) || p.cmdline.includes(CONTAINERD_SOCKET)));
+    const live = nodeProcesses();
     if (live.length) found.push(`processes ${live.map((p) => `${p.pid} ${p.cmdline.slice(0, 80)}`).join('; ')}`);
     for (const path of [NODE.kubeletDir, NODE.runDir, NODE.csiCacheDir]) if (existsSync(path)) found.push(path);
     return found;
@@ -377,25 +376,23 @@ export class KubeNode extends KubeCluster {
    * network namespaces, the bridge, the isolation chain and the directories.
    */
   public static cleanMachine(): void {
-    for (const { pid, cmdline } of processes()) {
-      if (pid !== process.pid && (cmdline.includes(`${tmpdir()}/${NODE_DIR_PREFIX}`) || cmdline.includes(CONTAINERD_SOCKET))) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone already
-        }
+    for (const { pid } of nodeProcesses()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
       }
     }
     const kubeProxy = findPeer('kube-proxy');
     if (kubeProxy) quietly(kubeProxy, ['--cleanup']);
-    unmountUnder([NODE.kubeletDir, NODE.runDir, `${tmpdir()}/${NODE_DIR_PREFIX}`, '/run/netns/cni-']);
+    unmountNodeMounts();
     const ip = findPeer('ip');
     if (ip) {
-      for (const netns of existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith('cni-')) : []) quietly(ip, ['netns', 'delete', netns]);
+      for (const netns of cniNamespaces()) quietly(ip, ['netns', 'delete', netns]);
       quietly(ip, ['link', 'delete', NODE.bridge]);
     }
     for (const binary of ['iptables', 'ip6tables'].map(findPeer)) {
-      if (binary) removeChains(binary, (chain) => chain === ISOLATION_CHAIN || chain.startsWith('KUBE-'));
+      if (binary) removeChains(binary, isNodeChain);
     }
     const stale = readdirSync(tmpdir()).filter((d) => d.startsWith(NODE_DIR_PREFIX)).map((d) => join(tmpdir(), d));
     for (const path of [NODE.kubeletDir, NODE.runDir, NODE.csiCacheDir, ...stale]) quietly('rm', ['-rf', '--one-file-system', path]);
@@ -743,7 +740,6 @@ export class KubeNode extends KubeCluster {
     for (const child of [...this.children].reverse()) await stopChild(child.process, 10_000);
     KubeNode.cleanMachine();
     for (const { file, value } of this.saved.reverse()) writeFileSync(file, value);
-    quietly('rm', ['-rf', '--one-file-system', this.dir]);
   }
 
   private async deleteWorkloads(): Promise<void> {
@@ -803,13 +799,32 @@ function processes(): Array<{ pid: number; cmdline: string }> {
   });
 }
 
-/** Unmounts, deepest first, every mount point at or under one of `roots` (a root ending in "-" is a name prefix). */
-function unmountUnder(roots: string[]): void {
+/** The node's processes: its components (its directory is in their arguments) and containerd's shims. */
+function nodeProcesses(): Array<{ pid: number; cmdline: string }> {
+  return processes().filter((p) => p.pid !== process.pid && (p.cmdline.includes(`${tmpdir()}/${NODE_DIR_PREFIX}`) || p.cmdline.includes(CONTAINERD_SOCKET)));
+}
+
+/** The network namespaces the CNI plugins made for pods. */
+function cniNamespaces(): string[] {
+  return existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith('cni-')) : [];
+}
+
+/** kube-proxy's chains and our isolation chain. */
+function isNodeChain(chain: string): boolean {
+  return chain === ISOLATION_CHAIN || chain.includes('KUBE-');
+}
+
+/** Mount points the node made: the kubelet's and containerd's, its own directory's, the pods' network namespaces. */
+function nodeMounts(): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean)
+    .map((line) => line.split(' ')[4].replace(/\\([0-7]{3})/g, (_m, o) => String.fromCharCode(parseInt(o, 8))))
+    .filter((t) => t.startsWith(NODE.kubeletDir) || t.startsWith(NODE.runDir) || t.includes(NODE_DIR_PREFIX) || t.startsWith('/run/netns/cni-'));
+}
+
+/** Unmounts every mount point of nodeMounts(), deepest first (mounts below others come back into view, hence passes). */
+function unmountNodeMounts(): void {
   for (let pass = 0; pass < 3; pass++) {
-    const targets = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean)
-      .map((line) => line.split(' ')[4].replace(/\\([0-7]{3})/g, (_m, o) => String.fromCharCode(parseInt(o, 8))))
-      .filter((target) => roots.some((r) => target === r || target.startsWith(r.endsWith('-') ? r : `${r}/`)))
-      .sort((a, b) => b.length - a.length);
+    const targets = nodeMounts().sort((a, b) => b.length - a.length);
     if (targets.length === 0) return;
     for (const target of targets) {
       try {
