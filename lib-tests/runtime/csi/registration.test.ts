@@ -192,18 +192,6 @@ describe('the DaemonSet\'s plugin container, as OrasCsiDriver writes it', () => 
   });
 });
 
-describe('runCsi flags for registration and health', () => {
-  const base = ['--endpoint', 'unix:///tmp/never/csi.sock', '--node-id', 'n', '--cache-dir', '/tmp/never'];
-  test.each([
-    [['--registration-dir', '/registration'], /--registration-dir and --kubelet-registration-path go together/],
-    [['--kubelet-registration-path', HOST_SOCKET], /go together/],
-    [['--registration-dir', '/registration', '--kubelet-registration-path', 'plugins/csi.sock'], /--kubelet-registration-path "plugins\/csi.sock" must be the host path of the CSI socket/],
-    [['--health-port', 'x'], /--health-port must be a positive integer, not "x"/],
-  ])('%j is a usage error', async (extra, message) => {
-    await expect(runCsi([...base, ...extra])).rejects.toMatchObject({ name: 'UsageError', message: expect.stringMatching(message) });
-  });
-});
-
 describe('PluginRegistration', () => {
   test('answers GetInfo; calls onFailure with the kubelet\'s error after answering; stop() removes the socket', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'oras-csi-reg-'));

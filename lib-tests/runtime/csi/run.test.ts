@@ -1,12 +1,16 @@
 import { runCsi } from '../../../runtime/csi/run';
 
-describe('runCsi flags for paths and deadlines', () => {
+describe('runCsi usage errors', () => {
   const base = ['--endpoint', 'unix:///tmp/never/csi.sock', '--node-id', 'n', '--cache-dir', '/tmp/never'];
   test.each([
     [['--kubelet-dir', 'var/lib/kubelet'], /--kubelet-dir "var\/lib\/kubelet" must be an absolute path/],
     [['--publish-timeout', '120'], /--publish-timeout 120 must be below the kubelet's 120 seconds/],
     [['--publish-timeout', '0'], /--publish-timeout must be a positive integer/],
     [['--pull-timeout', '1.5'], /--pull-timeout must be a positive integer/],
+    [['--registration-dir', '/registration'], /--registration-dir and --kubelet-registration-path go together/],
+    [['--kubelet-registration-path', '/var/lib/kubelet/plugins/csi.oras.land/csi.sock'], /go together/],
+    [['--registration-dir', '/registration', '--kubelet-registration-path', 'plugins/csi.sock'], /--kubelet-registration-path "plugins\/csi.sock" must be the host path of the CSI socket/],
+    [['--health-port', 'x'], /--health-port must be a positive integer, not "x"/],
   ])('%j is a usage error', async (extra, message) => {
     await expect(runCsi([...base, ...extra])).rejects.toMatchObject({ name: 'UsageError', message: expect.stringMatching(message) });
   });

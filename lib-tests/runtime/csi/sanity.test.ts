@@ -1,9 +1,7 @@
-import { ChildProcess, spawn } from 'child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { bundle } from './plugin';
-import { freePort } from '../../util/distribution';
+import { Plugin } from './plugin';
 import { describeWithPeers, requirePeer, run } from '../../util/peers';
 
 /**
@@ -23,25 +21,23 @@ export const SKIPPED_SPECS: Record<string, string> = {
 
 describeWithPeers(['csi-sanity', 'mount'], 'csi-sanity v5.4.0 against the node plugin', () => {
   let dir: string;
-  let plugin: ChildProcess;
+  let plugin: Plugin;
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'oras-sanity-'));
     // csi-sanity makes its mount and staging directories, but not their parent.
     mkdirSync(join(dir, 'pods'));
-    plugin = spawn(process.execPath, [bundle, 'csi', '--endpoint', `unix://${join(dir, 'csi.sock')}`, '--node-id', 'sanity-node',
-      '--cache-dir', join(dir, 'data'), '--metrics-port', String(await freePort()), '--kubelet-dir', dir], { stdio: 'ignore' });
-    await new Promise((r) => setTimeout(r, 1500));
+    plugin = await Plugin.start(dir);
   });
-  afterAll(() => {
-    plugin.kill('SIGTERM');
+  afterAll(async () => {
+    await plugin?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
   test('every applicable spec passes', () => {
     if (process.getuid?.() !== 0) throw new Error('csi-sanity mounts: run it as root');
     const result = run(requirePeer('csi-sanity'), [
-      '--csi.endpoint', `unix://${join(dir, 'csi.sock')}`,
+      '--csi.endpoint', `unix://${plugin.socket}`,
       // Inside the pods directory of the plugin's --kubelet-dir, as the kubelet's targets are.
       '--csi.mountdir', join(dir, 'pods', 'mnt'), '--csi.stagingdir', join(dir, 'pods', 'stage'),
       '--ginkgo.skip', Object.keys(SKIPPED_SPECS).join('|'), '--ginkgo.no-color',
