@@ -20,6 +20,11 @@ export class UsageError extends Error {
   }
 }
 
+/** The conventional exit code of a process ended by `signal`: 128 + its number. */
+export function signalExitCode(signal: NodeJS.Signals): number {
+  return 128 + (constants.signals[signal] ?? 0);
+}
+
 /**
  * Runs `work` with a signal that SIGTERM and SIGINT abort with a CancelledError, so that the work
  * removes what it staged before the process ends. A second signal ends the process at once.
@@ -27,7 +32,7 @@ export class UsageError extends Error {
 export async function cancellable<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const controller = new AbortController();
   const onSignal = (name: NodeJS.Signals) => {
-    if (controller.signal.aborted) process.exit(128 + (constants.signals[name] ?? 0));
+    if (controller.signal.aborted) process.exit(signalExitCode(name));
     controller.abort(new CancelledError(`${name} received`, name));
   };
   process.on('SIGTERM', onSignal);

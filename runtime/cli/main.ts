@@ -1,5 +1,4 @@
-import { constants } from 'node:os';
-import { Command, UsageError } from './command';
+import { Command, signalExitCode, UsageError } from './command';
 import { csiCommand } from './csi-command';
 import { pullCommand, pushCommand, resolveCommand, waitCommand } from './oci-commands';
 import { stepCommand } from './step-commands';
@@ -62,9 +61,9 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     process.stderr.write(`oras-runtime: ${printable(err instanceof Error ? err.message : String(err))}\n`);
-    // Stopped by a signal, after cleaning up: the conventional 128 + its number.
+    // Stopped by a signal, after cleaning up.
     const cancelled = causes(err).find((e): e is CancelledError => e instanceof CancelledError);
-    return cancelled?.signal ? 128 + constants.signals[cancelled.signal] : 1;
+    return cancelled?.signal ? signalExitCode(cancelled.signal) : 1;
   }
 }
 

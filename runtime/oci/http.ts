@@ -20,10 +20,6 @@ export interface TransportOptions {
   readonly insecure?: boolean;
   /** Time without an answer, or without any traffic on the socket, before a request fails (ms). Default 60 s. */
   readonly idleTimeoutMs?: number;
-  /** Attempts for a request that meets a transient failure (see isTransient). Default 5. */
-  readonly attempts?: number;
-  /** First retry delay (ms), doubled each time with jitter. Default 250. */
-  readonly retryBaseMs?: number;
   /** A request or response body slower than this fails with a StalledError. Default DEFAULT_MIN_RATE; bytes 0 turns it off. */
   readonly minRate?: MinRate;
   /** Parallel connections per registry. Default 8. */

@@ -10,8 +10,6 @@ import { Descriptor, Manifest, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './med
 import { endpointHost } from './reference';
 import { DEFAULT_RETRY_POLICY, retry, RetryPolicy } from './retry';
 
-export { AuthError, RegistryError } from './errors';
-
 const ERROR_BODY_LIMIT = 64 * 1024;
 /** The distribution spec's grammar of repository names and tags. */
 const REPOSITORY = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
@@ -19,6 +17,10 @@ const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
 export interface RegistryClientOptions extends TransportOptions {
   readonly credentials?: CredentialSource;
+  /** Attempts for a request that meets a transient failure (see isTransient). Default 5. */
+  readonly attempts?: number;
+  /** First retry delay (ms), doubled each time with jitter. Default 250. */
+  readonly retryBaseMs?: number;
 }
 
 export interface FetchedManifest {

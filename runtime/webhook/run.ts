@@ -5,8 +5,7 @@ import { SelfManagedTls } from './self-managed-tls';
 import { WebhookServer } from './server';
 import { MAX_TIMEOUT_SECONDS } from '../../src/injection';
 import { UsageError } from '../cli/command';
-import { parseDuration } from '../cli/duration';
-import { parseFlags, positiveInteger } from '../cli/registry-flags';
+import { durationFlag, parseFlags, positiveInteger } from '../cli/registry-flags';
 import { RUNTIME_VERSION } from '../cli/version';
 import { defaultReporter } from '../oci/progress';
 
@@ -35,12 +34,7 @@ export async function runWebhook(args: string[]): Promise<number> {
   const fileTls = values['tls-cert'] !== undefined || values['tls-key'] !== undefined;
   if (fileTls && (!values['tls-cert'] || !values['tls-key'])) throw new UsageError('--tls-cert and --tls-key go together');
   const seconds = (value: string | undefined, flag: string, fallback: string) => {
-    let result: number;
-    try {
-      result = Math.round(parseDuration(value ?? fallback) / 1000);
-    } catch (err) {
-      throw new UsageError(`${flag}: ${(err as Error).message}`);
-    }
+    const result = Math.round(durationFlag(value, flag, fallback) / 1000);
     // Checked here, or every pod would be denied for a flag of the webhook.
     if (result < 1 || result > MAX_TIMEOUT_SECONDS) throw new UsageError(`${flag} must be from 1s to ${MAX_TIMEOUT_SECONDS}s (365 days), not "${value}"`);
     return result;

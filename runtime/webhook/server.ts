@@ -2,7 +2,7 @@ import { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, Server } from 'node:https';
 import { WebhookDefaults } from './annotations';
 import { WebhookMetrics } from './metrics';
-import { review } from './mutate';
+import { review, ReviewResult } from './mutate';
 import { Reporter } from '../oci/progress';
 
 /** The largest body read: the API server's own limit on a request is 3 MiB. */
@@ -113,11 +113,15 @@ export class WebhookServer {
 
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
-    const reject = (status: number, error: string) => {
-      this.metrics.observe('malformed', seconds());
-      this.options.reporter.event('malformed', { body: { error } });
-      send(res, status, { error });
+    /** Answers, records the outcome's latency, and logs what was denied or malformed. */
+    const finish = (result: ReviewResult) => {
+      this.metrics.observe(result.outcome, seconds());
+      if (result.outcome === 'denied' || result.outcome === 'malformed') {
+        this.options.reporter.event(result.outcome, { body: result.body });
+      }
+      send(res, result.status, result.body);
     };
+    const malformed = (status: number, error: string): ReviewResult => ({ status, outcome: 'malformed', body: { error } });
     const body = await readBody(req);
     if (body.kind === 'aborted') {
       this.metrics.count('aborted');
@@ -126,19 +130,14 @@ export class WebhookServer {
     }
     if (body.kind === 'too-large') {
       res.setHeader('Connection', 'close');
-      return reject(413, `the request body has more than ${MAX_BODY} bytes (3 MiB), the most the API server sends; send a smaller AdmissionReview`);
+      return finish(malformed(413, `the request body has more than ${MAX_BODY} bytes (3 MiB), the most the API server sends; send a smaller AdmissionReview`));
     }
     let json: unknown;
     try {
       json = JSON.parse(body.bytes.toString('utf8'));
     } catch {
-      return reject(400, 'the request body is not JSON; send an admission.k8s.io/v1 AdmissionReview');
+      return finish(malformed(400, 'the request body is not JSON; send an admission.k8s.io/v1 AdmissionReview'));
     }
-    const result = review(json, this.options.defaults);
-    this.metrics.observe(result.outcome, seconds());
-    if (result.outcome === 'denied' || result.outcome === 'malformed') {
-      this.options.reporter.event(result.outcome, { body: result.body });
-    }
-    send(res, result.status, result.body);
+    finish(review(json, this.options.defaults));
   }
 }
