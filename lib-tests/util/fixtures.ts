@@ -1,8 +1,8 @@
-import { spawn } from 'child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join, resolve } from 'path';
 import { requirePeer, run } from './peers';
+import { runAsync } from './run-async';
 
 /**
  * The oras e2e test data (`../shared/fixtures/oras-e2e` next to the repo),
@@ -238,22 +238,6 @@ export interface SeedOptions {
   readonly timeoutMs?: number;
 }
 
-/** Runs a program without blocking the event loop (an in-process TokenIssuer must keep answering). */
-function runAsync(file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ status: number | null; output: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d) => { output += d; });
-    child.stderr.on('data', (d) => { output += d; });
-    const timer = setTimeout(() => {
-      output += `\n(killed after ${timeoutMs} ms)`;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.once('error', (err) => { clearTimeout(timer); reject(err); });
-    child.once('close', (status) => { clearTimeout(timer); resolvePromise({ status, output }); });
-  });
-}
-
 /**
  * Copies `<layoutDir>:<tag>` to `<host>/<repository>:<tag>` with skopeo
  * (`--all --preserve-digests`, so indexes keep every child and every digest
@@ -282,7 +266,7 @@ export async function seedFromOciLayout(
     }
     args.push(`oci:${layoutDir}:${tag}`, `docker://${registry.host}/${repository}:${tag}`);
     // HOME and XDG_RUNTIME_DIR point at the scratch directory so no credentials of the machine's user are used
-    const result = await runAsync(skopeo, args, { ...process.env, HOME: scratch, XDG_RUNTIME_DIR: scratch }, options.timeoutMs ?? 60_000);
+    const result = await runAsync(skopeo, args, { env: { ...process.env, HOME: scratch, XDG_RUNTIME_DIR: scratch }, timeoutMs: options.timeoutMs });
     if (result.status !== 0) {
       throw new Error(`skopeo could not copy oci:${layoutDir}:${tag} to ${registry.host}/${repository}:${tag} (exit ${result.status}):\n${result.output}`);
     }

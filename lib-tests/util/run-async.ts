@@ -13,6 +13,8 @@ export interface RunAsyncResult {
   readonly status: number | null;
   readonly stdout: string;
   readonly stderr: string;
+  /** stdout and stderr as they came, interleaved. */
+  readonly output: string;
 }
 
 /**
@@ -24,14 +26,17 @@ export function runAsync(file: string, args: string[], options: RunAsyncOptions 
     const child = spawn(file, args, { cwd: options.cwd, env: options.env ?? process.env, uid: options.user, gid: options.user, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
+    let output = '';
+    child.stdout.on('data', (d) => { stdout += d; output += d; });
+    child.stderr.on('data', (d) => { stderr += d; output += d; });
     const timeoutMs = options.timeoutMs ?? 60_000;
     const timer = setTimeout(() => {
-      stderr += `\n(killed after ${timeoutMs} ms)`;
+      const note = `\n(killed after ${timeoutMs} ms)`;
+      stderr += note;
+      output += note;
       child.kill('SIGKILL');
     }, timeoutMs);
     child.once('error', (err) => { clearTimeout(timer); reject(err); });
-    child.once('close', (status) => { clearTimeout(timer); resolve({ status, stdout, stderr }); });
+    child.once('close', (status) => { clearTimeout(timer); resolve({ status, stdout, stderr, output }); });
   });
 }
