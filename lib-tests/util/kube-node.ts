@@ -716,15 +716,7 @@ export class KubeNode extends KubeCluster {
       ['the kube-root-ca.crt ConfigMap', async () => (await this.request('GET', '/api/v1/namespaces/default/configmaps/kube-root-ca.crt')).status === 200],
       ['kube-proxy rules for the kubernetes Service', async () => run(requirePeer('iptables'), ['-t', 'nat', '-S', 'KUBE-SERVICES']).stdout.includes(`${NODE.apiServiceIp}/32`)],
     ];
-    for (const [what, check] of checks) {
-      for (;;) {
-        const failed = this.children.find((c) => c.process.exitCode !== null);
-        if (failed) throw new Error(`${failed.name} exited (${failed.process.exitCode}) before ${what}:\n${failed.output().slice(-10_000)}`);
-        if (await check().catch(() => false)) break;
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-        await sleep(250);
-      }
-    }
+    for (const [what, check] of checks) await waitForChild(this.children, what, deadline, check);
   }
 
   /**

@@ -76,12 +76,20 @@ export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Polls `probe` until it returns true, failing early when `child` exits. */
-export async function waitForChild(child: Child, what: string, deadline: number, probe: () => Promise<boolean> | boolean): Promise<void> {
+/**
+ * Polls `probe` until it returns true, failing early when a child exits (one
+ * child: its output is in the error; several: the caller reports theirs).
+ */
+export async function waitForChild(
+  children: Child | Child[], what: string, deadline: number, probe: () => Promise<boolean> | boolean,
+): Promise<void> {
+  const watched = Array.isArray(children) ? children : [children];
+  const output = () => (watched.length === 1 ? `:\n${watched[0].output().slice(-20_000)}` : '');
   let last = '';
   while (Date.now() < deadline) {
-    if (!running(child.process)) {
-      throw new Error(`${child.name} exited (${child.process.exitCode ?? child.process.signalCode}) before ${what}:\n${child.output().slice(-20_000)}`);
+    const ended = watched.find((c) => !running(c.process));
+    if (ended) {
+      throw new Error(`${ended.name} exited (${ended.process.exitCode ?? ended.process.signalCode}) before ${what}:\n${ended.output().slice(-20_000)}`);
     }
     try {
       if (await probe()) return;
@@ -90,5 +98,5 @@ export async function waitForChild(child: Child, what: string, deadline: number,
     }
     await sleep(250);
   }
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${last})` : ''}:\n${child.output().slice(-20_000)}`);
+  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${last})` : ''}${output()}`);
 }
