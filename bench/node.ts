@@ -9,12 +9,12 @@
 //    and until the hello workflow has completed.
 //
 //   npx projen bench:node [runs]      (default 5 for steps, 3 for dist/)
-import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { readFileSync, mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { Testing } from 'cdk8s';
 import { buildNodeImages, NODE_IMAGES } from '../lib-tests/util/images';
-import { KubeNode } from '../lib-tests/util/kube-node';
+import { KubeNode, orasPushFile } from '../lib-tests/util/kube-node';
 import { median } from '../lib-tests/util/measure';
 import { requirePeer, run } from '../lib-tests/util/peers';
 import { OrasRegistry, OrasWorkflow } from '../src';
@@ -75,14 +75,8 @@ function bareJob(job: any, name: string): any {
 
 async function stepOverhead(node: KubeNode): Promise<string[]> {
   node.kubectlOk(['create', 'namespace', NAMESPACE]);
-  node.kubectlOk(['apply', '-n', NAMESPACE, '-f', join(root, 'dist', 'oras-registry.yaml')]);
-  node.kubectlOk(['rollout', 'status', '-n', NAMESPACE, 'deployment/oras', '--timeout=180s'], { timeoutMs: 190_000 });
-  const address = await node.serviceAddress(NAMESPACE, 'oras', 5000);
-  const scratch = mkdtempSync(join(tmpdir(), 'oras-bench-'));
-  writeFileSync(join(scratch, 'data.bin'), Buffer.alloc(100 * 1024 * 1024, 7));
-  const pushed = run(requirePeer('oras'), ['push', '--plain-http', `${address}/bench/input:v1`, 'data.bin'], { cwd: scratch });
-  rmSync(scratch, { recursive: true, force: true });
-  if (pushed.status !== 0) throw new Error(`oras push: ${pushed.output}`);
+  const address = await node.deployRegistry(NAMESPACE, 180);
+  orasPushFile(`${address}/bench/input:v1`, 'data.bin', Buffer.alloc(100 * 1024 * 1024, 7));
 
   const cases = [
     { name: 'empty I/O', command: timed('true'), inputs: false },

@@ -1,15 +1,13 @@
 import { randomBytes } from 'crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
-import { tmpdir } from 'os';
+import { readFileSync } from 'fs';
 import { join } from 'path';
 import { Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { parseAllDocuments } from 'yaml';
 import { OrasCsiDriver, OrasRegistry } from '../../src';
 import { NODE_IMAGES } from '../util/images';
-import { KubeCluster } from '../util/kube-node';
+import { KubeCluster, orasPushFile } from '../util/kube-node';
 import { describeOnNode } from '../util/node';
-import { requirePeer, run } from '../util/peers';
 
 const root = join(__dirname, '..', '..');
 const bundle = join(root, 'dist', 'oras-csi-driver.yaml');
@@ -66,17 +64,8 @@ describeOnNode('the CSI driver on a Kubernetes node (dist/oras-csi-driver.yaml)'
   }
 
   beforeAll(async () => {
-    cluster.kubectlOk(['apply', '-n', 'default', '-f', join(root, 'dist', 'oras-registry.yaml')]);
-    cluster.kubectlOk(['rollout', 'status', '-n', 'default', 'deployment/oras', '--timeout=120s'], { timeoutMs: 130_000 });
-    address = await cluster.serviceAddress('default', 'oras', 5000);
-    const dir = mkdtempSync(join(tmpdir(), 'oras-node-'));
-    try {
-      writeFileSync(join(dir, 'model.bin'), content);
-      const pushed = run(requirePeer('oras'), ['push', '--plain-http', `${address}/models/demo:v1`, 'model.bin'], { cwd: dir });
-      if (pushed.status !== 0) throw new Error(`oras push: ${pushed.output}`);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    address = await cluster.deployRegistry('default', 120);
+    orasPushFile(`${address}/models/demo:v1`, 'model.bin', content);
     cluster.kubectlOk(['apply', '-f', bundle]);
   });
 

@@ -1,9 +1,7 @@
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'fs';
-import { tmpdir } from 'os';
+import { readdirSync } from 'fs';
 import { join } from 'path';
-import { KubeCluster } from '../util/kube-node';
+import { KubeCluster, orasPushFile } from '../util/kube-node';
 import { describeOnNode } from '../util/node';
-import { requirePeer, run } from '../util/peers';
 
 const root = join(__dirname, '..', '..');
 const dist = join(root, 'dist');
@@ -22,15 +20,7 @@ describeOnNode('kubectl apply -f dist/ on a Kubernetes node', (cluster: KubeClus
 
   /** What the README tells users to do: the demo pod mounts models/demo:v1. */
   async function pushDemoModel(): Promise<void> {
-    const address = await cluster.serviceAddress('default', 'oras', 5000);
-    const scratch = mkdtempSync(join(tmpdir(), 'oras-node-'));
-    try {
-      writeFileSync(join(scratch, 'model.bin'), 'weights\n');
-      const pushed = run(requirePeer('oras'), ['push', '--plain-http', `${address}/models/demo:v1`, 'model.bin'], { cwd: scratch });
-      if (pushed.status !== 0) throw new Error(`oras push: ${pushed.output}`);
-    } finally {
-      rmSync(scratch, { recursive: true, force: true });
-    }
+    orasPushFile(`${await cluster.serviceAddress('default', 'oras', 5000)}/models/demo:v1`, 'model.bin', 'weights\n');
   }
 
   afterAll(() => {

@@ -43,11 +43,8 @@ describeOnNode('the admission webhook on a Kubernetes node (dist/oras-webhook.ya
 
   beforeAll(async () => {
     cluster.kubectlOk(['apply', '-f', bundle]);
-    cluster.kubectlOk(['apply', '-n', namespace.name, '-f', join(root, 'dist', 'oras-registry.yaml')]);
-    for (const [ns, deployment] of [['oras-system', 'oras-webhook'], [namespace.name, 'oras']]) {
-      cluster.kubectlOk(['rollout', 'status', '-n', ns, `deployment/${deployment}`, '--timeout=180s'], { timeoutMs: 190_000 });
-    }
-    address = await cluster.serviceAddress(namespace.name, 'oras', 5000);
+    address = await cluster.deployRegistry(namespace.name, 180);
+    cluster.kubectlOk(['rollout', 'status', '-n', 'oras-system', 'deployment/oras-webhook', '--timeout=180s'], { timeoutMs: 190_000 });
   });
 
   afterAll(() => {

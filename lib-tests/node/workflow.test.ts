@@ -77,9 +77,7 @@ describeOnNode('workflows on a Kubernetes node', (cluster: KubeCluster) => {
     let address = '';
 
     beforeAll(async () => {
-      cluster.kubectlOk(['apply', '-n', namespace.name, '-f', dist('oras-registry.yaml')]);
-      cluster.kubectlOk(['rollout', 'status', '-n', namespace.name, 'deployment/oras', '--timeout=120s'], { timeoutMs: 130_000 });
-      address = await cluster.serviceAddress(namespace.name, 'oras', 5000);
+      address = await cluster.deployRegistry(namespace.name, 120);
     });
 
     test('exit 3 fails the Job with 3 and pushes nothing; uploadOnFailure pushes to -failed; a consumer gives up after inputTimeout', async () => {

@@ -1,6 +1,6 @@
 import { execFileSync } from 'child_process';
 import { generateKeyPairSync, randomBytes } from 'crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { request as httpsRequest } from 'https';
 import { connect } from 'net';
 import { tmpdir } from 'os';
@@ -125,6 +125,18 @@ class Pki {
   }
 }
 
+/** Pushes one file `name` holding `content` to `target` with the oras CLI over plain HTTP, as the README tells users to. */
+export function orasPushFile(target: string, name: string, content: string | Buffer): void {
+  const scratch = mkdtempSync(join(tmpdir(), 'oras-push-file-'));
+  try {
+    writeFileSync(join(scratch, name), content);
+    const pushed = run(requirePeer('oras'), ['push', '--plain-http', target, name], { cwd: scratch });
+    if (pushed.status !== 0) throw new Error(`oras push ${target}: ${pushed.output}`);
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
 /** A client of the test node's cluster, as a cluster admin. */
 export class KubeCluster {
   /** `https://10.244.0.1:6443` */
@@ -234,6 +246,16 @@ export class KubeCluster {
       socket.once('error', () => resolve(false));
     }));
     return `${ip}:${port}`;
+  }
+
+  /**
+   * Applies dist/oras-registry.yaml in `namespace`, waits up to `timeoutSeconds`
+   * for it to roll out, and returns its Service's address once it accepts connections.
+   */
+  public async deployRegistry(namespace: string, timeoutSeconds: number): Promise<string> {
+    this.kubectlOk(['apply', '-n', namespace, '-f', join(__dirname, '..', '..', 'dist', 'oras-registry.yaml')]);
+    this.kubectlOk(['rollout', 'status', '-n', namespace, 'deployment/oras', `--timeout=${timeoutSeconds}s`], { timeoutMs: (timeoutSeconds + 10) * 1000 });
+    return this.serviceAddress(namespace, 'oras', 5000);
   }
 
   /** Waits until every named Job has finished; returns each one's outcome. */
