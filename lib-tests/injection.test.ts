@@ -19,6 +19,59 @@ const settings = (overrides: Partial<InjectionSettings> = {}): InjectionSettings
 });
 
 describe('injectOras', () => {
+  describe("placement 'copy' (the webhook): nothing is mounted over the app's paths", () => {
+    const copied = (overrides: Partial<InjectionSettings> = {}) => injectOras(base(), settings({
+      placement: 'copy',
+      inputs: [{ reference: 'cache:5000/a:r-out', path: 'inputs' }, { reference: 'cache:5000/b:r-out', path: './inputs/' }, { reference: 'cache:5000/c:1', path: '/abs' }],
+      output: { reference: 'cache:5000/c:r-out', path: 'pancakes.txt', stdoutFile: 'pancakes.txt' },
+      ...overrides,
+    }));
+
+    test('inputs are staged in one volume and copied to their (relative) paths; the output is copied out for oras-push', () => {
+      const spec = copied();
+      const [pull, app, push] = spec.containers;
+      expect(pull.args).toEqual(['step', 'pull', '--state', '/oras/state', '--timeout', '60s',
+        '--input', 'cache:5000/a:r-out=/oras-inputs/0', '--input', 'cache:5000/b:r-out=/oras-inputs/0', '--input', 'cache:5000/c:1=/oras-inputs/1', '--plain-http']);
+      expect(pull.volumeMounts).toContainEqual({ name: 'oras-inputs', mountPath: '/oras-inputs' });
+      expect(app.command).toEqual(wrapped('--state', '/oras/state', '--stdout', 'pancakes.txt', '--await-pull', '600',
+        '--copy-in', '/oras/inputs/0=inputs', '--copy-in', '/oras/inputs/1=/abs', '--copy-out', 'pancakes.txt=/oras/output/app',
+        '--', 'sh', '-c', 'echo "$1"', 'x y'));
+      // Only under /oras: whatever the image keeps at "inputs" or in its working dir stays visible.
+      expect(app.volumeMounts).toEqual([
+        { name: 'oras-runtime', mountPath: '/oras/state' },
+        { name: 'oras-inputs', mountPath: '/oras/inputs', readOnly: true },
+        { name: 'oras-output', mountPath: '/oras/output' },
+      ]);
+      expect(push.args).toEqual(['step', 'push', '--state', '/oras/state', '--start-timeout', '600s', '--dir', '/oras-output/app', '--to', 'cache:5000/c:r-out', '--plain-http']);
+      expect(push.volumeMounts).toContainEqual({ name: 'oras-output', mountPath: '/oras-output', readOnly: true });
+      expect(spec.volumes?.map((v) => v.name)).toEqual(['oras-runtime', 'oras-scratch', 'oras-inputs', 'oras-output']);
+    });
+
+    test('several app containers: each is wrapped with its own id, gets the inputs, and copies out to its own directory', () => {
+      const pod: PodSpecJson = { containers: [{ name: 'a', command: ['x'] }, { name: 'side', command: ['s'] }, { name: 'b', command: ['y'] }] };
+      const spec = injectOras(pod, settings({ placement: 'copy', containers: ['a', 'b'], inputs: [{ reference: 'cache:5000/a:1', path: '.' }], output: { reference: 'cache:5000/o:1', path: 'out' } }));
+      expect(spec.containers.map((c) => c.name)).toEqual(['oras-pull', 'a', 'side', 'b', 'oras-push']);
+      const [, a, side, b, push] = spec.containers;
+      for (const [app, argv] of [[a, 'x'], [b, 'y']] as const) {
+        expect(app.command).toEqual(wrapped('--state', '/oras/state', '--id', app.name, '--await-pull', '600',
+          '--copy-in', '/oras/inputs/0=.', '--copy-out', `out=/oras/output/${app.name}`, '--', argv));
+      }
+      expect(side.command).toEqual(['s']);
+      expect(push.args).toEqual(['step', 'push', '--state', '/oras/state', '--start-timeout', '600s',
+        '--dir', '/oras-output/a', '--dir', '/oras-output/b', '--launcher', 'a', '--launcher', 'b', '--to', 'cache:5000/o:1', '--plain-http']);
+    });
+
+    test.each([
+      ['an input under /oras', { inputs: [{ reference: 'r:1/a:1', path: '/oras/x' }] }, /the input path "\/oras\/x" is reserved/],
+      ['the root as output', { output: { reference: 'r:1/o:1', path: '//' } }, /the output path "\/\/" \(that is "\/"\) is reserved \(the root, and \/oras/],
+      ['a path on two lines', { inputs: [{ reference: 'r:1/a:1', path: 'in\nx' }] }, /the input path "in\\nx" must be a non-empty path on one line/],
+      ['a stdout file that is a directory', { output: { reference: 'r:1/o:1', path: '.', stdoutFile: 'logs/' } }, /the stdout file "logs\/" must name a file/],
+      ['a container named twice', { containers: ['app', 'app'] }, /the container "app" is named twice/],
+    ] as [string, Partial<InjectionSettings>, RegExp][])('refuses %s with a fix', (_name, overrides, message) => {
+      expect(() => copied(overrides)).toThrow(message);
+    });
+  });
+
   test('wraps the argv inline, pulls in a first container, pushes in a last one, one volume per input path', () => {
     const spec = injectOras(base(), settings());
     expect(spec.initContainers).toBeUndefined();
@@ -155,7 +208,7 @@ describe('injectOras', () => {
 
   test.each([
     ['a user init container named oras-pull', { ...base(), initContainers: [{ name: 'oras-pull', image: 'busybox:1', command: ['true'] }] }, {}, /the container name "oras-pull" is reserved for cdk8s-oras; rename that container/],
-    ['a user container named oras-pull', { containers: [...base().containers, { name: 'oras-pull', image: 'busybox:1', command: ['true'] }] }, { container: 'app' },
+    ['a user container named oras-pull', { containers: [...base().containers, { name: 'oras-pull', image: 'busybox:1', command: ['true'] }] }, { containers: ['app'] },
       /the container name "oras-pull" is reserved for cdk8s-oras; rename that container/],
     ['an input path that resolves to /oras', base(), { inputs: [{ reference: 'r:1/a:1', path: '/a/../oras' }] }, /the input path "\/a\/\.\.\/oras" \(that is "\/oras"\) is reserved/],
     ['an input path that resolves to the root', base(), { inputs: [{ reference: 'r:1/a:1', path: '/in/..' }] }, /the input path "\/in\/\.\." \(that is "\/"\) is reserved/],
@@ -175,8 +228,8 @@ describe('injectOras', () => {
   test.each([
     ['no command', { containers: [{ name: 'app', image: 'x:1', args: ['a'] }] }, {}, /container "app" has no command.*set command \(and args\) explicitly/],
     ['two containers', { containers: [{ name: 'a', command: ['x'] }, { name: 'b', command: ['y'] }] }, {}, /the pod has 2 containers \("a", "b"\); say which one/],
-    ['a missing container', base(), { container: 'nope' }, /there is no container "nope" to wrap; the pod has "app"/],
-    ['a reserved container name', { containers: [{ name: 'app', command: ['x'] }, { name: 'oras-push', command: ['y'] }] }, { container: 'app' }, /"oras-push" is reserved/],
+    ['a missing container', base(), { containers: ['nope'] }, /there is no container "nope" to wrap; the pod has "app"/],
+    ['a reserved container name', { containers: [{ name: 'app', command: ['x'] }, { name: 'oras-push', command: ['y'] }] }, { containers: ['app'] }, /"oras-push" is reserved/],
     ['a reserved volume name', { ...base(), volumes: [{ name: 'oras-data', emptyDir: {} }] }, {}, /prefix "oras-", which cdk8s-oras reserves/],
     ['a relative input path', base(), { inputs: [{ reference: 'r:1/a:1', path: 'in' }] }, /the input path "in" must be absolute/],
     ['an input under /oras', base(), { inputs: [{ reference: 'r:1/a:1', path: '/oras/x' }] }, /the input path "\/oras\/x" is reserved/],

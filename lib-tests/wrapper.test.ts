@@ -1,8 +1,8 @@
 import { ChildProcess, spawn } from 'child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { NOT_RUN_EXIT_CODE, StateFile, WRAPPER_SCRIPT, WRAPPER_SCRIPT_IN_SPEC } from '../src/wrapper';
+import { NOT_RUN_EXIT_CODE, StateFile, WRAPPER_SCRIPT, WRAPPER_SCRIPT_IN_SPEC, wrapperFile } from '../src/wrapper';
 import { kubeletExpand } from './util/kubelet-expansion';
 import { findPeer } from './util/peers';
 
@@ -37,6 +37,10 @@ interface WrapOptions {
   readonly awaitPull?: number;
   readonly env?: NodeJS.ProcessEnv;
   readonly started?: (child: ChildProcess) => void;
+  /** More options before `--`. */
+  readonly flags?: string[];
+  /** The working directory the shell starts in (the container's). */
+  readonly cwd?: string;
 }
 
 describe.each(SHELLS)('oras-wrap under %s', (_name, shell) => {
@@ -49,9 +53,9 @@ describe.each(SHELLS)('oras-wrap under %s', (_name, shell) => {
   /** Runs the wrapper as the pod does: `sh -c "$WRAPPER_SCRIPT" oras-wrap …`. */
   function wrap(argv: string[], options: WrapOptions = {}): Promise<Ran> {
     const args = [...shell.slice(1), '-c', DELIVERED, 'oras-wrap', '--state', state,
-      ...(options.stdout ? ['--stdout', options.stdout] : []), ...(options.awaitPull ? ['--await-pull', String(options.awaitPull)] : []), '--', ...argv];
+      ...(options.stdout ? ['--stdout', options.stdout] : []), ...(options.awaitPull ? ['--await-pull', String(options.awaitPull)] : []), ...(options.flags ?? []), '--', ...argv];
     return new Promise((resolve) => {
-      const child = spawn(shell[0], args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env });
+      const child = spawn(shell[0], args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env, cwd: options.cwd });
       options.started?.(child);
       let stdout = '';
       let stderr = '';
@@ -125,6 +129,76 @@ describe.each(SHELLS)('oras-wrap under %s', (_name, shell) => {
       spawn(shell[0], [...shell.slice(1), '-c', DELIVERED, 'oras-wrap', '--bogus'], { stdio: 'ignore' }).on('close', resolve);
     });
     expect(child).toBe(126);
+  });
+
+  describe('--copy-in and --copy-out: nothing mounted over the working dir', () => {
+    let workdir: string;
+    let staged: string;
+    let out: string;
+    beforeEach(() => {
+      workdir = join(state, 'work');
+      staged = join(state, 'staged');
+      out = join(state, 'out');
+      mkdirSync(join(workdir, 'kept'), { recursive: true });
+      writeFileSync(join(workdir, 'kept', 'image.txt'), 'from the image\n');
+      mkdirSync(join(staged, 'sub'), { recursive: true });
+      writeFileSync(join(staged, 'input.txt'), 'input\n');
+      writeFileSync(join(staged, 'sub', 'deep.txt'), 'deep\n');
+      writeFileSync(join(state, StateFile.INPUTS), '[]');
+      writeFileSync(join(state, StateFile.PULL_PID), '999999999\n');
+    });
+    const files = (dir: string) => (readdirSync(dir, { recursive: true }) as string[]).sort();
+
+    test('inputs land next to what the image keeps, resolved in the working dir; a relative output file is copied by its name', async () => {
+      const result = await wrap(['/bin/sh', '-c', 'ls kept inputs inputs/sub > listing.txt; cat kept/image.txt inputs/input.txt >> listing.txt'], {
+        cwd: workdir, awaitPull: 5, flags: ['--copy-in', `${staged}=inputs`, '--copy-in', `${staged}=kept`, '--copy-out', `listing.txt=${out}/app`],
+      });
+      expect(result).toMatchObject({ code: 0, stderr: '', recorded: '0\n' });
+      expect(files(join(workdir, 'kept'))).toEqual(['image.txt', 'input.txt', 'sub', 'sub/deep.txt']);
+      expect(files(join(out, 'app'))).toEqual(['listing.txt']);
+      expect(readFileSync(join(out, 'app', 'listing.txt'), 'utf8')).toBe('inputs:\ninput.txt\nsub\n\ninputs/sub:\ndeep.txt\n\nkept:\nimage.txt\ninput.txt\nsub\nfrom the image\ninput\n');
+    });
+
+    test('a directory is copied under its own name, "." as its contents, and the piped stdout file is in it', async () => {
+      const flags = (src: string, dir: string) => ['--stdout', 'results/stdout.txt', '--copy-out', `${src}=${out}/${dir}`];
+      const command = ['/bin/sh', '-c', 'mkdir -p results && echo hello > results/a.txt && echo piped'];
+      expect(await wrap(command, { cwd: workdir, flags: flags('results', 'named') })).toMatchObject({ code: 0, stdout: 'piped\n' });
+      expect(files(join(out, 'named'))).toEqual(['results', 'results/a.txt', 'results/stdout.txt']);
+      expect(readFileSync(join(out, 'named', 'results', 'stdout.txt'), 'utf8')).toBe('piped\n');
+      rmSync(join(state, StateFile.STDOUT_FIFO));
+      expect(await wrap(command, { cwd: join(workdir, 'kept'), flags: flags('.', 'contents') })).toMatchObject({ code: 0 });
+      expect(files(join(out, 'contents'))).toEqual(['image.txt', 'results', 'results/a.txt', 'results/stdout.txt']);
+    });
+
+    test('a missing output fails a successful command with the reason, for oras-push', async () => {
+      const result = await wrap(['/bin/true'], { cwd: workdir, flags: ['--copy-out', `pancakes.txt=${out}/app`] });
+      expect(result).toMatchObject({ code: 1, recorded: '1\n' });
+      expect(result.stderr).toBe(`oras-wrap: the output path "pancakes.txt" does not exist in ${workdir} after the command\n`);
+      expect(readFileSync(join(state, StateFile.OUTPUT_FAILED), 'utf8')).toBe(`the output path "pancakes.txt" does not exist in ${workdir} after the command\n`);
+    });
+
+    test('the working dir "/" is no output: it names the fix', async () => {
+      const result = await wrap(['/bin/true'], { cwd: '/', flags: ['--copy-out', `.=${out}/app`] });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(/the output path "\." \(resolved in \/\) is the root or under \/oras; set output-path to the file or directory the command writes/);
+    });
+
+    test('an input path it cannot write: the command does not run, and the message names the fix', async () => {
+      const marker = join(state, 'ran');
+      writeFileSync(join(workdir, 'file'), 'x');
+      const result = await wrap(['/bin/sh', '-c', `touch ${marker}`], { cwd: workdir, awaitPull: 5, flags: ['--copy-in', `${staged}=file/inputs`] });
+      expect(result).toMatchObject({ code: NOT_RUN_EXIT_CODE, recorded: '' });
+      expect(result.stderr).toMatch(/the command did not run: its inputs could not be copied into "file\/inputs" \(resolved in .*\/work\)\. The input path must be a directory outside \/oras that the container's user \(uid \d+\) can write: set input-path to one\./);
+      expect(readFileSync(join(state, StateFile.PULL_FAILED), 'utf8')).toMatch(/^its inputs could not be copied into "file\/inputs"/);
+      expect(existsSync(marker)).toBe(false);
+    });
+
+    test('--id: one of several app containers writes its own files', async () => {
+      const result = await wrap(['/bin/sh', '-c', 'exit 4'], { flags: ['--id', 'second'] });
+      expect(result).toMatchObject({ code: 4, recorded: '' });
+      expect(readFileSync(join(state, wrapperFile(StateFile.EXIT_CODE, 'second')), 'utf8')).toBe('4\n');
+      expect(existsSync(join(state, wrapperFile(StateFile.WRAPPER_PID, 'second')))).toBe(true);
+    });
   });
 
   describe('--await-pull: oras-pull runs beside it', () => {

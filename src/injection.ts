@@ -22,7 +22,7 @@
  * @internal Not part of the jsii API; the runtime imports it directly.
  */
 
-import { WRAPPER_SCRIPT_IN_SPEC } from './wrapper';
+import { RUNTIME_MOUNT, WRAPPER_SCRIPT_IN_SPEC } from './wrapper';
 
 /** The subset of a Kubernetes container this transform reads and writes. */
 export interface ContainerSpec {
@@ -79,14 +79,33 @@ export interface InjectionOutput {
   readonly annotations?: Record<string, string>;
 }
 
+/**
+ * - 'mount' (typed steps): volumes are mounted at the input and output
+ *   paths, which are absolute. Nothing is copied, but a volume hides what
+ *   the image has at that path.
+ * - 'copy' (the webhook, as the operator prototype did): the paths may be
+ *   relative to the directory the container runs in, which is known only
+ *   then. The wrapper copies the staged inputs in before the command and
+ *   the output out after it, so nothing the image keeps is hidden. The
+ *   output may be a file or a directory, pushed under its own name (its
+ *   contents for `.`), and the stdout file is relative to the working dir.
+ */
+export type Placement = 'mount' | 'copy';
+
 export interface InjectionSettings {
   /** The oras-runtime image. */
   readonly runtimeImage: string;
   readonly registry: InjectionRegistry;
   readonly inputs: readonly InjectionInput[];
   readonly output?: InjectionOutput;
-  /** Name of the app container; default the first container. Required when there are several. */
-  readonly container?: string;
+  /**
+   * The app containers, each wrapped; default the first container. With
+   * several, the inputs reach each of them, and the output (theirs merged)
+   * is pushed only when every one of them exits 0.
+   */
+  readonly containers?: readonly string[];
+  /** How the inputs and the output reach the app containers; default 'mount'. */
+  readonly placement?: Placement;
   /** How long oras-pull waits for each input to exist. */
   readonly inputTimeoutSeconds: number;
   /** How long oras-push waits for the app container to start, and the wrapper for oras-pull. */
@@ -103,7 +122,7 @@ export const OUTPUT_VOLUME = 'oras-output';
 export const AUTH_VOLUME = 'oras-registry-auth';
 export const SCRATCH_VOLUME = 'oras-scratch';
 /** Reserved for the runtime in every container: no input, output or stdout file may be under it. */
-export const RUNTIME_MOUNT = '/oras';
+export { RUNTIME_MOUNT };
 /**
  * Where RUNTIME_VOLUME is mounted: the state directory is the emptyDir itself,
  * which the kubelet makes writable by every uid (0777), whichever container starts first.
@@ -113,8 +132,15 @@ export const STATE_DIR = `${RUNTIME_MOUNT}/state`;
 export const WRAPPER_NAME = 'oras-wrap';
 /** The pod annotation that makes `kubectl logs` and `kubectl exec` pick the app container, not oras-pull, which comes first. */
 export const DEFAULT_CONTAINER_ANNOTATION = 'kubectl.kubernetes.io/default-container';
-const INPUTS_MOUNT = '/oras-inputs';
-const OUTPUT_MOUNT = '/oras-output';
+/** Where oras-pull writes the inputs, one directory per input path. */
+const PULL_MOUNT = '/oras-inputs';
+/** Where oras-push reads the output. */
+const PUSH_MOUNT = '/oras-output';
+/** With placement 'copy': the one volume oras-pull stages the inputs in, and where the app containers see it. */
+export const INPUTS_VOLUME = 'oras-inputs';
+const INPUTS_MOUNT = `${RUNTIME_MOUNT}/inputs`;
+/** With placement 'copy': where the app containers copy the output for oras-push, one directory each. */
+const OUTPUT_STAGE = `${RUNTIME_MOUNT}/output`;
 const AUTH_MOUNT = '/oras-registry-auth';
 /** Annotations of a pushed step output that say where it came from. */
 export const PROVENANCE = {
@@ -179,27 +205,30 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
   if (isInjected(result)) return result;
   validate(result, settings);
 
-  const app = appContainer(result, settings.container);
-  const argv = [...(app.command ?? []), ...(app.args ?? [])];
+  const copy = settings.placement === 'copy';
+  const launchers = appContainers(result, settings.containers);
+  const several = launchers.length > 1;
   const registryArgs = [
     ...(settings.registry.plainHttp ? ['--plain-http'] : []),
     ...(settings.registry.insecure ? ['--insecure'] : []),
     ...(settings.debug ? ['--debug'] : []),
   ];
 
-  // Inputs that share a path share one volume; an output in an input's directory uses that volume too.
-  const paths = [...new Set(settings.inputs.map((i) => normalize(i.path)))];
-  const inputVolume = (path: string) => `oras-input-${paths.indexOf(normalize(path))}`;
+  // Inputs that share a path share one directory; with volumes, an output in an input's directory uses that volume too.
+  const key = (path: string) => (copy ? normalizeAnywhere(path) : normalize(path));
+  const paths = [...new Set(settings.inputs.map((i) => key(i.path)))];
+  const inputVolume = (path: string) => (copy ? INPUTS_VOLUME : `oras-input-${paths.indexOf(key(path))}`);
   const output = settings.output;
-  const sharedOutput = output !== undefined && paths.includes(normalize(output.path));
+  const sharedOutput = !copy && output !== undefined && paths.includes(normalize(output.path));
   const outputVolume = sharedOutput ? inputVolume(output.path) : OUTPUT_VOLUME;
   const runtimeContainers = paths.length > 0 || output !== undefined;
+  const staged = (index: number) => `${INPUTS_MOUNT}/${index}`;
 
   const volumes = [
     { name: RUNTIME_VOLUME, emptyDir: {} },
     // The runtime containers have a read-only root: tarballs and temporary files go here.
     ...(runtimeContainers ? [{ name: SCRATCH_VOLUME, emptyDir: {} }] : []),
-    ...paths.map((path) => ({ name: inputVolume(path), emptyDir: {} })),
+    ...[...new Set(paths.map(inputVolume))].map((name) => ({ name, emptyDir: {} })),
     ...(output && !sharedOutput ? [{ name: OUTPUT_VOLUME, emptyDir: {} }] : []),
     ...(settings.registry.credentialsSecret
       ? [{ name: AUTH_VOLUME, secret: { secretName: settings.registry.credentialsSecret, items: [{ key: '.dockerconfigjson', path: 'config.json' }] } }]
@@ -241,12 +270,14 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
       'step', 'pull',
       '--state', STATE_DIR,
       '--timeout', `${settings.inputTimeoutSeconds}s`,
-      ...settings.inputs.flatMap((input) => ['--input', `${input.reference}=${INPUTS_MOUNT}/${paths.indexOf(normalize(input.path))}`]),
+      ...settings.inputs.flatMap((input) => ['--input', `${input.reference}=${PULL_MOUNT}/${paths.indexOf(key(input.path))}`]),
       ...registryArgs,
     ],
     volumeMounts: [
       { name: RUNTIME_VOLUME, mountPath: STATE_DIR },
-      ...paths.map((path) => ({ name: inputVolume(path), mountPath: `${INPUTS_MOUNT}/${paths.indexOf(path)}` })),
+      ...(copy
+        ? [{ name: INPUTS_VOLUME, mountPath: PULL_MOUNT }]
+        : paths.map((path) => ({ name: inputVolume(path), mountPath: `${PULL_MOUNT}/${paths.indexOf(path)}` }))),
       ...runtimeMounts,
     ],
   };
@@ -255,41 +286,57 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
   // A restarted app container would run the command twice and confuse oras-push.
   result.restartPolicy = 'Never';
 
-  app.command = [
-    ...WRAPPED_COMMAND_MARK,
-    '--state', STATE_DIR,
-    ...(output?.stdoutFile ? ['--stdout', normalize(output.stdoutFile.startsWith('/') ? output.stdoutFile : `${output.path}/${output.stdoutFile}`)] : []),
-    ...(pull ? ['--await-pull', `${settings.startTimeoutSeconds}`] : []),
-    '--',
-    ...argv,
-  ];
-  delete app.args;
-  app.volumeMounts = [
-    ...(app.volumeMounts ?? []),
-    { name: RUNTIME_VOLUME, mountPath: STATE_DIR },
-    ...paths.map((path) => ({ name: inputVolume(path), mountPath: path, readOnly: !(sharedOutput && path === normalize(output!.path)) })),
-    ...(output && !sharedOutput ? [{ name: OUTPUT_VOLUME, mountPath: normalize(output.path) }] : []),
-  ];
+  for (const app of launchers) {
+    const argv = [...(app.command ?? []), ...(app.args ?? [])];
+    const stdoutFile = output?.stdoutFile;
+    app.command = [
+      ...WRAPPED_COMMAND_MARK,
+      '--state', STATE_DIR,
+      ...(several ? ['--id', app.name] : []),
+      ...(stdoutFile ? ['--stdout', copy ? stdoutFile : normalize(stdoutFile.startsWith('/') ? stdoutFile : `${output!.path}/${stdoutFile}`)] : []),
+      ...(pull ? ['--await-pull', `${settings.startTimeoutSeconds}`] : []),
+      ...(copy ? paths.flatMap((path, index) => ['--copy-in', `${staged(index)}=${path}`]) : []),
+      ...(copy && output ? ['--copy-out', `${output.path}=${OUTPUT_STAGE}/${app.name}`] : []),
+      '--',
+      ...argv,
+    ];
+    delete app.args;
+    app.volumeMounts = [
+      ...(app.volumeMounts ?? []),
+      { name: RUNTIME_VOLUME, mountPath: STATE_DIR },
+      ...(copy
+        ? [
+          ...(paths.length > 0 ? [{ name: INPUTS_VOLUME, mountPath: INPUTS_MOUNT, readOnly: true }] : []),
+          ...(output ? [{ name: OUTPUT_VOLUME, mountPath: OUTPUT_STAGE }] : []),
+        ]
+        : [
+          ...paths.map((path) => ({ name: inputVolume(path), mountPath: path, readOnly: !(sharedOutput && path === normalize(output!.path)) })),
+          ...(output && !sharedOutput ? [{ name: OUTPUT_VOLUME, mountPath: normalize(output.path) }] : []),
+        ]),
+    ];
+  }
   // The wrapper watches oras-pull's process, and oras-push the wrapper's, to notice one that died without a word.
   if (runtimeContainers) result.shareProcessNamespace = true;
 
   if (!output) return result;
+  const outputDirs = copy ? launchers.map((app) => `${PUSH_MOUNT}/${app.name}`) : [PUSH_MOUNT];
   result.containers.push({
     ...runtimeBase(PUSH_CONTAINER),
     args: [
       'step', 'push',
       '--state', STATE_DIR,
       '--start-timeout', `${settings.startTimeoutSeconds}s`,
-      '--dir', OUTPUT_MOUNT,
+      ...outputDirs.flatMap((dir) => ['--dir', dir]),
+      ...(several ? launchers.flatMap((app) => ['--launcher', app.name]) : []),
       '--to', output.reference,
       ...(output.failureReference ? ['--failure-to', output.failureReference] : []),
       ...(output.unpack === false ? ['--no-unpack'] : []),
-      ...Object.entries(output.annotations ?? {}).flatMap(([key, value]) => ['--annotation', `${key}=${value}`]),
+      ...Object.entries(output.annotations ?? {}).flatMap(([k, value]) => ['--annotation', `${k}=${value}`]),
       ...registryArgs,
     ],
     volumeMounts: [
       { name: RUNTIME_VOLUME, mountPath: STATE_DIR, readOnly: true },
-      { name: outputVolume, mountPath: OUTPUT_MOUNT, readOnly: true },
+      { name: outputVolume, mountPath: PUSH_MOUNT, readOnly: true },
       ...runtimeMounts,
     ],
   });
@@ -317,28 +364,49 @@ function quote(path: string): string {
   return normalize(path) === plain ? `"${path}"` : `"${path}" (that is "${normalize(path)}")`;
 }
 
-function appContainer(spec: PodSpecJson, name: string | undefined): ContainerSpec {
-  if (name !== undefined) {
+/**
+ * A relative or absolute path with ".", ".." (where it can be resolved) and
+ * extra slashes resolved, so that two spellings of one input path share a
+ * directory: "inputs/", "./inputs" and "inputs" are "inputs"; "" is ".".
+ */
+function normalizeAnywhere(path: string): string {
+  if (path.startsWith('/')) return normalize(path);
+  const parts: string[] = [];
+  for (const part of path.split('/')) {
+    if (part === '..' && parts.length > 0 && parts[parts.length - 1] !== '..') parts.pop();
+    else if (part !== '' && part !== '.') parts.push(part);
+  }
+  return parts.join('/') || '.';
+}
+
+function appContainers(spec: PodSpecJson, names: readonly string[] | undefined): ContainerSpec[] {
+  if (names === undefined || names.length === 0) {
+    if (spec.containers.length !== 1) {
+      throw new InjectionError(`the pod has ${spec.containers.length} containers (${spec.containers.map((c) => `"${c.name}"`).join(', ')}); `
+        + 'say which one runs the command with the container setting.', 'container');
+    }
+    return [spec.containers[0]];
+  }
+  const repeated = names.find((name, i) => names.indexOf(name) !== i);
+  if (repeated !== undefined) throw new InjectionError(`the container "${repeated}" is named twice in the container setting; name each once`, 'container');
+  return names.map((name) => {
     const found = spec.containers.find((c) => c.name === name);
     if (!found) {
       throw new InjectionError(`there is no container "${name}" to wrap; the pod has ${spec.containers.map((c) => `"${c.name}"`).join(', ')}. `
         + 'Name one of them in the container setting.', 'container');
     }
     return found;
-  }
-  if (spec.containers.length !== 1) {
-    throw new InjectionError(`the pod has ${spec.containers.length} containers (${spec.containers.map((c) => `"${c.name}"`).join(', ')}); `
-      + 'say which one runs the command with the container setting.', 'container');
-  }
-  return spec.containers[0];
+  });
 }
 
 function validate(spec: PodSpecJson, settings: InjectionSettings): void {
   if (!spec.containers || spec.containers.length === 0) throw new InjectionError('the pod has no containers');
-  const app = appContainer(spec, settings.container);
-  if (!app.command || app.command.length === 0) {
-    throw new InjectionError(`container "${app.name}" has no command. The wrapper must know the full argv, and an image's ENTRYPOINT `
-      + 'cannot be read when the pod is prepared: set command (and args) explicitly.');
+  const apps = appContainers(spec, settings.containers);
+  for (const app of apps) {
+    if (!app.command || app.command.length === 0) {
+      throw new InjectionError(`container "${app.name}" has no command. The wrapper must know the full argv, and an image's ENTRYPOINT `
+        + 'cannot be read when the pod is prepared: set command (and args) explicitly.');
+    }
   }
   const taken = new Set([...spec.containers, ...(spec.initContainers ?? [])].map((c) => c.name));
   for (const reserved of [PULL_CONTAINER, PUSH_CONTAINER]) {
@@ -351,33 +419,54 @@ function validate(spec: PodSpecJson, settings: InjectionSettings): void {
     throw new InjectionError('plain HTTP and insecure (HTTPS without verifying the certificate) exclude each other; '
       + 'keep plain HTTP for a registry without TLS, or insecure for one with an unverifiable certificate', 'registry');
   }
-  const mounts = (app.volumeMounts ?? []).map((m) => normalize(m.mountPath));
+  const copy = settings.placement === 'copy';
   const check = (path: string, what: 'input' | 'output') => {
     const setting = what === 'input' ? 'inputPath' : 'outputPath';
+    if (path === '' || /[\n\r]/.test(path)) throw new InjectionError(`the ${what} path ${JSON.stringify(path)} must be a non-empty path on one line`, setting);
+    if (copy) {
+      // Copied in and out by the wrapper: relative paths resolve in the working dir, and the image's files stay visible.
+      if (path.startsWith('/') && (isRuntimePath(path) || (what === 'output' && normalize(path) === '/'))) {
+        throw new InjectionError(`the ${what} path ${quote(path)} is reserved (${what === 'output' ? 'the root, and ' : ''}${RUNTIME_MOUNT} for the runtime); pick another path`, setting);
+      }
+      return;
+    }
     if (!path.startsWith('/')) throw new InjectionError(`the ${what} path "${path}" must be absolute`, setting);
     if (normalize(path) === '/' || isRuntimePath(path)) {
       throw new InjectionError(`the ${what} path ${quote(path)} is reserved (the root, and ${RUNTIME_MOUNT} for the runtime); pick another directory`, setting);
     }
-    if (mounts.includes(normalize(path))) {
-      throw new InjectionError(`the ${what} path ${quote(path)} is already a volume mount of container "${app.name}"; pick another directory`, setting);
+    for (const app of apps) {
+      if ((app.volumeMounts ?? []).some((m) => normalize(m.mountPath) === normalize(path))) {
+        throw new InjectionError(`the ${what} path ${quote(path)} is already a volume mount of container "${app.name}"; pick another directory`, setting);
+      }
     }
   };
   for (const input of settings.inputs) check(input.path, 'input');
   if (settings.output) {
     check(settings.output.path, 'output');
     const file = settings.output.stdoutFile;
-    const plainName = file !== undefined && file !== '' && !file.includes('/') && file !== '.' && file !== '..';
-    const absolute = file !== undefined && file.startsWith('/') && !file.split('/').includes('..') && !file.endsWith('/');
-    if (file !== undefined && !plainName && !absolute) {
-      throw new InjectionError(`the stdout file "${file}" must be a file name in the output directory, or an absolute path`, 'stdoutFile');
-    }
-    if (absolute && isRuntimePath(file)) {
-      throw new InjectionError(`the stdout file ${quote(file)} is inside ${RUNTIME_MOUNT}, where the runtime keeps its state (the stdout FIFO, the exit code); `
-        + 'write stdout to a file name in the output directory or to an absolute path elsewhere', 'stdoutFile');
-    }
+    if (file !== undefined) checkStdoutFile(file, copy);
   }
   checkTimeout(settings.inputTimeoutSeconds, 'input', 'inputTimeout');
   checkTimeout(settings.startTimeoutSeconds, 'start', 'startTimeout');
+}
+
+function checkStdoutFile(file: string, copy: boolean): void {
+  const absolute = file.startsWith('/') && !file.split('/').includes('..') && !file.endsWith('/');
+  if (copy) {
+    // Relative to the working dir, as a shell redirection resolves it.
+    if (file === '' || /[\n\r]/.test(file) || file.endsWith('/') || file === '.' || file === '..') {
+      throw new InjectionError(`the stdout file ${JSON.stringify(file)} must name a file, relative to the working directory or absolute`, 'stdoutFile');
+    }
+  } else {
+    const plainName = file !== '' && !file.includes('/') && file !== '.' && file !== '..';
+    if (!plainName && !absolute) {
+      throw new InjectionError(`the stdout file "${file}" must be a file name in the output directory, or an absolute path`, 'stdoutFile');
+    }
+  }
+  if (file.startsWith('/') && isRuntimePath(file)) {
+    throw new InjectionError(`the stdout file ${quote(file)} is inside ${RUNTIME_MOUNT}, where the runtime keeps its state (the stdout FIFO, the exit code); `
+      + 'write stdout to a file name in the output directory or to an absolute path elsewhere', 'stdoutFile');
+  }
 }
 
 function checkTimeout(seconds: number, what: string, setting: InjectionSetting): void {

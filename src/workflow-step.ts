@@ -2,7 +2,7 @@ import { ApiObject, Duration, Lazy, Names, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { OrasArtifact } from './artifact';
-import { ContainerSpec, DEFAULT_CONTAINER_ANNOTATION, injectOras, InjectionError, PodSpecJson, PROVENANCE, RUNTIME_UID } from './injection';
+import { ContainerSpec, DEFAULT_CONTAINER_ANNOTATION, injectOras, InjectionError, InjectionSettings, PodSpecJson, PROVENANCE, RUNTIME_UID } from './injection';
 import { assertPinnedImage, IOrasRegistry } from './registry';
 import { renderResources } from './resources';
 import { OrasRuntimeImage } from './runtime-image';
@@ -417,34 +417,43 @@ export class OrasWorkflowStep extends Construct {
     return base;
   }
 
+  /**
+   * The settings this step's pod is prepared with; tests give them to the webhook's path too.
+   * @internal
+   */
+  public _injectionSettings(): InjectionSettings {
+    const props = this.props;
+    const registry = this.registry;
+    return {
+      runtimeImage: this.runtimeImage.image,
+      registry: {
+        host: registry.host,
+        plainHttp: registry.plainHttp,
+        insecure: registry.insecure,
+        credentialsSecret: registry.credentials?.name,
+      },
+      inputs: this.inputList.map((i) => ({ reference: i.artifact.reference, path: i.path })),
+      output: props.output && this.outputArtifact ? {
+        reference: this.outputArtifact.reference,
+        path: props.output.path,
+        unpack: props.output.unpack ?? true,
+        failureReference: this.failureArtifact?.reference,
+        stdoutFile: props.outputPipe,
+        annotations: { [PROVENANCE.STEP]: this.name, [PROVENANCE.IMAGE]: props.image },
+      } : undefined,
+      containers: [MAIN_CONTAINER],
+      // Volumes at the paths: nothing is copied, and the paths are absolute, so nothing is resolved at run time.
+      placement: 'mount',
+      inputTimeoutSeconds: (props.inputTimeout ?? this.context?.inputTimeout ?? Duration.minutes(30)).toSeconds(),
+      startTimeoutSeconds: (props.startTimeout ?? Duration.minutes(10)).toSeconds(),
+      debug: props.debug,
+    };
+  }
+
   /** The main container's pod, prepared by the shared injection. */
   private renderPodSpec(): PodSpecJson {
-    const props = this.props;
-    const base = this._basePodSpec();
-    const registry = this.registry;
     try {
-      return injectOras(base, {
-        runtimeImage: this.runtimeImage.image,
-        registry: {
-          host: registry.host,
-          plainHttp: registry.plainHttp,
-          insecure: registry.insecure,
-          credentialsSecret: registry.credentials?.name,
-        },
-        inputs: this.inputList.map((i) => ({ reference: i.artifact.reference, path: i.path })),
-        output: props.output && this.outputArtifact ? {
-          reference: this.outputArtifact.reference,
-          path: props.output.path,
-          unpack: props.output.unpack ?? true,
-          failureReference: this.failureArtifact?.reference,
-          stdoutFile: props.outputPipe,
-          annotations: { [PROVENANCE.STEP]: this.name, [PROVENANCE.IMAGE]: props.image },
-        } : undefined,
-        container: MAIN_CONTAINER,
-        inputTimeoutSeconds: (props.inputTimeout ?? this.context?.inputTimeout ?? Duration.minutes(30)).toSeconds(),
-        startTimeoutSeconds: (props.startTimeout ?? Duration.minutes(10)).toSeconds(),
-        debug: props.debug,
-      });
+      return injectOras(this._basePodSpec(), this._injectionSettings());
     } catch (err) {
       if (err instanceof InjectionError) throw new Error(`OrasWorkflowStep "${this.node.path}": ${err.message}`);
       throw err;

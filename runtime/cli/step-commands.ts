@@ -50,7 +50,8 @@ async function stepPush(args: string[]): Promise<number> {
     args,
     options: {
       ...STEP_OPTIONS,
-      'dir': { type: 'string' },
+      'dir': { type: 'string', multiple: true },
+      'launcher': { type: 'string', multiple: true },
       'to': { type: 'string' },
       'failure-to': { type: 'string' },
       'no-unpack': { type: 'boolean' },
@@ -63,7 +64,8 @@ async function stepPush(args: string[]): Promise<number> {
   if (values.debug) reporter.event('settings', { command: 'step push', to: values.to, failureTo: values['failure-to'], annotations });
   const settings = {
     state: required(values.state, '--state'),
-    dir: required(values.dir, '--dir'),
+    dirs: values.dir?.length ? values.dir : [required(undefined, '--dir')],
+    launchers: values.launcher ?? [],
     to: required(values.to, '--to'),
     failureTo: values['failure-to'],
     unpack: !values['no-unpack'],
@@ -82,13 +84,14 @@ export const stepCommand: Command = {
   usage: [
     'Usage: oras-runtime step pull --state <dir> --timeout <duration> [--input <ref>=<dir>]... [options]',
     '                              [--max-unpacked-size <size>]',
-    '       oras-runtime step push --state <dir> --dir <dir> --to <ref> [--failure-to <ref>] [--no-unpack]',
+    '       oras-runtime step push --state <dir> --dir <dir>... [--launcher <name>]... --to <ref> [--failure-to <ref>] [--no-unpack]',
     '                              [--annotation k=v]... [--start-timeout <duration>] [options]',
     '',
     'step pull (first container): waits for each input until the deadline (--timeout) and pulls it, then tells the',
     'command wrapper in the state directory that the command may start (inputs.json) or why not (pull.failed);',
     'SIGTERM removes what is staged before it exits.',
     'step push (last container): waits for the command to end; pushes <dir> after exit code 0, or to --failure-to otherwise.',
+    'Several --dir are merged (a file in two is an error); with --launcher, it waits for the wrapper of each app container.',
     '',
     '  --debug                    log the resolved settings',
     REGISTRY_USAGE,

@@ -1,9 +1,10 @@
-import { FSWatcher, watch } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { Dirent, FSWatcher, watch } from 'node:fs';
+import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { processExists, PulledInput, readLine, readNumber } from './state';
 import { PROVENANCE } from '../../src/injection';
-import { StateFile } from '../../src/wrapper';
+import { StateFile, wrapperFile } from '../../src/wrapper';
 import { TimeoutError } from '../oci/errors';
 import { EMPTY_CONFIG } from '../oci/media-types';
 import { Reporter } from '../oci/progress';
@@ -23,7 +24,8 @@ export const REGISTRY_WAIT_MS = 120_000;
 
 /** How the app container ended. */
 export type Outcome =
-  | { readonly exitCode: number }
+  /** `outputFailed`: why the wrapper could not copy the output out (placement 'copy'). */
+  | { readonly exitCode: number; readonly outputFailed?: string }
   /** The wrapper ended without an exit code, or never started. */
   | { readonly died: string }
   /** The command did not run because its inputs are not there; the reason oras-pull or the wrapper gave. */
@@ -74,10 +76,10 @@ class StateChanges {
   }
 }
 
-/** What the state directory says now: an outcome, or undefined while the command may still run. */
-async function settled(state: string): Promise<Outcome | undefined> {
-  const exitCode = await readNumber(state, StateFile.EXIT_CODE);
-  if (exitCode !== undefined) return { exitCode };
+/** What the state directory says now of the wrapper `id`: an outcome, or undefined while the command may still run. */
+async function settled(state: string, id?: string): Promise<Outcome | undefined> {
+  const exitCode = await readNumber(state, wrapperFile(StateFile.EXIT_CODE, id));
+  if (exitCode !== undefined) return { exitCode, outputFailed: await readLine(state, wrapperFile(StateFile.OUTPUT_FAILED, id)) };
   const failed = await readLine(state, StateFile.PULL_FAILED);
   if (failed !== undefined) return { notRun: failed };
   return undefined;
@@ -90,21 +92,21 @@ async function settled(state: string): Promise<Outcome | undefined> {
  * of the whole container) ends the wait within POLL_MS; inputs that could not
  * be pulled end it at once.
  */
-export async function awaitOutcome(state: string, startTimeoutMs: number, signal?: AbortSignal): Promise<Outcome> {
+export async function awaitOutcome(state: string, startTimeoutMs: number, signal?: AbortSignal, id?: string): Promise<Outcome> {
   const startDeadline = Date.now() + startTimeoutMs;
   const changes = new StateChanges(state);
   try {
     let pid: number | undefined;
     for (;;) {
-      const outcome = await settled(state);
+      const outcome = await settled(state, id);
       if (outcome) return outcome;
-      pid ??= await readNumber(state, StateFile.WRAPPER_PID);
+      pid ??= await readNumber(state, wrapperFile(StateFile.WRAPPER_PID, id));
       if (pid === undefined && Date.now() > startDeadline) {
         return { died: `the app container did not start within ${Math.round(startTimeoutMs / 1000)} s` };
       }
       if (pid !== undefined && !processExists(pid)) {
         // It may have written its exit code just before it ended.
-        return await settled(state)
+        return await settled(state, id)
           ?? { died: 'the app container ended without reporting an exit code (killed by SIGKILL, the OOM killer or the node)' };
       }
       await changes.next(POLL_MS, signal);
@@ -114,9 +116,33 @@ export async function awaitOutcome(state: string, startTimeoutMs: number, signal
   }
 }
 
+/**
+ * How several app containers ended, as one outcome: the first that died,
+ * else a command that did not run, else the first non-zero exit code, else
+ * an output that could not be copied, else success. Each message names its container.
+ */
+export async function awaitOutcomes(state: string, startTimeoutMs: number, launchers: readonly string[], signal?: AbortSignal): Promise<Outcome> {
+  if (launchers.length === 0) return awaitOutcome(state, startTimeoutMs, signal);
+  const outcomes = await Promise.all(launchers.map(async (id) => {
+    const outcome = await awaitOutcome(state, startTimeoutMs, signal, id);
+    const named = (text: string) => `container ${id}: ${text}`;
+    if ('died' in outcome) return { died: named(outcome.died) };
+    if ('notRun' in outcome) return outcome;
+    return { exitCode: outcome.exitCode, outputFailed: outcome.outputFailed && named(outcome.outputFailed) };
+  }));
+  return outcomes.find((o) => 'died' in o)
+    ?? outcomes.find((o) => 'notRun' in o)
+    ?? outcomes.find((o) => 'exitCode' in o && o.exitCode !== 0)
+    ?? outcomes.find((o) => 'exitCode' in o && o.outputFailed !== undefined)
+    ?? outcomes[0];
+}
+
 export interface PushOutputOptions {
   readonly state: string;
-  readonly dir: string;
+  /** The directories whose entries are pushed, merged (one per app container with placement 'copy'). */
+  readonly dirs: readonly string[];
+  /** The `--id` of each wrapper when the pod has several app containers; none for one. */
+  readonly launchers?: readonly string[];
   readonly to?: string;
   readonly failureTo?: string;
   readonly unpack: boolean;
@@ -140,7 +166,7 @@ export async function pushOutput(options: PushOutputOptions): Promise<number> {
   const warm = new AbortController();
   const early = warmUp(options, AbortSignal.any([warm.signal, ...(options.signal ? [options.signal] : [])]));
   try {
-    const outcome = await awaitOutcome(options.state, options.startTimeoutMs, options.signal);
+    const outcome = await awaitOutcomes(options.state, options.startTimeoutMs, options.launchers ?? [], options.signal);
     if ('died' in outcome) {
       options.reporter.event('not-pushed', { message: `${outcome.died}; nothing is pushed` });
       return 1;
@@ -153,6 +179,10 @@ export async function pushOutput(options: PushOutputOptions): Promise<number> {
     if (!target) {
       options.reporter.event('not-pushed', { exitCode: outcome.exitCode, message: `the command exited ${outcome.exitCode}; nothing is pushed` });
       return 0;
+    }
+    if (outcome.outputFailed !== undefined) {
+      options.reporter.event('not-pushed', { exitCode: outcome.exitCode, message: `${outcome.outputFailed}; nothing is pushed` });
+      return 1;
     }
     const reference = parseReference(target);
     // The early check may have given up while the command ran; then the registry gets a wait of its own.
@@ -201,9 +231,58 @@ function registryCheck(options: PushOutputOptions, reference: Reference, signal?
   return { reference, client, answered };
 }
 
+/** Two app containers wrote the same file: their outputs cannot be merged without losing one. */
+export class OutputConflict extends Error {
+  public override readonly name = 'OutputConflict';
+  constructor(public readonly path: string) {
+    super(`more than one app container wrote "${path}"; the outputs are merged into one artifact, so give each container's files their own names`);
+  }
+}
+
+/** Every path under `dir` (relative, "/"-separated), and whether it is a directory. */
+async function tree(dir: string): Promise<Map<string, boolean>> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  // parentPath is `path` before Node 20.12.
+  const parent = (e: Dirent) => (e as { parentPath?: string }).parentPath ?? (e as unknown as { path: string }).path;
+  return new Map(entries.map((e) => [join(parent(e), e.name).slice(dir.length + 1), e.isDirectory()]));
+}
+
+/**
+ * The directory to push and whether it is a merge to remove afterwards: the
+ * one directory that has entries, or the union of several copied into a
+ * scratch directory. A file that two of them hold is an OutputConflict.
+ */
+async function mergedOutput(dirs: readonly string[]): Promise<{ dir: string; scratch: boolean }> {
+  const filled: string[] = [];
+  for (const dir of dirs) if ((await readdir(dir)).length > 0) filled.push(dir);
+  if (filled.length <= 1) return { dir: filled[0] ?? dirs[0], scratch: false };
+  const seen = new Map<string, boolean>();
+  for (const dir of filled) {
+    for (const [path, isDir] of await tree(dir)) {
+      const before = seen.get(path);
+      if (before !== undefined && !(before && isDir)) throw new OutputConflict(path);
+      seen.set(path, isDir);
+    }
+  }
+  const merged = await mkdtemp(join(tmpdir(), 'oras-output-'));
+  for (const dir of filled) await cp(dir, merged, { recursive: true, force: false, errorOnExist: true, verbatimSymlinks: true });
+  return { dir: merged, scratch: true };
+}
+
 /** Pushes the output with the check's client; the caller closes it. */
 async function pushDirectory(options: PushOutputOptions, reference: Reference, check: RegistryCheck, exitCode: number): Promise<PushResult> {
-  const entries = (await readdir(options.dir)).sort();
+  const output = await mergedOutput(options.dirs);
+  try {
+    return await pushEntries(options, reference, check, exitCode, output.dir);
+  } finally {
+    if (output.scratch) await rm(output.dir, { recursive: true, force: true });
+  }
+}
+
+async function pushEntries(
+  options: PushOutputOptions, reference: Reference, check: RegistryCheck, exitCode: number, dir: string,
+): Promise<PushResult> {
+  const entries = (await readdir(dir)).sort();
   const inputs = await readFile(join(options.state, StateFile.INPUTS), 'utf8')
     .then((text) => JSON.parse(text) as PulledInput[])
     .catch(() => [] as PulledInput[]);
@@ -211,7 +290,7 @@ async function pushDirectory(options: PushOutputOptions, reference: Reference, c
     const failed = await check.answered;
     if (failed) throw failed;
     return await push(check.client, reference, entries.map((path) => ({ path })), {
-      cwd: options.dir,
+      cwd: dir,
       unpack: options.unpack,
       reporter: options.reporter,
       signal: options.signal,

@@ -1,12 +1,13 @@
 import { spawn } from 'child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { Reporter, SilentReporter } from '../../../runtime/oci/progress';
+import { pull } from '../../../runtime/oci/pull';
 import { parseReference } from '../../../runtime/oci/reference';
 import { RegistryClient } from '../../../runtime/oci/registry-client';
-import { awaitOutcome, pushOutput, PushOutputOptions } from '../../../runtime/step/push-output';
-import { StateFile } from '../../../src/wrapper';
+import { awaitOutcome, awaitOutcomes, OutputConflict, pushOutput, PushOutputOptions } from '../../../runtime/step/push-output';
+import { StateFile, wrapperFile } from '../../../src/wrapper';
 import { Distribution } from '../../util/distribution';
 import { FaultProxy } from '../../util/fault-proxy';
 import { describeWithPeers } from '../../util/peers';
@@ -38,7 +39,7 @@ describe('step push: waiting for the outcome', () => {
     expect(await awaitOutcome(state, 5000)).toEqual({ notRun: 'input r/a:1 is not there: waiting timed out after 10 s' });
     const reporter = recorder();
     const clientFor = () => { throw new Error('no registry is needed'); };
-    const code = await pushOutput({ state, dir: state, to: 'r/o:1', failureTo: 'r/o:1-failed', unpack: true, annotations: {}, startTimeoutMs: 5000, clientFor, reporter });
+    const code = await pushOutput({ state, dirs: [state], to: 'r/o:1', failureTo: 'r/o:1-failed', unpack: true, annotations: {}, startTimeoutMs: 5000, clientFor, reporter });
     expect(code).toBe(0);
     expect(reporter.events).toEqual([['not-pushed', {
       message: 'the command did not run: input r/a:1 is not there: waiting timed out after 10 s; nothing is pushed',
@@ -77,6 +78,90 @@ describe('step push: waiting for the outcome', () => {
   });
 });
 
+describe('step push: several app containers', () => {
+  let state: string;
+  beforeEach(() => { state = mkdtempSync(join(tmpdir(), 'oras-push-')); });
+  afterEach(() => rmSync(state, { recursive: true, force: true }));
+  const write = (file: string, text: string) => writeFileSync(join(state, file), text);
+  const ended = (id: string, code: number) => {
+    write(wrapperFile(StateFile.WRAPPER_PID, id), '999999999\n');
+    write(wrapperFile(StateFile.EXIT_CODE, id), `${code}\n`);
+  };
+
+  test('it waits for every one; the first non-zero exit code counts', async () => {
+    ended('a', 0);
+    setTimeout(() => ended('b', 3), 100);
+    expect(await awaitOutcomes(state, 5000, ['a', 'b'])).toEqual({ exitCode: 3 });
+  });
+
+  test('an output one of them could not copy out: nothing is pushed, and the reason names the container', async () => {
+    ended('a', 0);
+    write(wrapperFile(StateFile.OUTPUT_FAILED, 'b'), 'the output path "x.txt" does not exist in /work after the command\n');
+    ended('b', 1);
+    expect(await awaitOutcomes(state, 5000, ['a', 'b'])).toEqual({ exitCode: 1, outputFailed: 'container b: the output path "x.txt" does not exist in /work after the command' });
+    ended('b', 0);
+    const reporter = recorder();
+    const clientFor = () => { throw new Error('no registry is needed'); };
+    expect(await pushOutput({ state, dirs: [state], launchers: ['a', 'b'], to: 'r/o:1', unpack: true, annotations: {}, startTimeoutMs: 5000, clientFor, reporter })).toBe(1);
+    expect(reporter.events).toEqual([['not-pushed', { exitCode: 0, message: 'container b: the output path "x.txt" does not exist in /work after the command; nothing is pushed' }]]);
+  });
+});
+
+describeWithPeers(['docker-registry'], 'step push: the outputs of several app containers', () => {
+  let registry: Distribution;
+  let scratch: string;
+  beforeAll(async () => { registry = await Distribution.start(); });
+  afterAll(async () => registry.stop());
+  beforeEach(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'oras-push-'));
+    mkdirSync(join(scratch, 'state'));
+    for (const id of ['a', 'b']) {
+      mkdirSync(join(scratch, id, 'results'), { recursive: true });
+      writeFileSync(join(scratch, 'state', wrapperFile(StateFile.EXIT_CODE, id)), '0\n');
+    }
+    writeFileSync(join(scratch, 'a', 'results', 'one.txt'), 'one');
+    writeFileSync(join(scratch, 'b', 'results', 'two.txt'), 'two');
+    writeFileSync(join(scratch, 'b', 'b.txt'), 'b');
+  });
+  afterEach(() => rmSync(scratch, { recursive: true, force: true }));
+
+  const push = (tag: string) => pushOutput({
+    state: join(scratch, 'state'),
+    dirs: [join(scratch, 'a'), join(scratch, 'b')],
+    launchers: ['a', 'b'],
+    to: `${registry.host}/step/merged:${tag}`,
+    unpack: true,
+    annotations: {},
+    startTimeoutMs: 5000,
+    clientFor: (ref) => new RegistryClient(ref.registry, { plainHttp: true }),
+    reporter: new SilentReporter(),
+  });
+
+  test('are merged into one artifact: directories join, files keep their places', async () => {
+    expect(await push('v1')).toBe(0);
+    const out = join(scratch, 'pulled');
+    const client = new RegistryClient(registry.host, { plainHttp: true });
+    try {
+      await pull(client, parseReference(`${registry.host}/step/merged:v1`), out);
+    } finally {
+      client.close();
+    }
+    expect((readdirSync(out, { recursive: true }) as string[]).sort()).toEqual(['b.txt', 'results', 'results/one.txt', 'results/two.txt']);
+    expect(readFileSync(join(out, 'results', 'two.txt'), 'utf8')).toBe('two');
+  });
+
+  test('a file that two of them wrote is an OutputConflict naming it, and nothing is pushed', async () => {
+    writeFileSync(join(scratch, 'b', 'results', 'one.txt'), 'another one');
+    await expect(push('v2')).rejects.toEqual(new OutputConflict('results/one.txt'));
+    const client = new RegistryClient(registry.host, { plainHttp: true });
+    try {
+      await expect(client.resolve('step/merged', 'v2')).rejects.toThrow();
+    } finally {
+      client.close();
+    }
+  });
+});
+
 describeWithPeers(['docker-registry'], 'step push: a registry that is still starting', () => {
   let registry: Distribution;
   let proxy: FaultProxy;
@@ -102,7 +187,7 @@ describeWithPeers(['docker-registry'], 'step push: a registry that is still star
     const reporter = recorder();
     const run = pushOutput({
       state: join(scratch, 'state'),
-      dir: join(scratch, 'out'),
+      dirs: [join(scratch, 'out')],
       to: `${proxy.host}/step/out:v1`,
       unpack: true,
       annotations: {},
