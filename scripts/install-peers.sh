@@ -4,6 +4,7 @@
 #           (CNCF distribution), apache2-utils (htpasswd), openssl, skopeo.
 #   Go:     kube-linter, the oras CLI, csi-sanity and vegeta, built from the Go module proxy.
 #   PyPI:   kubernetes-validate (strict Kubernetes OpenAPI schemas), in a venv.
+#   CRDs:   JobSet's, from the jobset Go module (`jobset-crd` prints it).
 #   Kubernetes: kube-apiserver and etcd, through scripts/install-kube.sh.
 # Go and Python tools go to $CDK8S_ORAS_PEERS (default ~/.cache/cdk8s-oras),
 # keyed by version so reruns cost nothing. Needs root for apt and for
@@ -66,6 +67,18 @@ if [ ! -x "$venv/bin/kubernetes-validate" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
 ln -sf "$venv/bin/kubernetes-validate" "$PEERS/bin/kubernetes-validate"
+
+# The JobSet CRD (the webhook prepares JobSets), from the jobset Go module; `jobset-crd` prints it.
+JOBSET_VERSION=v0.10.1
+crd="$PEERS/crds/jobset-$JOBSET_VERSION.yaml"
+if [ ! -s "$crd" ]; then
+  log "JobSet CRD from sigs.k8s.io/jobset@$JOBSET_VERSION (Go module proxy)"
+  mkdir -p "$PEERS/crds"
+  moddir=$(cd "$PEERS/crds" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/jobset@$JOBSET_VERSION" \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+  cp "$moddir/config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml" "$crd.tmp" && mv "$crd.tmp" "$crd"
+fi
+printf '#!/bin/sh\nexec cat "%s"\n' "$crd" > "$PEERS/bin/jobset-crd" && chmod +x "$PEERS/bin/jobset-crd"
 
 # kube-apiserver and etcd: a long cold build, cached by version.
 bash "$(dirname "${BASH_SOURCE[0]}")/install-kube.sh"

@@ -114,7 +114,7 @@ export interface OrasWebhookProps {
   readonly tls?: WebhookTls;
 
   /**
-   * What happens to Pods and Jobs of opted-in namespaces when the webhook is down.
+   * What happens to Pods, Jobs and JobSets of opted-in namespaces when the webhook is down.
    *
    * @default WebhookFailurePolicy.FAIL - an annotated pod never runs without its inputs and outputs
    */
@@ -144,7 +144,7 @@ export interface OrasWebhookProps {
 }
 
 /**
- * The mutating admission webhook that prepares Pods and Jobs annotated the
+ * The mutating admission webhook that prepares Pods, Jobs and JobSets annotated the
  * way the oras-operator expected (`oras.converged-computing.github.io/*`),
  * with the same injection `OrasWorkflowStep` uses at synth time.
  *
@@ -283,6 +283,8 @@ export class OrasWebhook extends Construct {
         rules: [
           { apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], operations: ['CREATE'], scope: 'Namespaced' },
           { apiGroups: ['batch'], apiVersions: ['v1'], resources: ['jobs'], operations: ['CREATE'], scope: 'Namespaced' },
+          // Every replicated Job's pod template; with no JobSet CRD installed the rule matches nothing.
+          { apiGroups: ['jobset.x-k8s.io'], apiVersions: ['v1alpha2'], resources: ['jobsets'], operations: ['CREATE'], scope: 'Namespaced' },
         ],
         namespaceSelector: {
           matchLabels: { [this.namespaceLabel]: 'enabled' },

@@ -9,7 +9,7 @@ import { WRAPPER_SCRIPT_IN_SPEC } from '../../src/wrapper';
 import { freePort } from '../util/distribution';
 import { request } from '../util/http';
 import { KubeApiServer } from '../util/kube-apiserver';
-import { describeWithPeers } from '../util/peers';
+import { describeWithPeers, requirePeer, run } from '../util/peers';
 
 const root = join(__dirname, '..', '..');
 const bundle = join(root, 'runtime', 'build', 'oras-runtime.cjs');
@@ -30,7 +30,7 @@ function collection(object: any, namespace: string): string {
  * proxy), with self-managed TLS: it stores its certificates in a Secret and
  * writes its CA into its own configuration, and the API server calls it.
  */
-describeWithPeers(['kube-apiserver', 'etcd'], 'the webhook in a real kube-apiserver', () => {
+describeWithPeers(['kube-apiserver', 'etcd', 'jobset-crd'], 'the webhook in a real kube-apiserver', () => {
   let kube: KubeApiServer;
   let webhook: ChildProcess;
   let webhookLog = '';
@@ -71,11 +71,20 @@ describeWithPeers(['kube-apiserver', 'etcd'], 'the webhook in a real kube-apiser
         rules: [
           { apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], operations: ['CREATE'] },
           { apiGroups: ['batch'], apiVersions: ['v1'], resources: ['jobs'], operations: ['CREATE'] },
+          { apiGroups: ['jobset.x-k8s.io'], apiVersions: ['v1alpha2'], resources: ['jobsets'], operations: ['CREATE'] },
         ],
         namespaceSelector: { matchLabels: { 'oras.converged-computing.github.io/webhook': 'enabled' } },
       }],
     });
     expect(config.status).toBe(201);
+    // The JobSet CRD of sigs.k8s.io/jobset, as its release installs it.
+    const crd = parseAllDocuments(run(requirePeer('jobset-crd'), []).stdout).map((d) => d.toJSON()).filter(Boolean)[0];
+    expect((await api('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', crd)).status).toBe(201);
+    for (let i = 0; i < 200; i++) {
+      const status = (await api('GET', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`)).json.status;
+      if (status?.conditions?.some((c: any) => c.type === 'Established' && c.status === 'True')) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
     webhook = startWebhook();
     for (let i = 0; i < 200 && !webhookLog.includes('"event":"listening"'); i++) await new Promise((r) => setTimeout(r, 50));
     if (!webhookLog.includes('"event":"listening"')) throw new Error(`the webhook did not start:\n${webhookLog}`);
@@ -175,7 +184,30 @@ describeWithPeers(['kube-apiserver', 'etcd'], 'the webhook in a real kube-apiser
     const stored = (await api('GET', '/apis/batch/v1/namespaces/team/jobs/annotated-job')).json;
     expect(stored.spec.template.spec.containers.map((c: any) => c.name)).toEqual(['app', 'oras-push']);
     expect(stored.spec.template.metadata.annotations).toEqual({ 'kubectl.kubernetes.io/default-container': 'app' });
-    expect(stored.spec.template.spec.containers[0].command).toEqual(expect.arrayContaining(['--stdout', '/data/out.txt', 'echo', 'hi']));
+    expect(stored.spec.template.spec.containers[0].command.slice(4)).toEqual(['--state', '/oras/state', '--stdout', 'out.txt', '--copy-out', '.=/oras/output/app', '--', 'echo', 'hi']);
+  });
+
+  test('a JobSet is stored with every replicated Job\'s pod template prepared, and the warnings reach the client', async () => {
+    const replicated = (name: string, containers: unknown[]) => ({ name, replicas: 2, template: { spec: { template: { spec: { restartPolicy: 'Never', containers } } } } });
+    const created = await api('POST', '/apis/jobset.x-k8s.io/v1alpha2/namespaces/team/jobsets', {
+      apiVersion: 'jobset.x-k8s.io/v1alpha2',
+      kind: 'JobSet',
+      metadata: { name: 'pancakes', annotations: { [`${PREFIX}oras-cache`]: 'orascache', [`${PREFIX}output-uri`]: 'dinosaur/jobset:one', [`${PREFIX}output-path`]: 'out.txt' } },
+      spec: {
+        replicatedJobs: [
+          replicated('leader', [{ name: 'leader', image: 'busybox:1.36.1', command: ['sh', '-c', 'echo lead > out.txt'] }]),
+          replicated('workers', [{ name: 'worker', image: 'busybox:1.36.1', command: ['sh', '-c', 'echo work > out.txt'] }, { name: 'side', image: 'busybox:1.36.1', command: ['true'] }]),
+        ],
+      },
+    });
+    expect(created.status).toBe(201);
+    expect(created.headers.warning).toMatch(/replicated job \\?"pancakes-workers\\?": the pod has 2 containers/);
+    const stored = (await api('GET', '/apis/jobset.x-k8s.io/v1alpha2/namespaces/team/jobsets/pancakes')).json;
+    const templates = stored.spec.replicatedJobs.map((job: any) => job.template.spec.template);
+    expect(templates.map((t: any) => t.spec.containers.map((c: any) => c.name))).toEqual([['leader', 'oras-push'], ['worker', 'side', 'oras-push']]);
+    expect(templates.map((t: any) => t.metadata.annotations['kubectl.kubernetes.io/default-container'])).toEqual(['leader', 'worker']);
+    const pushes = templates.map((t: any) => t.spec.containers.find((c: any) => c.name === 'oras-push').args);
+    expect(pushes[0]).toEqual(expect.arrayContaining(['--to', 'orascache:5000/dinosaur/jobset:one', '--annotation', 'org.cdk8s-oras.step.name=pancakes-leader']));
   });
 
   test('a Pod without annotations is stored as it came; bad annotations are refused with the fix', async () => {
@@ -184,11 +216,11 @@ describeWithPeers(['kube-apiserver', 'etcd'], 'the webhook in a real kube-apiser
     const refused = await api('POST', '/api/v1/namespaces/team/pods', {
       apiVersion: 'v1',
       kind: 'Pod',
-      metadata: { name: 'bad', annotations: { [`${PREFIX}oras-cache`]: 'c', [`${PREFIX}output-uri`]: 'x/y:1' } },
+      metadata: { name: 'bad', annotations: { [`${PREFIX}oras-cache`]: 'c', [`${PREFIX}output-uri`]: 'x/y:1', [`${PREFIX}container`]: 'zzz' } },
       spec: { containers: [{ name: 'a', image: 'busybox:1.36.1', command: ['x'], workingDir: '/w' }, { name: 'b', image: 'busybox:1.36.1' }] },
     });
     expect(refused.status).toBe(400);
-    expect(refused.json.message).toMatch(/admission webhook "test\.oras\.converged-computing\.github\.io" denied the request: cdk8s-oras: the pod has 2 containers/);
+    expect(refused.json.message).toMatch(/admission webhook "test\.oras\.converged-computing\.github\.io" denied the request: cdk8s-oras: .*container names "zzz", but the pod has "a", "b"/);
   });
 
   test('every manifest in dist/ passes a strict server-side dry run', async () => {

@@ -1,6 +1,10 @@
 import { PodSpecJson } from '../../src/injection';
 
-/** A body that is not an AdmissionReview v1 for a Pod or a Job: it gets HTTP 400, as there is no request to answer. */
+/** The kinds this webhook prepares: a Pod, a Job's pod template, and every replicated Job's pod template of a JobSet. */
+export type AdmittedKind = 'Pod' | 'Job' | 'JobSet';
+const ADMITTED: readonly string[] = ['Pod', 'Job', 'JobSet'];
+
+/** A body that is not an AdmissionReview v1 for an admitted kind: it gets HTTP 400, as there is no request to answer. */
 export class MalformedReview extends Error {
   public override readonly name = 'MalformedReview';
 }
@@ -12,21 +16,22 @@ export class MalformedObject extends Error {
 
 export interface AdmissionRequest {
   readonly uid: string;
-  readonly kind: 'Pod' | 'Job';
+  readonly kind: AdmittedKind;
   readonly object: Record<string, unknown>;
 }
 
-/** The parts of a Pod, or of a Job's pod template, that the handler reads. */
+/** The parts of a Pod, or of a pod template, that the handler reads. */
 export interface PodUnderReview {
+  /** The object's name; for a JobSet's template `<jobset>-<replicated job>`. */
   readonly name: string;
-  /** A Job's annotations over its template's. */
+  /** The annotations that apply: an owner's over its templates'. */
   readonly annotations: Record<string, string>;
   /** The pod spec, not checked yet: `podSpec()` checks it. */
   readonly spec: unknown;
   /** Where the pod spec is, as a JSON pointer for the patch and as a field for messages. */
-  readonly pointer: '/spec' | '/spec/template/spec';
-  /** Where the pod's own metadata is (a Job's template may have none), and its annotations when it has any. */
-  readonly metadata: { readonly pointer: '/metadata' | '/spec/template/metadata'; readonly exists: boolean; readonly annotations?: Record<string, string> };
+  readonly pointer: string;
+  /** Where the pod's own metadata is (a template may have none), and its annotations when it has any. */
+  readonly metadata: { readonly pointer: string; readonly exists: boolean; readonly annotations?: Record<string, string> };
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -44,9 +49,9 @@ export function decodeReview(body: unknown): AdmissionRequest {
     throw new MalformedReview('the AdmissionReview request.kind must be a group, version and kind, such as {"group":"","version":"v1","kind":"Pod"}');
   }
   const kindName = kind.kind;
-  if (kindName !== 'Pod' && kindName !== 'Job') throw new MalformedReview(`this webhook admits Pods and Jobs, not "${kindName}"`);
+  if (!ADMITTED.includes(kindName)) throw new MalformedReview(`this webhook admits Pods, Jobs and JobSets, not "${kindName}"`);
   if (!isRecord(object)) throw new MalformedReview(`the AdmissionReview request has no ${kindName} object`);
-  return { uid, kind: kindName, object };
+  return { uid, kind: kindName as AdmittedKind, object };
 }
 
 /** Checks one value at `field`; throws MalformedObject naming the field. */
@@ -93,31 +98,51 @@ const podSpecShape = objectWith({
 
 type Metadata = { name?: string; generateName?: string; annotations?: Record<string, string> } | undefined;
 
-/** Reads the name and annotations of the request's Pod or Job, and where its pod spec is. */
-export function readPod(request: AdmissionRequest): PodUnderReview {
+type Template = { metadata?: Metadata; spec?: unknown } | undefined;
+const template = optional(objectWith({ metadata }));
+
+/** A pod template at `pointer` (`<pointer>/metadata`, `<pointer>/spec`) under owners whose annotations win over its own. */
+function templateUnderReview(name: string, owners: Record<string, string>, pod: Template, pointer: string): PodUnderReview {
+  return {
+    name,
+    annotations: { ...pod?.metadata?.annotations, ...owners },
+    spec: pod?.spec,
+    pointer: `${pointer}/spec`,
+    metadata: { pointer: `${pointer}/metadata`, exists: pod?.metadata !== undefined && pod.metadata !== null, annotations: pod?.metadata?.annotations },
+  };
+}
+
+/** Reads the name and annotations of the request's Pod, or of each pod template of its Job or JobSet, and where each pod spec is. */
+export function readPods(request: AdmissionRequest): PodUnderReview[] {
   const object = request.object;
   metadata(object.metadata, 'metadata');
   const own = object.metadata as Metadata;
   const name = own?.name ?? own?.generateName ?? '';
   if (request.kind === 'Pod') {
-    return {
+    return [{
       name,
       annotations: { ...own?.annotations },
       spec: object.spec,
       pointer: '/spec',
       metadata: { pointer: '/metadata', exists: own !== undefined && own !== null, annotations: own?.annotations },
-    };
+    }];
   }
-
-  optional(objectWith({ template: optional(objectWith({ metadata })) }))(object.spec, 'spec');
-  const template = (object.spec as { template?: { metadata?: Metadata; spec?: unknown } } | undefined)?.template;
-  return {
-    name,
-    annotations: { ...template?.metadata?.annotations, ...own?.annotations },
-    spec: template?.spec,
-    pointer: '/spec/template/spec',
-    metadata: { pointer: '/spec/template/metadata', exists: template?.metadata !== undefined && template.metadata !== null, annotations: template?.metadata?.annotations },
-  };
+  if (request.kind === 'Job') {
+    optional(objectWith({ template }))(object.spec, 'spec');
+    const pod = (object.spec as { template?: Template } | undefined)?.template;
+    return [templateUnderReview(name, { ...own?.annotations }, pod, '/spec/template')];
+  }
+  // A JobSet: spec.replicatedJobs[i].template is a Job template, whose spec.template is the pod template.
+  const jobTemplate = optional(objectWith({ metadata, spec: optional(objectWith({ template })) }));
+  optional(objectWith({ replicatedJobs: optional(listOf(objectWith({ name: optional(text), template: jobTemplate }))) }))(object.spec, 'spec');
+  type ReplicatedJob = { name?: string; template?: { metadata?: Metadata; spec?: { template?: Template } } };
+  const replicated = (object.spec as { replicatedJobs?: ReplicatedJob[] } | undefined)?.replicatedJobs ?? [];
+  return replicated.map((job, i) => templateUnderReview(
+    `${name}-${job.name ?? i}`,
+    { ...job.template?.metadata?.annotations, ...own?.annotations },
+    job.template?.spec?.template,
+    `/spec/replicatedJobs/${i}/template/spec/template`,
+  ));
 }
 
 /** The pod spec, once its fields that the injection reads have the right types. */

@@ -1,4 +1,4 @@
-import { ContainerSpec, InjectionSettings, PodSpecJson } from '../../src/injection';
+import { InjectionSettings, PodSpecJson } from '../../src/injection';
 import { parseReference } from '../oci/reference';
 
 /** The prefix of the oras-operator's annotations, kept for compatibility. */
@@ -29,8 +29,27 @@ export function wantsOras(annotations: Record<string, string> | undefined): bool
 
 const KNOWN = new Set([
   'oras-cache', 'registry', 'input-uri', 'output-uri', 'input-path', 'output-path', 'output-pipe', 'container',
-  'oras-env', 'oras-container', 'unpack', 'debug', 'plain-http', 'insecure', 'input-timeout', 'failure-uri',
+  'oras-env', 'docker-config', 'oras-container', 'unpack', 'debug', 'plain-http', 'insecure', 'input-timeout', 'failure-uri',
+  'entrypoint', 'oras-entrypoint',
 ]);
+
+/** The registry Service the prototype assumed when a pod names none. */
+export const DEFAULT_CACHE = 'oras';
+
+/** The prototype's scripts to download at start: nothing is downloaded here. */
+const IGNORED = ['entrypoint', 'oras-entrypoint'];
+
+/** The injection settings, and what the pod's author should know (AdmissionResponse warnings). */
+export interface AnnotatedSettings {
+  readonly settings: InjectionSettings;
+  readonly warnings: string[];
+}
+
+/** Whether an image is the oras CLI (the prototype's `oras-container`), which cannot run the step commands. */
+function isOrasCli(image: string): boolean {
+  const name = image.split('@')[0].replace(/:[^/:]*$/, '');
+  return name.split('/').pop() === 'oras';
+}
 
 function flag(value: string | undefined, name: string, fallback: boolean): boolean {
   if (value === undefined) return fallback;
@@ -41,11 +60,14 @@ function flag(value: string | undefined, name: string, fallback: boolean): boole
 
 /**
  * Turns the operator's annotations on a pod (or a Job's pod template) into
- * injection settings. Every annotation of the table is read; an unknown one
- * under the prefix is an error, so that a typo does not silently do nothing.
+ * injection settings, as the compatibility table of DESIGN.md says. An
+ * unknown annotation under the prefix is an error, so that a typo does not
+ * silently do nothing; what the prototype accepted but cannot mean anything
+ * here is admitted with a warning.
  */
-export function settingsFromAnnotations(annotations: Record<string, string>, spec: PodSpecJson, defaults: WebhookDefaults): InjectionSettings {
+export function settingsFromAnnotations(annotations: Record<string, string>, spec: PodSpecJson, defaults: WebhookDefaults): AnnotatedSettings {
   const get = (name: string): string | undefined => annotations[`${PREFIX}${name}`];
+  const warnings: string[] = [];
   for (const key of Object.keys(annotations)) {
     if (!key.startsWith(PREFIX)) continue;
     const name = key.slice(PREFIX.length);
@@ -53,11 +75,13 @@ export function settingsFromAnnotations(annotations: Record<string, string>, spe
       throw new AnnotationError(`unknown annotation ${key}; the known ones are ${[...KNOWN].map((k) => PREFIX + k).join(', ')} and ${PREFIX}input-uri_<n>`);
     }
   }
+  for (const name of IGNORED) {
+    if (get(name) !== undefined) warnings.push(`${PREFIX}${name} is ignored: nothing is downloaded when the pod starts, the runtime image has what the prototype's script did`);
+  }
 
-  const cache = get('oras-cache');
   const external = get('registry');
-  if (cache && external) throw new AnnotationError(`set either ${PREFIX}oras-cache (a registry in this namespace) or ${PREFIX}registry (another host), not both`);
-  if (!cache && !external) throw new AnnotationError(`set ${PREFIX}oras-cache to the name of the registry Service in this namespace, or ${PREFIX}registry to a registry host`);
+  const cache = get('oras-cache') ?? (external ? undefined : DEFAULT_CACHE);
+  if (get('oras-cache') && external) throw new AnnotationError(`set either ${PREFIX}oras-cache (a registry in this namespace) or ${PREFIX}registry (another host), not both`);
   if (cache && !/^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/.test(cache)) throw new AnnotationError(`${PREFIX}oras-cache "${cache}" must be the name of a Service (a DNS label)`);
   const host = cache ? `${cache}:${CACHE_PORT}` : external!;
   const insecure = flag(get('insecure'), 'insecure', false);
@@ -76,23 +100,15 @@ export function settingsFromAnnotations(annotations: Record<string, string>, spe
     }
   };
 
-  const containerName = get('container');
-  const app = pickContainer(spec, containerName);
-  const workdir = (app.workingDir as string | undefined);
-  const pathOf = (name: string): string => {
-    const value = get(name) ?? workdir;
-    if (!value) {
-      throw new AnnotationError(`${PREFIX}${name} is not set and container "${app.name}" has no workingDir; `
-        + `set ${PREFIX}${name} (or the container's workingDir) to an absolute directory`);
-    }
-    return value;
-  };
+  const containers = pickContainers(spec, get('container'), warnings);
+  // Relative paths resolve when the container runs, in its working dir (the image's WORKDIR when the pod sets none).
+  const pathOf = (name: string): string => get(name) ?? '.';
 
   const inputKeys = Object.keys(annotations)
     .filter((key) => key === `${PREFIX}input-uri` || (key.startsWith(PREFIX) && /^input-uri_\d+$/.test(key.slice(PREFIX.length))))
     .sort((a, b) => (Number(a.split('_')[1] ?? -1) - Number(b.split('_')[1] ?? -1)));
-  const inputs = inputKeys.map((key) => ({ reference: resolve(key.slice(PREFIX.length), annotations[key]), path: '' }));
-  const inputPath = inputs.length > 0 ? pathOf('input-path') : undefined;
+  const inputPath = pathOf('input-path');
+  const inputs = inputKeys.map((key) => ({ reference: resolve(key.slice(PREFIX.length), annotations[key]), path: inputPath }));
 
   const outputUri = get('output-uri');
   const pipe = get('output-pipe');
@@ -108,10 +124,17 @@ export function settingsFromAnnotations(annotations: Record<string, string>, spe
   }
   const inputTimeoutSeconds = timeout === undefined ? defaults.inputTimeoutSeconds : Number(timeout);
 
-  return {
-    runtimeImage: get('oras-container') ?? defaults.runtimeImage,
-    registry: { host, plainHttp, insecure, envSecret: get('oras-env') },
-    inputs: inputs.map((input) => ({ ...input, path: inputPath! })),
+  let runtimeImage = get('oras-container') ?? defaults.runtimeImage;
+  if (isOrasCli(runtimeImage)) {
+    warnings.push(`${PREFIX}oras-container "${runtimeImage}" is the oras CLI, which cannot run the pull and push steps; `
+      + `the runtime image ${defaults.runtimeImage} is used instead. Remove the annotation to silence this warning.`);
+    runtimeImage = defaults.runtimeImage;
+  }
+
+  const settings: InjectionSettings = {
+    runtimeImage,
+    registry: { host, plainHttp, insecure, envSecret: get('oras-env'), credentialsSecret: get('docker-config') },
+    inputs,
     output: outputUri ? {
       reference: resolve('output-uri', outputUri),
       path: pathOf('output-path'),
@@ -119,22 +142,28 @@ export function settingsFromAnnotations(annotations: Record<string, string>, spe
       stdoutFile: pipe,
       failureReference: failureUri ? resolve('failure-uri', failureUri) : undefined,
     } : undefined,
-    container: containerName ?? app.name,
+    containers,
+    placement: 'copy',
     inputTimeoutSeconds,
     startTimeoutSeconds: defaults.startTimeoutSeconds,
     debug,
   };
+  return { settings, warnings };
 }
 
-function pickContainer(spec: PodSpecJson, name: string | undefined): ContainerSpec {
-  if (name !== undefined) {
-    const found = spec.containers.find((c) => c.name === name);
-    if (!found) throw new AnnotationError(`${PREFIX}container names "${name}", but the pod has ${spec.containers.map((c) => `"${c.name}"`).join(', ')}`);
-    return found;
+/** The app containers: those `container` lists (comma-separated), else the first, with a warning when there are several. */
+function pickContainers(spec: PodSpecJson, list: string | undefined, warnings: string[]): string[] {
+  const names = (list ?? '').split(',').map((name) => name.trim()).filter((name) => name !== '');
+  const all = spec.containers.map((c) => c.name);
+  if (names.length === 0) {
+    if (all.length > 1) {
+      warnings.push(`the pod has ${all.length} containers (${all.map((n) => `"${n}"`).join(', ')}) and no ${PREFIX}container: `
+        + `"${all[0]}", the first, runs the command with the inputs and output. Name the app container(s) in ${PREFIX}container to silence this warning.`);
+    }
+    return all.slice(0, 1);
   }
-  if (spec.containers.length !== 1) {
-    throw new AnnotationError(`the pod has ${spec.containers.length} containers (${spec.containers.map((c) => `"${c.name}"`).join(', ')}); `
-      + `name the one that runs the command in ${PREFIX}container`);
+  for (const name of names) {
+    if (!all.includes(name)) throw new AnnotationError(`${PREFIX}container names "${name}", but the pod has ${all.map((n) => `"${n}"`).join(', ')}`);
   }
-  return spec.containers[0];
+  return names;
 }

@@ -1,6 +1,6 @@
-import { AdmissionRequest, decodeReview, MalformedObject, MalformedReview, podSpec, PodUnderReview, readPod } from './admission-request';
+import { AdmissionRequest, decodeReview, MalformedObject, MalformedReview, podSpec, PodUnderReview, readPods } from './admission-request';
 import { AnnotationError, PREFIX, settingsFromAnnotations, WebhookDefaults, wantsOras } from './annotations';
-import { admissionReview, AdmissionResponse, allowed, denied, errored, PatchOperation, patched } from './responses';
+import { admissionReview, AdmissionResponse, denied, errored, PatchOperation, patched, withWarnings } from './responses';
 import { DEFAULT_CONTAINER_ANNOTATION, injectOras, InjectionError, InjectionSetting, isInjected, PROVENANCE } from '../../src/injection';
 
 export type ReviewOutcome = 'patched' | 'unchanged' | 'denied';
@@ -50,37 +50,53 @@ function defaultContainer(pod: PodUnderReview, app: string): PatchOperation[] {
   return [{ op: 'add', path: `${pointer}/annotations/${escapePointer(DEFAULT_CONTAINER_ANNOTATION)}`, value: app }];
 }
 
+/** The patch that prepares one pod (none when it wants no ORAS or is prepared already), and its warnings. */
+function preparePod(pod: PodUnderReview, defaults: WebhookDefaults): { operations: PatchOperation[]; warnings: string[] } {
+  if (!wantsOras(pod.annotations)) return { operations: [], warnings: [] };
+  const spec = podSpec(pod);
+  if (isInjected(spec)) return { operations: [], warnings: [] };
+  const { settings, warnings } = settingsFromAnnotations(pod.annotations, spec, defaults);
+  // The first app container names the image in the provenance, and is kubectl's default; injectOras refuses a pod without one.
+  const app = spec.containers.find((c) => c.name === settings.containers?.[0]);
+  const prepared = injectOras(spec, {
+    ...settings,
+    output: settings.output && {
+      ...settings.output,
+      annotations: { [PROVENANCE.STEP]: pod.name, ...(app?.image ? { [PROVENANCE.IMAGE]: app.image } : {}), ...settings.output.annotations },
+    },
+  });
+  return { operations: [...diffTopLevel(pod.pointer, spec, prepared), ...defaultContainer(pod, app!.name)], warnings };
+}
+
 /**
- * The handler: prepares an annotated Pod, or the pod template of an
- * annotated Job (the Job's annotations apply to its template), with the same
- * injectOras that steps use at synth time. Already prepared objects and
- * objects without ORAS annotations pass unchanged.
+ * The handler: prepares an annotated Pod, the pod template of an annotated
+ * Job, or every replicated Job's pod template of a JobSet (an owner's
+ * annotations apply to its templates), with the same injectOras that steps
+ * use at synth time. Already prepared objects and objects without ORAS
+ * annotations pass unchanged. What the author should know comes back as
+ * warnings, which kubectl prints.
  */
 export function handle(request: AdmissionRequest, defaults: WebhookDefaults): AdmissionResponse {
+  // A JobSet has several templates: messages say which one they are about.
+  let where = '';
   try {
-    const pod = readPod(request);
-    if (!wantsOras(pod.annotations)) return allowed();
-    const spec = podSpec(pod);
-    if (isInjected(spec)) return allowed();
-
-    const settings = settingsFromAnnotations(pod.annotations, spec, defaults);
-    const app = spec.containers.find((c) => c.name === settings.container)!;
-    const prepared = injectOras(spec, {
-      ...settings,
-      output: settings.output && {
-        ...settings.output,
-        annotations: { [PROVENANCE.STEP]: pod.name, ...(app.image ? { [PROVENANCE.IMAGE]: app.image } : {}), ...settings.output.annotations },
-      },
-    });
-    return patched([...diffTopLevel(pod.pointer, spec, prepared), ...defaultContainer(pod, app.name)]);
+    const operations: PatchOperation[] = [];
+    const warnings: string[] = [];
+    for (const pod of readPods(request)) {
+      where = request.kind === 'JobSet' ? `replicated job "${pod.name}": ` : '';
+      const prepared = preparePod(pod, defaults);
+      operations.push(...prepared.operations);
+      warnings.push(...prepared.warnings.map((w) => where + w));
+    }
+    return withWarnings(patched(operations), [...new Set(warnings)]);
   } catch (err) {
-    if (err instanceof MalformedObject) return denied(`this ${request.kind} cannot be read: ${err.message}; fix that field`);
-    if (err instanceof AnnotationError) return denied(err.message);
+    if (err instanceof MalformedObject) return denied(`${where}this ${request.kind} cannot be read: ${err.message}; fix that field`);
+    if (err instanceof AnnotationError) return denied(where + err.message);
     if (err instanceof InjectionError) {
       const annotation = err.setting && ANNOTATION_OF[err.setting];
-      return denied(annotation ? `${PREFIX}${annotation}: ${err.message}` : err.message);
+      return denied(where + (annotation ? `${PREFIX}${annotation}: ${err.message}` : err.message));
     }
-    return errored(`cannot prepare this ${request.kind}: ${(err as Error).message}`);
+    return errored(`${where}cannot prepare this ${request.kind}: ${(err as Error).message}`);
   }
 }
 

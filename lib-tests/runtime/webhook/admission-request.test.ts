@@ -1,5 +1,5 @@
 import { annotatedPod, annotations, reviewOf } from './local-webhook';
-import { decodeReview, MalformedObject, podSpec, readPod } from '../../../runtime/webhook/admission-request';
+import { decodeReview, MalformedObject, podSpec, readPods } from '../../../runtime/webhook/admission-request';
 
 describe('reading an AdmissionReview', () => {
   test.each([
@@ -7,7 +7,7 @@ describe('reading an AdmissionReview', () => {
     [[], /expected an admission\.k8s\.io\/v1 AdmissionReview/],
     [{ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: [] }, /expected an admission\.k8s\.io\/v1 AdmissionReview/],
     [{ ...reviewOf({}, 'u'), request: { uid: 'u', kind: 'Pod', object: {} } }, /request\.kind must be a group, version and kind, such as \{"group":"","version":"v1","kind":"Pod"\}/],
-    [{ ...reviewOf({}, 'u'), request: { uid: 'u', kind: { kind: 'Service' }, object: {} } }, /admits Pods and Jobs, not "Service"/],
+    [{ ...reviewOf({}, 'u'), request: { uid: 'u', kind: { kind: 'Service' }, object: {} } }, /admits Pods, Jobs and JobSets, not "Service"/],
     [{ ...reviewOf({}, 'u'), request: { uid: 'u', kind: { kind: 'Pod' }, object: [] } }, /the AdmissionReview request has no Pod object/],
   ])('refuses %j', (body, message) => {
     expect(() => decodeReview(body)).toThrow(message);
@@ -19,7 +19,7 @@ describe('reading an AdmissionReview', () => {
       metadata: { name: 'j', annotations: annotations({ 'oras-cache': 'job' }) },
       spec: { template: { metadata: { annotations: annotations({ 'oras-cache': 'template', 'debug': 'true' }) }, spec: { containers: [] } } },
     };
-    const pod = readPod(decodeReview(reviewOf(job)));
+    const [pod] = readPods(decodeReview(reviewOf(job)));
     expect(pod).toEqual({
       name: 'j',
       annotations: annotations({ 'oras-cache': 'job', 'debug': 'true' }),
@@ -32,9 +32,29 @@ describe('reading an AdmissionReview', () => {
 
   test('a Pod without a name uses its generateName; null lists count as absent', () => {
     const object = { ...annotatedPod({ 'oras-cache': 'c' }, { initContainers: null, volumes: null }), metadata: { generateName: 'p-' } };
-    const pod = readPod(decodeReview(reviewOf(object)));
+    const [pod] = readPods(decodeReview(reviewOf(object)));
     expect(pod.name).toBe('p-');
     expect(() => podSpec(pod)).not.toThrow();
     expect(() => podSpec({ ...pod, spec: undefined })).toThrow(new MalformedObject('spec must be an object'));
+  });
+
+  test('a JobSet has one pod template per replicated Job, each under the JobSet\'s and its Job template\'s annotations', () => {
+    const jobset = {
+      apiVersion: 'jobset.x-k8s.io/v1alpha2',
+      kind: 'JobSet',
+      metadata: { name: 'js', annotations: annotations({ 'oras-cache': 'jobset' }) },
+      spec: {
+        replicatedJobs: [
+          { name: 'leader', replicas: 1, template: { metadata: { annotations: annotations({ 'debug': 'true', 'oras-cache': 'job' }) }, spec: { template: { spec: { containers: [] } } } } },
+          { name: 'workers', replicas: 2, template: { spec: { template: { metadata: { annotations: annotations({ unpack: 'false' }) }, spec: { containers: [] } } } } },
+        ],
+      },
+    };
+    const pods = readPods({ uid: 'u', kind: 'JobSet', object: jobset });
+    expect(pods.map((p) => [p.name, p.annotations, p.pointer, p.metadata.pointer, p.metadata.exists])).toEqual([
+      ['js-leader', annotations({ 'oras-cache': 'jobset', 'debug': 'true' }), '/spec/replicatedJobs/0/template/spec/template/spec', '/spec/replicatedJobs/0/template/spec/template/metadata', false],
+      ['js-workers', annotations({ 'oras-cache': 'jobset', 'unpack': 'false' }), '/spec/replicatedJobs/1/template/spec/template/spec', '/spec/replicatedJobs/1/template/spec/template/metadata', true],
+    ]);
+    expect(() => readPods({ uid: 'u', kind: 'JobSet', object: { spec: { replicatedJobs: {} } } })).toThrow(new MalformedObject('spec.replicatedJobs must be a list'));
   });
 });

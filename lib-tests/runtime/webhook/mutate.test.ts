@@ -24,7 +24,7 @@ describe('the admission handler', () => {
     ['plain-http with insecure', { 'registry': 'r.example.com', 'output-uri': 'x/y:1', 'plain-http': 'true', 'insecure': 'true' },
       /plain-http and oras\.converged-computing\.github\.io\/insecure exclude each other: remove insecure for a registry without TLS, or plain-http/],
     ['an input-path that resolves into /oras', { 'oras-cache': 'c', 'input-uri': 'a/b:1', 'input-path': '/a/../oras' },
-      /input-path: the input path "\/a\/\.\.\/oras" \(that is "\/oras"\) is reserved .*pick another directory/],
+      /input-path: the input path "\/a\/\.\.\/oras" \(that is "\/oras"\) is reserved .*pick another path/],
     ['an output-path that resolves into /oras', { ...cache, 'output-path': '/work/./../oras/x' }, /output-path: the output path .*\(that is "\/oras\/x"\) is reserved/],
     ['an output-pipe on the wrapper\'s FIFO', { ...cache, 'output-pipe': '/oras/state/stdout.fifo' },
       /output-pipe: the stdout file "\/oras\/state\/stdout\.fifo" is inside \/oras, .*write stdout to a file name in the output directory/],

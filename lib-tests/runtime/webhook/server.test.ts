@@ -3,6 +3,7 @@ import { Operation } from 'fast-json-patch';
 import { annotatedPod, eventually, LocalWebhook, reviewOf } from './local-webhook';
 import { PREFIX } from '../../../runtime/webhook/annotations';
 import { OrasArtifact, OrasRegistry, OrasRuntimeImage, OrasWorkflow } from '../../../src';
+import { injectOras } from '../../../src/injection';
 import { WRAPPER_SCRIPT_IN_SPEC } from '../../../src/wrapper';
 import { expectValidKubernetes } from '../../util/kubernetes-schema';
 import { describeWithPeers } from '../../util/peers';
@@ -64,8 +65,11 @@ describeWithPeers(['openssl'], 'oras-runtime webhook over real HTTPS', () => {
       },
       spec: step._basePodSpec(),
     });
-    expect(patched.spec).toEqual(synthesized);
+    // The same function with the same settings: only the placement differs, volumes for typed steps, copies for annotated pods.
+    expect(synthesized).toEqual(injectOras(step._basePodSpec(), step._injectionSettings()));
+    expect(patched.spec).toEqual(injectOras(step._basePodSpec(), { ...step._injectionSettings(), placement: 'copy' }));
     expect(synthesized.containers.map((c: any) => c.name)).toEqual(['oras-pull', 'main', 'oras-push']);
+    expect(patched.spec.containers.map((c: any) => c.name)).toEqual(['oras-pull', 'main', 'oras-push']);
     expect(patched.metadata.annotations['kubectl.kubernetes.io/default-container']).toBe(template.metadata.annotations['kubectl.kubernetes.io/default-container']);
   });
 
@@ -81,7 +85,18 @@ describeWithPeers(['openssl'], 'oras-runtime webhook over real HTTPS', () => {
     expect(patch.every((op: Operation) => op.path.startsWith('/spec/template/'))).toBe(true);
     expectValidKubernetes([patched]);
     expect(patched.spec.template.spec.containers[0].command)
-      .toEqual(['/bin/sh', '-c', WRAPPER_SCRIPT_IN_SPEC, 'oras-wrap', '--state', '/oras/state', '--stdout', '/data/stdout.txt', '--', 'echo', 'hi']);
+      .toEqual(['/bin/sh', '-c', WRAPPER_SCRIPT_IN_SPEC, 'oras-wrap', '--state', '/oras/state', '--stdout', 'stdout.txt', '--copy-out', '.=/oras/output/app', '--', 'echo', 'hi']);
+  });
+
+  test('what the prototype accepted comes back as warnings with an admitted pod', async () => {
+    const { response, patched } = await webhook.admit('Pod', pod({ 'oras-cache': 'c', 'output-uri': 'x/y:1', 'entrypoint': 'https://example.com/e.sh' },
+      [{ name: 'a', command: ['x'] }, { name: 'b', command: ['y'] }]));
+    expect(response.allowed).toBe(true);
+    expect(response.warnings).toEqual([
+      expect.stringMatching(/^cdk8s-oras: oras\.converged-computing\.github\.io\/entrypoint is ignored/),
+      expect.stringMatching(/^cdk8s-oras: the pod has 2 containers \("a", "b"\) and no .*: "a", the first, runs the command/),
+    ]);
+    expect(patched.spec.containers.map((c: any) => c.name)).toEqual(['a', 'b', 'oras-push']);
   });
 
   test('idempotent: a prepared object and an object without ORAS annotations pass unchanged', async () => {
@@ -93,8 +108,6 @@ describeWithPeers(['openssl'], 'oras-runtime webhook over real HTTPS', () => {
   });
 
   test.each([
-    ['several containers and no container annotation', pod({ 'oras-cache': 'c', 'output-uri': 'x/y:1' }, [{ name: 'a', command: ['x'], workingDir: '/w' }, { name: 'b', command: ['y'] }]),
-      /the pod has 2 containers \("a", "b"\); name the one that runs the command in oras\.converged-computing\.github\.io\/container/],
     ['a missing command', pod({ 'oras-cache': 'c', 'output-uri': 'x/y:1' }, [{ name: 'app', image: 'x:1', workingDir: '/w' }]), /container "app" has no command.*set command \(and args\) explicitly/],
     ['an invalid URI', pod({ 'oras-cache': 'c', 'output-uri': 'Bad:ref:x' }), /output-uri: Invalid artifact reference/],
   ])('denies %s with a message that says how to fix it', async (_name, object, message) => {
@@ -109,7 +122,7 @@ describeWithPeers(['openssl'], 'oras-runtime webhook over real HTTPS', () => {
     expect((await webhook.post('{ not json')).status).toBe(400);
     expect((await webhook.post({ kind: 'Something' })).status).toBe(400);
     expect((await webhook.post({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'x', kind: { kind: 'Service' }, object: {} } })).body.error)
-      .toBe('this webhook admits Pods and Jobs, not "Service"');
+      .toBe('this webhook admits Pods, Jobs and JobSets, not "Service"');
     expect((await webhook.get('/healthz')).status).toBe(200);
   });
 
