@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { buildNodeImages } from '../util/images';
+import { Distribution } from '../util/distribution';
+import { buildNodeImages, pushHubStandIns } from '../util/images';
 import { KubeNode, NODE_PEERS } from '../util/kube-node';
 import { findPeer } from '../util/peers';
 
@@ -25,8 +26,12 @@ export default async function globalSetup(): Promise<void> {
   const images = mkdtempSync(join(tmpdir(), 'oras-node-images-'));
   try {
     const archives = buildNodeImages(images);
+    // What containerd gets for docker.io: stand-ins of the images the prototype's examples name.
+    const mirror = await Distribution.start();
+    (globalThis as { orasHubMirror?: Distribution }).orasHubMirror = mirror;
+    pushHubStandIns(mirror.host);
     const imagesMs = Date.now() - started;
-    const node = await KubeNode.start({ imageArchives: archives });
+    const node = await KubeNode.start({ imageArchives: archives, dockerHubMirror: mirror.host });
     (globalThis as { orasKubeNode?: KubeNode }).orasKubeNode = node;
     process.env.ORAS_KUBE_NODE = node.kubeconfig;
     console.log(`kube-node: images built in ${(imagesMs / 1000).toFixed(1)} s, node Ready ${((Date.now() - started - imagesMs) / 1000).toFixed(1)} s later`);

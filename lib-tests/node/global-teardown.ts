@@ -1,3 +1,4 @@
+import { Distribution } from '../util/distribution';
 import { KubeNode } from '../util/kube-node';
 
 /**
@@ -5,7 +6,9 @@ import { KubeNode } from '../util/kube-node';
  * checks that nothing is left: a failed teardown fails the run.
  */
 export default async function globalTeardown(): Promise<void> {
-  const holder = globalThis as { orasKubeNode?: KubeNode };
+  const holder = globalThis as { orasKubeNode?: KubeNode; orasHubMirror?: Distribution };
+  await holder.orasHubMirror?.stop();
+  holder.orasHubMirror = undefined;
   if (!holder.orasKubeNode) return;
   await holder.orasKubeNode.stop();
   holder.orasKubeNode = undefined;

@@ -1,10 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync } from 'fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
+import { parseAllDocuments } from 'yaml';
 import { PREFIX } from '../../runtime/webhook/annotations';
 import { WRAPPER_SCRIPT_IN_SPEC } from '../../src/wrapper';
-import { NODE_IMAGES } from '../util/images';
-import { KubeCluster } from '../util/kube-node';
+import { HUB_STAND_INS, NODE_IMAGES, WORKDIR_FILE } from '../util/images';
+import { KubeCluster, orasPushFile } from '../util/kube-node';
 import { describeOnNode, useNamespace } from '../util/node';
 import { requirePeer, run } from '../util/peers';
 
@@ -30,16 +31,19 @@ describeOnNode('the admission webhook on a Kubernetes node (dist/oras-webhook.ya
     return ['Succeeded', 'Failed'].includes(phase) ? phase : undefined;
   }).catch((err) => { throw new Error(`${err.message}\n${cluster.describe(namespace.name)}`); });
 
-  function contentOf(reference: string, file: string): string {
+  /** What the oras CLI pulls from the test registry: each file's path and content. */
+  function pulledFiles(reference: string): Record<string, string> {
     const dir = mkdtempSync(join(tmpdir(), 'oras-node-'));
     try {
       const pulled = run(requirePeer('oras'), ['pull', '--plain-http', `${address}/${reference}`, '-o', dir]);
       if (pulled.status !== 0) throw new Error(`oras pull ${reference}: ${pulled.output}`);
-      return readFileSync(join(dir, file), 'utf8');
+      const files = (readdirSync(dir, { recursive: true }) as string[]).filter((f) => statSync(join(dir, f)).isFile()).sort();
+      return Object.fromEntries(files.map((f) => [f, readFileSync(join(dir, f), 'utf8')]));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   }
+  const contentOf = (reference: string, file: string) => pulledFiles(reference)[file];
 
   beforeAll(async () => {
     cluster.kubectlOk(['apply', '-f', bundle]);
@@ -61,7 +65,7 @@ describeOnNode('the admission webhook on a Kubernetes node (dist/oras-webhook.ya
 
   test('an annotated Pod runs and pushes its output to the oras-cache registry', async () => {
     const tag = `t${Date.now().toString(36)}`;
-    const pod = annotatedPod('hello', { 'output-uri': `dinosaur/hello-world:${tag}`, 'output-path': '/data' },
+    const pod = annotatedPod('hello', { 'output-uri': `dinosaur/hello-world:${tag}` },
       ['sh', '-c', 'echo "hello from the operator example" > /data/hello.txt']);
     const created = cluster.apply({ objects: [pod] });
     expect(created).toContain('pod/hello created');
@@ -99,7 +103,7 @@ describeOnNode('the admission webhook on a Kubernetes node (dist/oras-webhook.ya
     const repo = `dinosaur/pair${Date.now().toString(36)}`;
     cluster.apply({
       objects: [
-        annotatedPod('reader', { 'input-uri_1': `${repo}:one`, 'input-uri_2': `${repo}:two`, 'input-path': '/inputs', 'output-uri': `${repo}:both`, 'output-path': '/data' },
+        annotatedPod('reader', { 'input-uri_1': `${repo}:one`, 'input-uri_2': `${repo}:two`, 'input-path': '/inputs', 'output-uri': `${repo}:both` },
           ['sh', '-c', 'cat /inputs/one.txt /inputs/two.txt | tee /data/both.txt']),
         annotatedPod('one', { 'output-uri': `${repo}:one` }, ['sh', '-c', 'echo first > /data/one.txt']),
         annotatedPod('two', { 'output-uri': `${repo}:two` }, ['sh', '-c', 'echo second > /data/two.txt']),
@@ -127,5 +131,118 @@ describeOnNode('the admission webhook on a Kubernetes node (dist/oras-webhook.ya
     cluster.kubectlOk(['rollout', 'status', '-n', 'oras-system', 'deployment/oras-webhook', '--timeout=120s'], { timeoutMs: 130_000 });
     expect(cluster.getJson(['get', 'pods', '-n', 'oras-system', '-l', 'app.kubernetes.io/name=oras-webhook']).items
       .filter((p: any) => p.status.phase === 'Running')).toHaveLength(2);
+  });
+
+  describe("the prototype's documented examples, applied unchanged", () => {
+    const examples = join(__dirname, 'fixtures', 'oras-operator');
+    beforeAll(() => {
+      // The examples name the registry "orascache-sample": a second Service for the same registry pods.
+      const selector = cluster.getJson(['get', 'service', '-n', namespace.name, 'oras']).spec.selector;
+      cluster.apply({ namespace: namespace.name, objects: [{ apiVersion: 'v1', kind: 'Service', metadata: { name: 'orascache-sample' }, spec: { selector, ports: [{ port: 5000, targetPort: 5000 }] } }] });
+    });
+
+    test('pods-1.yaml: two pods touch a file in the working dir; the oras CLI pulls exactly that file', async () => {
+      expect(cluster.kubectlOk(['apply', '-n', namespace.name, '-f', join(examples, 'pods-1.yaml')])).toBe('pod/hello-world-1 created\npod/hello-world-2 created\n');
+      expect(await Promise.all(['hello-world-1', 'hello-world-2'].map(podPhase))).toEqual(['Succeeded', 'Succeeded']);
+      expect(pulledFiles('dinosaur/hello-world:one')).toEqual({ 'hello-world-1.txt': '' });
+      expect(pulledFiles('dinosaur/hello-world:two')).toEqual({ 'hello-world-2.txt': '' });
+      // The image the pods name verbatim, from the stand-in of Docker Hub.
+      const pod = cluster.getJson(['get', 'pod', '-n', namespace.name, 'hello-world-1']);
+      expect(pod.spec.containers.find((c: any) => c.name === 'my-container').image).toBe('ubuntu');
+    });
+
+    test('pod-2.yaml: both inputs land in the working dir (/ in ubuntu), as the prototype\'s last release copied them', async () => {
+      expect(cluster.kubectlOk(['apply', '-n', namespace.name, '-f', join(examples, 'pod-2.yaml')])).toBe('pod/hello-world-3 created\n');
+      // Its `ls inputs` dates from when the prototype copied an inputs/ directory (before its commit 1ea8a55);
+      // since then inputs go into the working dir itself, as DESIGN.md says, so there is no inputs/ to list.
+      expect(await podPhase('hello-world-3')).toBe('Failed');
+      expect(cluster.kubectlOk(['logs', '-n', namespace.name, 'hello-world-3', '-c', 'my-container'])).toMatch(/^ls: inputs: No such file or directory\n$/);
+      // The same pod listing its working dir shows both inputs next to what the image keeps there.
+      const listing = parseAllDocuments(readFileSync(join(examples, 'pod-2.yaml'), 'utf8'))[0].toJSON();
+      listing.metadata.name = 'hello-world-3-ls';
+      listing.spec.containers[0].command = ['ls'];
+      cluster.apply({ namespace: namespace.name, objects: [listing] });
+      expect(await podPhase('hello-world-3-ls')).toBe('Succeeded');
+      const files = cluster.kubectlOk(['logs', '-n', namespace.name, 'hello-world-3-ls']).split('\n');
+      expect(files).toEqual(expect.arrayContaining(['bin', 'hello-world-1.txt', 'hello-world-2.txt']));
+    });
+
+    test('job.yaml: the breakfast Job pipes stdout to pancakes.txt, and pancakes.txt is what is pushed', async () => {
+      expect(cluster.kubectlOk(['apply', '-n', namespace.name, '-f', join(examples, 'job.yaml')])).toBe('job.batch/breakfast created\n');
+      expect(await cluster.jobOutcomes(namespace.name, ['breakfast'], 120_000)).toEqual({ breakfast: 'Complete' });
+      expect(pulledFiles('dinosaur/hello-world:pancakes')).toEqual({ 'pancakes.txt': 'blueberry\n' });
+      expect(cluster.kubectlOk(['logs', '-n', namespace.name, 'job/breakfast'])).toBe('blueberry\n');
+    });
+  });
+
+  test('what the image keeps in its WORKDIR stays visible next to the pulled inputs; a relative output-path', async () => {
+    const tag = `w${Date.now().toString(36)}`;
+    orasPushFile(`${address}/dinosaur/workdir-in:${tag}`, 'input.txt', 'pulled\n');
+    const image = `docker.io/${HUB_STAND_INS.workdir}`;
+    cluster.apply({
+      objects: [{
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'workdir', namespace: namespace.name, annotations: annotations({ 'input-uri': `dinosaur/workdir-in:${tag}`, 'output-uri': `dinosaur/workdir-out:${tag}`, 'output-path': 'results' }) },
+        // No workingDir: the image's WORKDIR (/app) is where relative paths resolve.
+        spec: { containers: [{ name: 'app', image, command: ['sh', '-c', 'mkdir results && cat kept-by-the-image.txt input.txt > results/both.txt && pwd'] }] },
+      }],
+    });
+    expect(await podPhase('workdir')).toBe('Succeeded');
+    expect(cluster.kubectlOk(['logs', '-n', namespace.name, 'workdir'])).toBe('/app\n');
+    expect(pulledFiles(`dinosaur/workdir-out:${tag}`)).toEqual({ 'results/both.txt': `${WORKDIR_FILE.content}pulled\n` });
+  });
+
+  test('warnings, not denials: kubectl prints each one, and the pod runs', async () => {
+    const tag = `x${Date.now().toString(36)}`;
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name: 'warned',
+        namespace: namespace.name,
+        annotations: annotations({
+          'output-uri': `dinosaur/warned:${tag}`, 'output-path': 'out.txt',
+          'entrypoint': 'https://example.invalid/entrypoint.sh', 'oras-entrypoint': 'https://example.invalid/oras-entrypoint.sh',
+          'oras-container': 'ghcr.io/oras-project/oras:v1.1.0',
+        }),
+      },
+      spec: {
+        containers: [
+          { name: 'main', image: NODE_IMAGES.busybox, command: ['sh', '-c', 'echo main > out.txt'], workingDir: '/work' },
+          { name: 'helper', image: NODE_IMAGES.busybox, command: ['true'] },
+        ],
+      },
+    };
+    const applied = cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(pod) });
+    expect(applied.status).toBe(0);
+    const warnings = applied.output.split('\n').filter((line) => line.startsWith('Warning: '));
+    expect(warnings).toEqual([
+      expect.stringMatching(/^Warning: cdk8s-oras: oras\.converged-computing\.github\.io\/entrypoint is ignored: nothing is downloaded/),
+      expect.stringMatching(/^Warning: cdk8s-oras: oras\.converged-computing\.github\.io\/oras-entrypoint is ignored/),
+      expect.stringMatching(/^Warning: cdk8s-oras: the pod has 2 containers \("main", "helper"\) and no .*container: "main", the first, runs the command/),
+      expect.stringMatching(/^Warning: cdk8s-oras: .*oras-container "ghcr\.io\/oras-project\/oras:v1\.1\.0" is the oras CLI, .*the runtime image .* is used instead/),
+    ]);
+    expect(await podPhase('warned')).toBe('Succeeded');
+    expect(pulledFiles(`dinosaur/warned:${tag}`)).toEqual({ 'out.txt': 'main\n' });
+  });
+
+  test('several launcher containers: each gets the inputs; one artifact with both outputs, pushed after both succeed', async () => {
+    const tag = `l${Date.now().toString(36)}`;
+    orasPushFile(`${address}/dinosaur/launch-in:${tag}`, 'seed.txt', 'seed\n');
+    const launcher = (name: string) => ({ name, image: NODE_IMAGES.busybox, command: ['sh', '-c', `mkdir -p results && cp seed.txt results/${name}.txt && echo ${name} >> results/${name}.txt`], workingDir: '/work' });
+    const pod = (name: string, fail: boolean) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: namespace.name, annotations: annotations({ 'container': 'a,b', 'input-uri': `dinosaur/launch-in:${tag}`, 'output-uri': `dinosaur/${name}:${tag}`, 'output-path': 'results' }) },
+      spec: { containers: [launcher('a'), fail ? { ...launcher('b'), command: ['sh', '-c', 'exit 7'] } : launcher('b')] },
+    });
+    cluster.apply({ objects: [pod('launchers', false), pod('launchers-fail', true)] });
+    expect(await Promise.all([podPhase('launchers'), podPhase('launchers-fail')])).toEqual(['Succeeded', 'Failed']);
+    expect(pulledFiles(`dinosaur/launchers:${tag}`)).toEqual({ 'results/a.txt': 'seed\na\n', 'results/b.txt': 'seed\nb\n' });
+    const failed = cluster.getJson(['get', 'pod', '-n', namespace.name, 'launchers-fail']);
+    expect(cluster.containerState(failed, 'b').terminated.exitCode).toBe(7);
+    expect(cluster.containerState(failed, 'a').terminated.exitCode).toBe(0);
+    expect(run(requirePeer('oras'), ['manifest', 'fetch', '--plain-http', `${address}/dinosaur/launchers-fail:${tag}`]).status).not.toBe(0);
   });
 });

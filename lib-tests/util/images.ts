@@ -147,3 +147,43 @@ export function buildNodeImages(dir: string): string[] {
     return archive;
   });
 }
+
+/**
+ * Stand-ins for Docker Hub images that the operator prototype's documented
+ * pods name verbatim (`ubuntu`, `perl:5.34.0`), which this machine cannot
+ * pull: each is the busybox image under that name, so a pod that runs shell
+ * utilities in them (touch, ls, echo) behaves as with the real image. The
+ * node's containerd asks the test mirror for docker.io (KubeNodeOptions).
+ * `workdir` keeps a file in its WORKDIR, as many application images do.
+ */
+export const HUB_STAND_INS = {
+  ubuntu: 'library/ubuntu:latest',
+  perl: 'library/perl:5.34.0',
+  workdir: 'cdk8s-oras/workdir-demo:1',
+} as const;
+
+/** The file the `workdir` stand-in keeps in its WORKDIR /app, and its content. */
+export const WORKDIR_FILE = { path: '/app/kept-by-the-image.txt', content: 'from the image\n' } as const;
+
+/** Builds the stand-ins and pushes them to `mirror` (host:port, plain HTTP) under their Docker Hub names. */
+export function pushHubStandIns(mirror: string): void {
+  buildBusyboxImage();
+  const dir = mkdtempSync(join(tmpdir(), 'oras-hub-'));
+  try {
+    writeFileSync(join(dir, 'kept.txt'), WORKDIR_FILE.content);
+    writeFileSync(join(dir, 'Containerfile'), [
+      `FROM ${NODE_IMAGES.busybox}`,
+      `COPY kept.txt ${WORKDIR_FILE.path}`,
+      'WORKDIR /app',
+      '',
+    ].join('\n'));
+    const local = 'localhost/cdk8s-oras-workdir-demo:test';
+    podman(['build', '--pull=never', '--network=none', '-t', local, '-f', join(dir, 'Containerfile'), dir], 'building the workdir stand-in');
+    const sources: Record<keyof typeof HUB_STAND_INS, string> = { ubuntu: NODE_IMAGES.busybox, perl: NODE_IMAGES.busybox, workdir: local };
+    for (const [key, name] of Object.entries(HUB_STAND_INS) as [keyof typeof HUB_STAND_INS, string][]) {
+      podman(['push', '--tls-verify=false', '--format', 'oci', sources[key], `docker://${mirror}/${name}`], `pushing the ${key} stand-in`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -68,6 +68,13 @@ export interface KubeNodeOptions {
   readonly imageArchives?: string[];
   /** Default 180 s. */
   readonly startTimeoutMs?: number;
+  /**
+   * host:port of a plain-HTTP registry on this machine that containerd asks
+   * for docker.io images (as a pull-through mirror would answer): it holds
+   * the stand-ins of images that pods name verbatim, such as `ubuntu`, whose
+   * pull policy is Always.
+   */
+  readonly dockerHubMirror?: string;
 }
 
 export interface KubectlResult {
@@ -449,7 +456,7 @@ export class KubeNode extends KubeCluster {
     this.caPem = readFileSync(pki.caCert, 'utf8');
     writeFileSync(this.caFile, this.caPem);
     await this.controlPlane(pki, deadline);
-    await this.containerd(deadline, options.imageArchives ?? []);
+    await this.containerd(deadline, options.imageArchives ?? [], options.dockerHubMirror);
     await this.kubelet(pki, deadline);
     this.start('kube-controller-manager', [
       `--kubeconfig=${this.writeKubeconfig('controller-manager', USERS.controllerManager)}`,
@@ -580,7 +587,7 @@ export class KubeNode extends KubeCluster {
     }
   }
 
-  private async containerd(deadline: number, imageArchives: string[]): Promise<void> {
+  private async containerd(deadline: number, imageArchives: string[], dockerHubMirror?: string): Promise<void> {
     const root = join(this.dir, 'containerd');
     const cniConf = join(this.dir, 'cni');
     mkdirSync(cniConf);
@@ -600,6 +607,16 @@ export class KubeNode extends KubeCluster {
         { type: 'portmap', capabilities: { portMappings: true } },
       ],
     }, null, 2));
+    const registryHosts = join(this.dir, 'certs.d');
+    if (dockerHubMirror) {
+      mkdirSync(join(registryHosts, 'docker.io'), { recursive: true });
+      writeFileSync(join(registryHosts, 'docker.io', 'hosts.toml'), [
+        'server = "https://registry-1.docker.io"',
+        `[host."http://${dockerHubMirror}"]`,
+        '  capabilities = ["pull", "resolve"]',
+        '',
+      ].join('\n'));
+    }
     const config = join(this.dir, 'containerd.toml');
     writeFileSync(config, [
       'version = 2',
@@ -617,6 +634,7 @@ export class KubeNode extends KubeCluster {
       '    default_runtime_name = "runc"',
       '    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
       '      runtime_type = "io.containerd.runc.v2"',
+      ...(dockerHubMirror ? ['  [plugins."io.containerd.grpc.v1.cri".registry]', `    config_path = "${registryHosts}"`] : []),
       '  [plugins."io.containerd.grpc.v1.cri".cni]',
       `    bin_dir = "${CNI_BIN_DIR}"`,
       `    conf_dir = "${cniConf}"`,
