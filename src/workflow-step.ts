@@ -21,7 +21,14 @@ export interface StepInput {
   /** The artifact, usually another step's `output`. */
   readonly artifact: OrasArtifact;
 
-  /** Absolute directory in the main container; the artifact's files appear in it. */
+  /**
+   * Absolute directory in the main container; the artifact's files appear in it.
+   *
+   * It is a volume mounted at that path (read-only unless the output shares
+   * it), so nothing is copied and the command starts as soon as the pull
+   * ends; what the image keeps at that path is hidden. Annotated pods of the
+   * webhook copy instead, so that relative paths and the image's files work.
+   */
   readonly path: string;
 
   /**
@@ -36,7 +43,12 @@ export interface StepInput {
  * What a step pushes after its command exits 0.
  */
 export interface StepOutput {
-  /** Absolute directory in the main container; every entry in it is pushed (files as files, directories as tarballs). */
+  /**
+   * Absolute directory in the main container; every entry in it is pushed (files as files, directories as tarballs).
+   *
+   * It is a volume mounted at that path, so the output is pushed from where
+   * the command wrote it, with no copy; what the image keeps at that path is hidden.
+   */
   readonly path: string;
 
   /**
