@@ -1,7 +1,7 @@
 import { ApiObject, Chart, Size, Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
-import { OrasArtifact, OrasCsiDriver, OrasCsiDriverProps, OrasPullPolicy, OrasRegistry, OrasRuntimeImage } from '../src';
+import { CaBundle, OrasArtifact, OrasCsiDriver, OrasCsiDriverProps, OrasPullPolicy, OrasRegistry, OrasRuntimeImage } from '../src';
 import { expectValidKubernetes } from './util/kubernetes-schema';
 
 function synth(props: OrasCsiDriverProps = {}, chartNamespace?: string) {
@@ -126,6 +126,17 @@ describe('OrasCsiDriver', () => {
     ]);
     expect(plugin.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'healthz' });
     expect(plugin.resources).toEqual({ requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '512Mi' } });
+  });
+
+  test('caBundle: the plugin mounts it read-only and trusts it with --ca-file', () => {
+    const chart = Testing.chart();
+    const ca = CaBundle.fromConfigMap(kplus.ConfigMap.fromConfigMapName(chart, 'Ca', 'registry-ca'));
+    new OrasCsiDriver(chart, 'Csi', { caBundle: ca });
+    const ds = Testing.synth(chart).find((o) => o.kind === 'DaemonSet');
+    const plugin = ds.spec.template.spec.containers[0];
+    expect(plugin.args).toEqual(expect.arrayContaining(['--ca-file', '/etc/oras-ca/ca.crt']));
+    expect(plugin.volumeMounts).toContainEqual({ name: 'ca-bundle', mountPath: '/etc/oras-ca', readOnly: true });
+    expect(ds.spec.template.spec.volumes).toContainEqual({ name: 'ca-bundle', configMap: { name: 'registry-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
   });
 
   test('upstreamSidecars: pinned registrar and livenessprobe on the socket, read-only, no capabilities; the plugin does neither job', () => {

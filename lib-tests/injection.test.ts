@@ -19,6 +19,20 @@ const settings = (overrides: Partial<InjectionSettings> = {}): InjectionSettings
 });
 
 describe('injectOras', () => {
+  test('a CA bundle is mounted into the runtime containers and passed as --ca-file; it needs HTTPS', () => {
+    const registry = { host: 'cache:5000', plainHttp: false, insecure: false, caBundle: { configMapName: 'registry-ca', key: 'root.pem' } };
+    const spec = injectOras(base(), settings({ registry }));
+    expect(spec.volumes).toContainEqual({ name: 'oras-ca', configMap: { name: 'registry-ca', items: [{ key: 'root.pem', path: 'ca.crt' }] } });
+    for (const runtime of [spec.containers[0], spec.containers[2]]) {
+      expect(runtime.args).toEqual(expect.arrayContaining(['--ca-file', '/oras-ca/ca.crt']));
+      expect(runtime.volumeMounts).toContainEqual({ name: 'oras-ca', mountPath: '/oras-ca', readOnly: true });
+    }
+    expect(spec.containers[1].volumeMounts?.some((m) => m.name === 'oras-ca')).toBe(false);
+    const secret = injectOras(base(), settings({ registry: { ...registry, caBundle: { secretName: 'tls', key: 'ca.crt' } } }));
+    expect(secret.volumes).toContainEqual({ name: 'oras-ca', secret: { secretName: 'tls', items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
+    expect(() => injectOras(base(), settings({ registry: { ...registry, plainHttp: true } }))).toThrow(/a CA bundle verifies the registry's HTTPS certificate, but the registry is set to plain HTTP/);
+  });
+
   describe("placement 'copy' (the webhook): nothing is mounted over the app's paths", () => {
     const copied = (overrides: Partial<InjectionSettings> = {}) => injectOras(base(), settings({
       placement: 'copy',

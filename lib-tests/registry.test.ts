@@ -5,7 +5,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { Chart, Size, Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
-import { DEFAULT_REGISTRY_IMAGE, OrasRegistry, OrasRegistryProps, RegistryStorage } from '../src';
+import { CaBundle, DEFAULT_REGISTRY_IMAGE, OrasRegistry, OrasRegistryProps, OrasWorkflow, RegistryStorage } from '../src';
 import { Distribution } from './util/distribution';
 import { basicAuth, request } from './util/http';
 import { expectValidKubernetes } from './util/kubernetes-schema';
@@ -290,5 +290,29 @@ describeWithPeers(['docker-registry', 'htpasswd', 'openssl'], 'OrasRegistry conf
     } finally {
       await registry.stop();
     }
+  });
+});
+
+describe('CaBundle: a private CA that clients trust', () => {
+  test('fromHost and in-cluster TLS registries carry it to the steps, which mount it; it needs HTTPS', () => {
+    const chart = Testing.chart();
+    const ca = CaBundle.fromConfigMap(kplus.ConfigMap.fromConfigMapName(chart, 'Ca', 'registry-ca'));
+    expect(OrasRegistry.fromHost('registry.example.com', { caBundle: ca }).caBundle).toBe(ca);
+    expect(() => OrasRegistry.fromHost('registry.example.com', { caBundle: ca, insecure: true })).toThrow(/"caBundle" verifies the registry's HTTPS certificate; it goes with neither "plainHttp" nor "insecure"/);
+    const tlsSecret = kplus.Secret.fromSecretName(chart, 'Tls', 'oras-tls');
+    expect(() => new OrasRegistry(chart, 'Plain', { caBundle: ca })).toThrow(/"caBundle" verifies the registry's certificate, but no "tlsSecret" is set.*Add "tlsSecret" or remove "caBundle"/);
+    const registry = new OrasRegistry(chart, 'Oras', { name: 'oras', tlsSecret, caBundle: CaBundle.fromSecret(tlsSecret) });
+    const workflow = new OrasWorkflow(chart, 'Wf', { name: 'wf', registry, runId: 'r1' });
+    workflow.addStep('s', { image: 'busybox:1.36.1', command: ['true'], output: { path: '/out' } });
+    const job = Testing.synth(chart).find((o) => o.kind === 'Job');
+    expect(job.spec.template.spec.volumes).toContainEqual({ name: 'oras-ca', secret: { secretName: 'oras-tls', items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
+    const push = job.spec.template.spec.containers.find((c: any) => c.name === 'oras-push');
+    expect(push.args).toEqual(expect.arrayContaining(['--ca-file', '/oras-ca/ca.crt']));
+    expect(push.args).not.toContain('--plain-http');
+  });
+
+  test('a key that is no ConfigMap key fails at synth time', () => {
+    const chart = Testing.chart();
+    expect(() => CaBundle.fromConfigMap(kplus.ConfigMap.fromConfigMapName(chart, 'Ca', 'c'), 'a/b')).toThrow(/the key "a\/b" is no ConfigMap or Secret key/);
   });
 });

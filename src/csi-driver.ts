@@ -2,7 +2,9 @@ import { ApiObject, Chart, Size, SizeRoundingBehavior } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { OrasArtifact } from './artifact';
+import { CaBundle } from './ca-bundle';
 import { CSI_ATTRIBUTE } from './csi-attributes';
+import { caVolumeSource } from './injection';
 import { renderResources } from './resources';
 import { OrasRuntimeImage } from './runtime-image';
 
@@ -22,6 +24,8 @@ const HEALTH_PORT = 9808;
 const REGISTRATION_DIR = '/registration';
 /** The plugin directory inside every container of the pod. */
 const SOCKET_DIR = '/csi';
+/** Where the plugin sees its CA bundle (`caBundle`). */
+const CA_DIR = '/etc/oras-ca';
 const SOCKET = `${SOCKET_DIR}/csi.sock`;
 /** A unix socket path has room for 107 bytes (sun_path is 108 with the terminating NUL). */
 const MAX_SOCKET_PATH = 107;
@@ -87,6 +91,15 @@ export interface OrasCsiDriverProps {
    * @default Size.gibibytes(20)
    */
   readonly cacheMaxSize?: Size;
+
+  /**
+   * CA certificates the plugin trusts besides the system's, for registries
+   * whose certificates a private CA signed (the plugin's `--ca-file`). The
+   * ConfigMap or Secret must be in the plugin's namespace.
+   *
+   * @default - the system's CAs only
+   */
+  readonly caBundle?: CaBundle;
 
   /**
    * Absolute host path of the kubelet's root directory (`--root-dir`). Some
@@ -290,6 +303,7 @@ export class OrasCsiDriver extends Construct {
       '--metrics-port', String(metricsPort),
       '--cache-max-size', String(cacheMaxBytes),
       '--kubelet-dir', kubeletDir,
+      ...(props.caBundle ? ['--ca-file', `${CA_DIR}/ca.crt`] : []),
       ...(upstreamSidecars ? [] : [
         '--registration-dir', REGISTRATION_DIR,
         '--kubelet-registration-path', kubeletRegistrationPath,
@@ -383,6 +397,7 @@ export class OrasCsiDriver extends Construct {
                   { name: 'pods-dir', mountPath: `${kubeletDir}/pods`, mountPropagation: 'Bidirectional' },
                   { name: 'cache-dir', mountPath: cacheDir },
                   { name: 'tmp', mountPath: '/tmp' },
+                  ...(props.caBundle ? [{ name: 'ca-bundle', mountPath: CA_DIR, readOnly: true }] : []),
                 ],
               },
               ...(upstreamSidecars ? sidecars : []),
@@ -393,6 +408,7 @@ export class OrasCsiDriver extends Construct {
               { name: 'pods-dir', hostPath: { path: `${kubeletDir}/pods`, type: 'Directory' } },
               { name: 'cache-dir', hostPath: { path: cacheDir, type: 'DirectoryOrCreate' } },
               { name: 'tmp', emptyDir: {} },
+              ...(props.caBundle ? [{ name: 'ca-bundle', ...caVolumeSource(props.caBundle) }] : []),
             ],
           },
         },

@@ -1,4 +1,5 @@
 export * from './artifact';
+export * from './ca-bundle';
 export * from './registry';
 export * from './registry-storage';
 export * from './runtime-image';

@@ -55,6 +55,15 @@ export interface InjectionRegistry {
   readonly credentialsSecret?: string;
   /** Secret whose keys become env of the runtime containers (ORAS_USER, ORAS_PASS, …). */
   readonly envSecret?: string;
+  /** CA certificates the runtime containers trust besides the system's: one key of a ConfigMap or a Secret. */
+  readonly caBundle?: InjectionCaBundle;
+}
+
+/** Where a CA bundle is: exactly one of the ConfigMap and the Secret. */
+export interface InjectionCaBundle {
+  readonly configMapName?: string;
+  readonly secretName?: string;
+  readonly key: string;
 }
 
 export interface InjectionInput {
@@ -121,6 +130,7 @@ export const RUNTIME_VOLUME = 'oras-runtime';
 export const OUTPUT_VOLUME = 'oras-output';
 export const AUTH_VOLUME = 'oras-registry-auth';
 export const SCRATCH_VOLUME = 'oras-scratch';
+export const CA_VOLUME = 'oras-ca';
 /** Reserved for the runtime in every container: no input, output or stdout file may be under it. */
 export { RUNTIME_MOUNT };
 /**
@@ -142,6 +152,8 @@ const INPUTS_MOUNT = `${RUNTIME_MOUNT}/inputs`;
 /** With placement 'copy': where the app containers copy the output for oras-push, one directory each. */
 const OUTPUT_STAGE = `${RUNTIME_MOUNT}/output`;
 const AUTH_MOUNT = '/oras-registry-auth';
+const CA_MOUNT = '/oras-ca';
+const CA_FILE = `${CA_MOUNT}/ca.crt`;
 /** Annotations of a pushed step output that say where it came from. */
 export const PROVENANCE = {
   STEP: 'org.cdk8s-oras.step.name',
@@ -206,11 +218,13 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
   validate(result, settings);
 
   const copy = settings.placement === 'copy';
+  const ca = settings.registry.caBundle;
   const launchers = appContainers(result, settings.containers);
   const several = launchers.length > 1;
   const registryArgs = [
     ...(settings.registry.plainHttp ? ['--plain-http'] : []),
     ...(settings.registry.insecure ? ['--insecure'] : []),
+    ...(ca ? ['--ca-file', CA_FILE] : []),
     ...(settings.debug ? ['--debug'] : []),
   ];
 
@@ -233,12 +247,14 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
     ...(settings.registry.credentialsSecret
       ? [{ name: AUTH_VOLUME, secret: { secretName: settings.registry.credentialsSecret, items: [{ key: '.dockerconfigjson', path: 'config.json' }] } }]
       : []),
+    ...(ca ? [{ name: CA_VOLUME, ...caVolumeSource(ca) }] : []),
   ];
   result.volumes = [...(result.volumes ?? []), ...volumes];
 
   const runtimeMounts = [
     { name: SCRATCH_VOLUME, mountPath: '/tmp' },
     ...(settings.registry.credentialsSecret ? [{ name: AUTH_VOLUME, mountPath: AUTH_MOUNT, readOnly: true }] : []),
+    ...(ca ? [{ name: CA_VOLUME, mountPath: CA_MOUNT, readOnly: true }] : []),
   ];
   const runtimeEnv = [
     ...(settings.registry.credentialsSecret ? [{ name: 'DOCKER_CONFIG', value: AUTH_MOUNT }] : []),
@@ -364,6 +380,12 @@ function quote(path: string): string {
   return normalize(path) === plain ? `"${path}"` : `"${path}" (that is "${normalize(path)}")`;
 }
 
+/** The volume source of a CA bundle: its one key as ca.crt. */
+export function caVolumeSource(ca: InjectionCaBundle): Record<string, unknown> {
+  const items = [{ key: ca.key, path: 'ca.crt' }];
+  return ca.secretName !== undefined ? { secret: { secretName: ca.secretName, items } } : { configMap: { name: ca.configMapName, items } };
+}
+
 /**
  * A relative or absolute path with ".", ".." (where it can be resolved) and
  * extra slashes resolved, so that two spellings of one input path share a
@@ -418,6 +440,14 @@ function validate(spec: PodSpecJson, settings: InjectionSettings): void {
   if (settings.registry.plainHttp && settings.registry.insecure) {
     throw new InjectionError('plain HTTP and insecure (HTTPS without verifying the certificate) exclude each other; '
       + 'keep plain HTTP for a registry without TLS, or insecure for one with an unverifiable certificate', 'registry');
+  }
+  const ca = settings.registry.caBundle;
+  if (ca && (ca.configMapName === undefined) === (ca.secretName === undefined)) {
+    throw new InjectionError('a CA bundle comes from one ConfigMap or one Secret; name exactly one of them', 'registry');
+  }
+  if (ca && (settings.registry.plainHttp || settings.registry.insecure)) {
+    throw new InjectionError(`a CA bundle verifies the registry's HTTPS certificate, but the registry is set to ${settings.registry.plainHttp ? 'plain HTTP' : 'insecure (no verification)'}; `
+      + 'remove that setting, or the CA bundle', 'registry');
   }
   const copy = settings.placement === 'copy';
   const check = (path: string, what: 'input' | 'output') => {

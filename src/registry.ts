@@ -2,6 +2,7 @@ import { ApiObject, Chart, Duration, JsonPatch, Names, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { OrasArtifact, validateHost } from './artifact';
+import { CaBundle } from './ca-bundle';
 import { RegistryStorage } from './registry-storage';
 
 /** The port every cdk8s-oras registry Service listens on (the `oras-cache` annotation assumes it). */
@@ -36,6 +37,8 @@ export interface IOrasRegistry {
    * clients use, or undefined for anonymous access.
    */
   readonly credentials?: kplus.ISecret;
+  /** CA certificates clients trust besides the system's, for a registry whose certificate a private CA signed. */
+  readonly caBundle?: CaBundle;
   /** An artifact in this registry. */
   artifact(repository: string, tag: string): OrasArtifact;
 }
@@ -64,6 +67,15 @@ export interface ExternalRegistryOptions {
    * @default - anonymous access
    */
   readonly credentials?: kplus.ISecret;
+
+  /**
+   * CA certificates that clients trust besides the system's, for a registry
+   * whose certificate a private CA signed. The bundle must exist in each
+   * namespace whose pods use the registry.
+   *
+   * @default - the system's CAs only
+   */
+  readonly caBundle?: CaBundle;
 }
 
 /**
@@ -161,6 +173,16 @@ export interface OrasRegistryProps {
   readonly insecure?: boolean;
 
   /**
+   * With `tlsSecret`, the CA certificates clients trust to verify it, when a
+   * private CA signed it (for a cert-manager Certificate:
+   * `CaBundle.fromSecret(tlsSecret)`, its `ca.crt`). The bundle must exist in
+   * each namespace whose pods use the registry.
+   *
+   * @default - the system's CAs only
+   */
+  readonly caBundle?: CaBundle;
+
+  /**
    * When set, a NetworkPolicy admits traffic to the registry only from these
    * peers (for example `kplus.Pods.select(...)`), on port 5000.
    *
@@ -196,6 +218,7 @@ export class OrasRegistry extends Construct implements IOrasRegistry {
   public readonly plainHttp: boolean;
   public readonly insecure: boolean;
   public readonly credentials?: kplus.ISecret;
+  public readonly caBundle?: CaBundle;
   /** The registry Deployment. */
   public readonly deployment: kplus.Deployment;
   /** The registry Service. */
@@ -213,6 +236,10 @@ export class OrasRegistry extends Construct implements IOrasRegistry {
     this.namespace = props.namespace ?? Chart.of(this).namespace;
     const image = props.image ?? DEFAULT_REGISTRY_IMAGE;
     assertPinnedImage(image, `OrasRegistry "${this.node.path}"`);
+    if (props.caBundle && (!props.tlsSecret || props.insecure)) {
+      throw new Error(`OrasRegistry "${this.node.path}": "caBundle" verifies the registry's certificate, `
+        + `but ${props.tlsSecret ? '"insecure" skips verification. Remove "insecure"' : 'no "tlsSecret" is set, so the registry speaks plain HTTP. Add "tlsSecret"'} or remove "caBundle".`);
+    }
     if (props.insecure && !props.tlsSecret) {
       throw new Error(`OrasRegistry "${this.node.path}": "insecure" skips TLS verification, but no "tlsSecret" is set, so the registry speaks plain HTTP. Remove "insecure" or add "tlsSecret".`);
     }
@@ -220,6 +247,7 @@ export class OrasRegistry extends Construct implements IOrasRegistry {
     this.plainHttp = props.tlsSecret === undefined;
     this.insecure = props.insecure ?? false;
     this.credentials = props.htpasswd?.clientCredentials;
+    this.caBundle = props.caBundle;
     this.host = this.namespace ? `${this.name}.${this.namespace}.svc:${REGISTRY_PORT}` : `${this.name}:${REGISTRY_PORT}`;
 
     const labels = {
@@ -332,6 +360,7 @@ class ExternalRegistry implements IOrasRegistry {
   public readonly plainHttp: boolean;
   public readonly insecure: boolean;
   public readonly credentials?: kplus.ISecret;
+  public readonly caBundle?: CaBundle;
 
   constructor(public readonly host: string, options: ExternalRegistryOptions) {
     validateHost(host, (why) => {
@@ -340,9 +369,13 @@ class ExternalRegistry implements IOrasRegistry {
     if (options.plainHttp && options.insecure) {
       throw new Error(`OrasRegistry.fromHost("${host}"): "plainHttp" and "insecure" exclude each other: insecure is for HTTPS with an unverified certificate.`);
     }
+    if (options.caBundle && (options.plainHttp || options.insecure)) {
+      throw new Error(`OrasRegistry.fromHost("${host}"): "caBundle" verifies the registry's HTTPS certificate; it goes with neither "plainHttp" nor "insecure".`);
+    }
     this.plainHttp = options.plainHttp ?? false;
     this.insecure = options.insecure ?? false;
     this.credentials = options.credentials;
+    this.caBundle = options.caBundle;
   }
 
   public artifact(repository: string, tag: string): OrasArtifact {

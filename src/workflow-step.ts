@@ -443,6 +443,7 @@ export class OrasWorkflowStep extends Construct {
         plainHttp: registry.plainHttp,
         insecure: registry.insecure,
         credentialsSecret: registry.credentials?.name,
+        caBundle: registry.caBundle,
       },
       inputs: this.inputList.map((i) => ({ reference: i.artifact.reference, path: i.path })),
       output: props.output && this.outputArtifact ? {

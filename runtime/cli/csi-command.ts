@@ -22,6 +22,7 @@ export const csiCommand: Command = {
     '                                    the download goes on for the kubelet\'s retry (default 90)',
     '  --pull-timeout <seconds>          a download still unfinished after this is cancelled (default 1800)',
     '  --drain-timeout <duration>        after SIGTERM, keep serving while volumes are published, up to this (default 20s; 0: none)',
+    '  --ca-file <file>                  trust the CA certificates (PEM) in <file> too, for registries with a private CA',
   ].join('\n'),
   run(args) {
     return loadBundled<{ runCsi(a: string[]): Promise<number> }>('oras-runtime-csi.cjs', '../csi/run').runCsi(args);

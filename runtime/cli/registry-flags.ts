@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { UsageError } from './command';
 import { parseDuration } from './duration';
@@ -15,11 +16,13 @@ export const REGISTRY_OPTIONS = {
   'concurrency': { type: 'string' },
   'registry-config': { type: 'string' },
   'min-rate': { type: 'string' },
+  'ca-file': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 export const REGISTRY_USAGE = [
   '  --plain-http               use HTTP instead of HTTPS',
   '  --insecure                 use HTTPS without verifying the certificate',
+  '  --ca-file <file>           trust the CA certificates (PEM) in <file> too, for a registry with a private CA',
   '  --concurrency <n>          parallel blob transfers (default 3)',
   '  --registry-config <file>   docker config.json with credentials',
   '                             (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)',
@@ -92,17 +95,35 @@ export interface RegistryFlags {
   'concurrency'?: string;
   'registry-config'?: string;
   'min-rate'?: string;
+  'ca-file'?: string;
+}
+
+/** The PEM of `--ca-file`, checked: one or more certificates. */
+export function caFileFlag(file: string | undefined): string | undefined {
+  if (file === undefined) return undefined;
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--ca-file ${file} cannot be read: ${(err as Error).message}`);
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--ca-file ${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  return pem;
 }
 
 /** A client for the reference's registry, configured from the common flags. */
 export function clientFor(reference: Reference, flags: RegistryFlags): RegistryClient {
   if (flags['plain-http'] && flags.insecure) throw new UsageError('--plain-http and --insecure exclude each other');
+  if (flags['ca-file'] !== undefined && (flags['plain-http'] || flags.insecure)) {
+    throw new UsageError(`--ca-file verifies HTTPS certificates: it goes with neither --plain-http nor --insecure`);
+  }
   const dockerConfig = flags['registry-config'] !== undefined
     ? new DockerConfigCredentials(flags['registry-config'], true)
     : new DockerConfigCredentials();
   return new RegistryClient(reference.registry, {
     plainHttp: flags['plain-http'],
     insecure: flags.insecure,
+    ca: caFileFlag(flags['ca-file']),
     maxSockets: positiveInteger(flags.concurrency, '--concurrency', 3) + 2,
     minRate: minRateFlag(flags['min-rate']),
     userAgent: `oras-runtime/${RUNTIME_VERSION}`,

@@ -36,6 +36,8 @@ export interface NodeOptions extends RequestOptions {
   /** A download that nobody finished within this (ms) is cancelled. */
   readonly pullTimeoutMs: number;
   readonly reporter?: Reporter;
+  /** PEM certificates every registry client trusts besides the system's (`--ca-file`). */
+  readonly ca?: string;
 }
 
 /** CSI errors for registry, content and disk failures: what went wrong and what to do. */
@@ -228,7 +230,7 @@ export class OrasNode {
   private async prepare(p: Publish, signal: AbortSignal): Promise<string> {
     const { reference } = p;
     const credentials = secretCredentials(p.secrets, reference.registry);
-    const client = new RegistryClient(reference.registry, { plainHttp: p.plainHttp, insecure: p.insecure, credentials, attempts: 3 });
+    const client = new RegistryClient(reference.registry, { plainHttp: p.plainHttp, insecure: p.insecure, ca: this.options.ca, credentials, attempts: 3 });
     try {
       const digest = await this.resolve(client, p, signal);
       // The source is part of the key: a registry that names a digest proves nothing about what others hold under it.
@@ -335,7 +337,7 @@ export class OrasNode {
   }
 
   private async isPrivate(p: Publish, digest: string, signal?: AbortSignal): Promise<boolean> {
-    const anonymous = new RegistryClient(p.reference.registry, { plainHttp: p.plainHttp, insecure: p.insecure, attempts: 1 });
+    const anonymous = new RegistryClient(p.reference.registry, { plainHttp: p.plainHttp, insecure: p.insecure, ca: this.options.ca, attempts: 1 });
     try {
       await anonymous.resolve(p.reference.repository, digest, { signal });
       return false;

@@ -9,7 +9,7 @@ import { ControllerService, IdentityService, NodeService, unary } from './protoc
 import { PluginRegistration } from './registration';
 import { bindUnixSocket } from './socket';
 import { UsageError } from '../cli/command';
-import { durationFlag, parseFlags, positiveInteger } from '../cli/registry-flags';
+import { caFileFlag, durationFlag, parseFlags, positiveInteger } from '../cli/registry-flags';
 import { RUNTIME_VERSION } from '../cli/version';
 import { defaultReporter, Reporter } from '../oci/progress';
 import { sleep } from '../oci/retry';
@@ -82,6 +82,7 @@ export async function runCsi(args: string[]): Promise<number> {
       'publish-timeout': { type: 'string' },
       'pull-timeout': { type: 'string' },
       'drain-timeout': { type: 'string' },
+      'ca-file': { type: 'string' },
     },
   });
   const endpoint = values.endpoint ?? '';
@@ -119,6 +120,7 @@ export async function runCsi(args: string[]): Promise<number> {
     publishTimeoutMs: publishTimeout * 1000,
     pullTimeoutMs: pullTimeout * 1000,
     reporter,
+    ca: caFileFlag(values['ca-file']),
   });
   // Mount records first: the cache must not delete a tree that a pod still mounts.
   await node.open();

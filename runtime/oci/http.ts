@@ -1,6 +1,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { Readable } from 'node:stream';
+import * as tls from 'node:tls';
 import { LimitError, requestLabel, StalledError, TransportError } from './errors';
 
 /** The slowest transfer we wait for: fewer than `bytes` in any `windowMs` while a body moves is a stall. */
@@ -18,6 +19,8 @@ export interface TransportOptions {
   readonly plainHttp?: boolean;
   /** HTTPS without certificate verification. */
   readonly insecure?: boolean;
+  /** PEM certificates trusted in addition to the system's (a private CA), as the oras CLI's `--ca-file`. */
+  readonly ca?: string;
   /** Time without an answer, or without any traffic on the socket, before a request fails (ms). Default 60 s. */
   readonly idleTimeoutMs?: number;
   /** A request or response body slower than this fails with a StalledError. Default DEFAULT_MIN_RATE; bytes 0 turns it off. */
@@ -79,7 +82,7 @@ export class Transport {
     const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 8 };
     this.agent = options.plainHttp
       ? new http.Agent(agentOptions)
-      : new https.Agent({ ...agentOptions, rejectUnauthorized: !options.insecure });
+      : new https.Agent({ ...agentOptions, rejectUnauthorized: !options.insecure, ...(options.ca ? { ca: [...tls.rootCertificates, options.ca] } : {}) });
     this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
     this.minRate = options.minRate ?? DEFAULT_MIN_RATE;
     this.userAgent = options.userAgent ?? 'oras-runtime';

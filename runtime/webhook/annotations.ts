@@ -1,4 +1,4 @@
-import { InjectionSettings, PodSpecJson } from '../../src/injection';
+import { InjectionCaBundle, InjectionSettings, PodSpecJson } from '../../src/injection';
 import { parseReference } from '../oci/reference';
 
 /** The prefix of the oras-operator's annotations, kept for compatibility. */
@@ -30,7 +30,7 @@ export function wantsOras(annotations: Record<string, string> | undefined): bool
 const KNOWN = new Set([
   'oras-cache', 'registry', 'input-uri', 'output-uri', 'input-path', 'output-path', 'output-pipe', 'container',
   'oras-env', 'docker-config', 'oras-container', 'unpack', 'debug', 'plain-http', 'insecure', 'input-timeout', 'failure-uri',
-  'entrypoint', 'oras-entrypoint',
+  'entrypoint', 'oras-entrypoint', 'ca-configmap', 'ca-secret',
 ]);
 
 /** The registry Service the prototype assumed when a pod names none. */
@@ -85,8 +85,9 @@ export function settingsFromAnnotations(annotations: Record<string, string>, spe
   if (cache && !/^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/.test(cache)) throw new AnnotationError(`${PREFIX}oras-cache "${cache}" must be the name of a Service (a DNS label)`);
   const host = cache ? `${cache}:${CACHE_PORT}` : external!;
   const insecure = flag(get('insecure'), 'insecure', false);
-  // An oras-cache speaks plain HTTP unless the pod says it has an (unverifiable) certificate.
-  const plainHttp = flag(get('plain-http'), 'plain-http', cache !== undefined && !insecure);
+  const caBundle = caBundleOf(get('ca-configmap'), get('ca-secret'));
+  // An oras-cache speaks plain HTTP unless the pod says it has a certificate (unverifiable, or from a private CA).
+  const plainHttp = flag(get('plain-http'), 'plain-http', cache !== undefined && !insecure && !caBundle);
   if (plainHttp && insecure) {
     throw new AnnotationError(`${PREFIX}plain-http and ${PREFIX}insecure exclude each other: remove insecure for a registry without TLS, `
       + 'or plain-http for one whose certificate cannot be verified');
@@ -133,7 +134,7 @@ export function settingsFromAnnotations(annotations: Record<string, string>, spe
 
   const settings: InjectionSettings = {
     runtimeImage,
-    registry: { host, plainHttp, insecure, envSecret: get('oras-env'), credentialsSecret: get('docker-config') },
+    registry: { host, plainHttp, insecure, envSecret: get('oras-env'), credentialsSecret: get('docker-config'), ...(caBundle ? { caBundle } : {}) },
     inputs,
     output: outputUri ? {
       reference: resolve('output-uri', outputUri),
@@ -166,4 +167,16 @@ function pickContainers(spec: PodSpecJson, list: string | undefined, warnings: s
     if (!all.includes(name)) throw new AnnotationError(`${PREFIX}container names "${name}", but the pod has ${all.map((n) => `"${n}"`).join(', ')}`);
   }
   return names;
+}
+
+/** `ca-configmap` or `ca-secret`: `<name>` (key ca.crt) or `<name>/<key>`. */
+function caBundleOf(configMap: string | undefined, secret: string | undefined): InjectionCaBundle | undefined {
+  if (configMap !== undefined && secret !== undefined) throw new AnnotationError(`set either ${PREFIX}ca-configmap or ${PREFIX}ca-secret, not both`);
+  const value = configMap ?? secret;
+  if (value === undefined) return undefined;
+  const annotation = `${PREFIX}${configMap !== undefined ? 'ca-configmap' : 'ca-secret'}`;
+  const match = /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)(?:\/([-._a-zA-Z0-9]{1,253}))?$/.exec(value);
+  if (!match) throw new AnnotationError(`${annotation} "${value}" must be <name> (the key ca.crt) or <name>/<key> of a ${configMap !== undefined ? 'ConfigMap' : 'Secret'} in this namespace`);
+  const key = match[3] ?? 'ca.crt';
+  return configMap !== undefined ? { configMapName: match[1], key } : { secretName: match[1], key };
 }

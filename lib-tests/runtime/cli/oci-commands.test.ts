@@ -72,6 +72,32 @@ describeWithPeers(['docker-registry'], 'oras-runtime push, pull, resolve and wai
     expect(result.stderr).toContain('--help');
   });
 
+  test('--ca-file trusts a private CA: a registry it signed works without --insecure, and only with it', async () => {
+    const tls = await Distribution.start({ tls: true });
+    try {
+      writeFileSync(join(scratch, 'ca.crt'), tls.caPem!);
+      const ref = `${tls.host}/cli/ca:v1`;
+      const refused = cli(['push', ref, 'a.txt']);
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toMatch(/self-signed certificate|unable to verify|certificate/i);
+      expect(cli(['push', '--ca-file', 'ca.crt', ref, 'a.txt']).status).toBe(0);
+      expect(cli(['pull', '--ca-file', 'ca.crt', ref, '-o', 'out']).status).toBe(0);
+      expect(readFileSync(join(scratch, 'out', 'a.txt'), 'utf8')).toBe('alpha');
+    } finally {
+      await tls.stop();
+    }
+  });
+
+  test.each([
+    [['pull', '127.0.0.1:1/x:y', '--ca-file', 'missing.crt'], /--ca-file missing\.crt cannot be read: ENOENT/],
+    [['pull', '127.0.0.1:1/x:y', '--ca-file', 'a.txt'], /--ca-file a\.txt holds no PEM certificate/],
+    [['pull', '127.0.0.1:1/x:y', '--ca-file', 'a.txt', '--plain-http'], /--ca-file verifies HTTPS certificates: it goes with neither --plain-http nor --insecure/],
+  ])('--ca-file usage error %j', (args, message) => {
+    const result = cli(args);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(message);
+  });
+
   test('a missing artifact: exit 1, the reference, the status and the registry code', () => {
     const result = cli(['pull', '--plain-http', `${registry.host}/cli/missing:v1`, '-o', 'out']);
     expect(result.status).toBe(1);

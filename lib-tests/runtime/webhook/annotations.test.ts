@@ -54,6 +54,13 @@ describe('operator annotations', () => {
     expect(settings).toMatchObject({ debug: true, containers: ['second'], inputTimeoutSeconds: 90 });
   });
 
+  test('ca-configmap and ca-secret: <name> (key ca.crt) or <name>/<key>; an oras-cache with one speaks HTTPS', () => {
+    expect(settingsOf({ 'ca-configmap': 'registry-ca' }).registry).toMatchObject({ plainHttp: false, caBundle: { configMapName: 'registry-ca', key: 'ca.crt' } });
+    expect(settingsOf({ 'ca-secret': 'oras-tls/ca.pem' }).registry).toMatchObject({ plainHttp: false, caBundle: { secretName: 'oras-tls', key: 'ca.pem' } });
+    expect(() => settingsOf({ 'ca-secret': 'a', 'ca-configmap': 'b' })).toThrow(/set either .*ca-configmap or .*ca-secret, not both/);
+    expect(() => settingsOf({ 'ca-configmap': 'Bad Name' })).toThrow(/ca-configmap "Bad Name" must be <name> \(the key ca\.crt\) or <name>\/<key> of a ConfigMap in this namespace/);
+  });
+
   test('container takes a comma-separated list of launchers', () => {
     const pod = { containers: [{ name: 'a', command: ['x'] }, { name: 'b', command: ['y'] }, { name: 'c', command: ['z'] }] };
     expect(settingsOf({ 'container': 'a, c', 'output-uri': 'x/y:1' }, pod).containers).toEqual(['a', 'c']);
