@@ -1,4 +1,4 @@
-import { Dirent, FSWatcher, watch } from 'node:fs';
+import { FSWatcher, watch } from 'node:fs';
 import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -239,12 +239,14 @@ export class OutputConflict extends Error {
   }
 }
 
-/** Every path under `dir` (relative, "/"-separated), and whether it is a directory. */
-async function tree(dir: string): Promise<Map<string, boolean>> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  // parentPath is `path` before Node 20.12.
-  const parent = (e: Dirent) => (e as { parentPath?: string }).parentPath ?? (e as unknown as { path: string }).path;
-  return new Map(entries.map((e) => [join(parent(e), e.name).slice(dir.length + 1), e.isDirectory()]));
+/** Every path under `dir` (relative, "/"-separated), and whether it is a directory; symbolic links are not followed. */
+async function tree(dir: string, prefix = '', into = new Map<string, boolean>()): Promise<Map<string, boolean>> {
+  for (const entry of await readdir(join(dir, prefix), { withFileTypes: true })) {
+    const path = prefix ? `${prefix}/${entry.name}` : entry.name;
+    into.set(path, entry.isDirectory());
+    if (entry.isDirectory()) await tree(dir, path, into);
+  }
+  return into;
 }
 
 /**
