@@ -47,7 +47,7 @@ describe('OrasWebhook', () => {
       reinvocationPolicy: 'IfNeeded',
       clientConfig: { service: { name: 'oras-webhook', namespace: 'oras-system', path: '/mutate', port: 443 } },
     });
-    expect(webhook.rules.map((r: any) => `${r.apiGroups[0]}/${r.resources[0]}:${r.operations}`)).toEqual(['/pods:CREATE', 'batch/jobs:CREATE']);
+    expect(webhook.rules.map((r: any) => `${r.apiGroups[0]}/${r.resources[0]}:${r.operations}`)).toEqual(['/pods:CREATE', 'batch/jobs:CREATE', 'jobset.x-k8s.io/jobsets:CREATE']);
     expect(webhook.namespaceSelector).toEqual({
       matchLabels: { 'oras.converged-computing.github.io/webhook': 'enabled' },
       matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', 'oras-system'] }],

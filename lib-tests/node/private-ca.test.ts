@@ -1,0 +1,115 @@
+import { join } from 'path';
+import { Chart, Testing } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-27';
+import { PREFIX } from '../../runtime/webhook/annotations';
+import { issueCertificates } from '../../runtime/webhook/certificates';
+import { CaBundle, OrasCsiDriver, OrasRegistry, OrasRuntimeImage, OrasWorkflow } from '../../src';
+import { NODE_IMAGES } from '../util/images';
+import { KubeCluster } from '../util/kube-node';
+import { describeOnNode, useNamespace } from '../util/node';
+
+const root = join(__dirname, '..', '..');
+const webhookBundle = join(root, 'dist', 'oras-webhook.yaml');
+const CSI_NAMESPACE = 'oras-csi';
+
+describeOnNode('an in-cluster registry with TLS from a private CA, trusted through CaBundle', (cluster: KubeCluster) => {
+  const namespace = useNamespace(cluster, 'private-ca', { 'oras.converged-computing.github.io/webhook': 'enabled' });
+  let csi: unknown[] = [];
+
+  const podPhase = (name: string) => cluster.until(`pod ${name} to finish`, 180_000, () => {
+    const phase = cluster.getJson(['get', 'pod', '-n', namespace.name, name]).status.phase;
+    return ['Succeeded', 'Failed'].includes(phase) ? phase : undefined;
+  }).catch((err) => { throw new Error(`${err.message}\n${cluster.describe(namespace.name)}\n${cluster.describe(CSI_NAMESPACE)}`); });
+
+  /** The registry `oras` with a certificate that a CA of this test signed, and that CA in a ConfigMap. */
+  function tlsRegistry(chart: Chart): OrasRegistry {
+    const tlsSecret = kplus.Secret.fromSecretName(chart, 'Tls', 'oras-tls');
+    return new OrasRegistry(chart, 'Oras', { name: 'oras', tlsSecret, caBundle: CaBundle.fromSecret(tlsSecret) });
+  }
+
+  beforeAll(async () => {
+    const ns = namespace.name;
+    const certs = issueCertificates({ dnsNames: ['oras', `oras.${ns}`, `oras.${ns}.svc`, `oras.${ns}.svc.cluster.local`], ipAddresses: [] });
+    const pem = (text: string) => Buffer.from(text).toString('base64');
+    cluster.apply({
+      namespace: ns,
+      objects: [
+        { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: 'oras-tls' }, data: { 'tls.crt': pem(certs.cert), 'tls.key': pem(certs.key), 'ca.crt': pem(certs.caCert) } },
+        { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'registry-ca' }, data: { 'ca.crt': certs.caCert } },
+      ],
+    });
+    const chart = Testing.chart();
+    tlsRegistry(chart);
+    cluster.apply({ namespace: ns, objects: Testing.synth(chart) });
+    cluster.kubectlOk(['rollout', 'status', '-n', ns, 'deployment/oras', '--timeout=120s'], { timeoutMs: 130_000 });
+
+    // The CSI plugin, trusting the same CA from a ConfigMap in its own namespace.
+    const csiChart = Testing.chart();
+    new OrasCsiDriver(csiChart, 'Csi', { caBundle: CaBundle.fromConfigMap(kplus.ConfigMap.fromConfigMapName(csiChart, 'Ca', 'registry-ca')) });
+    csi = Testing.synth(csiChart);
+    cluster.apply({ objects: csi.filter((o: any) => o.kind === 'Namespace') });
+    cluster.apply({ namespace: CSI_NAMESPACE, objects: [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'registry-ca' }, data: { 'ca.crt': certs.caCert } }] });
+    cluster.apply({ objects: csi.filter((o: any) => o.kind !== 'Namespace') });
+    cluster.kubectlOk(['apply', '-f', webhookBundle]);
+    cluster.kubectlOk(['rollout', 'status', '-n', 'oras-system', 'deployment/oras-webhook', '--timeout=180s'], { timeoutMs: 190_000 });
+    cluster.kubectlOk(['rollout', 'status', '-n', CSI_NAMESPACE, 'daemonset/csi-oras-land-node', '--timeout=180s'], { timeoutMs: 190_000 });
+  }, 600_000);
+
+  afterAll(() => {
+    cluster.kubectl(['delete', '-f', webhookBundle, '--wait=true', '--timeout=120s']);
+    cluster.kubectl(['delete', '-f', '-', '--wait=true', '--timeout=120s', '--ignore-not-found'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: csi }) });
+  }, 400_000);
+
+  test('steps push and pull over verified HTTPS, an annotated pod reads with ca-configmap, and a CSI volume mounts the artifact', async () => {
+    const ns = namespace.name;
+    const chart = Testing.chart();
+    const registry = tlsRegistry(chart);
+    const workflow = new OrasWorkflow(chart, 'Wf', { name: 'ca', registry, runId: 'r1', runtimeImage: OrasRuntimeImage.default() });
+    const produce = workflow.addStep('produce', { image: NODE_IMAGES.busybox, command: ['sh', '-c', 'echo "signed by a private CA" > /out/hello.txt'], output: { path: '/out' } });
+    workflow.addStep('consume', {
+      image: NODE_IMAGES.busybox, command: ['sh', '-c', 'cat /in/hello.txt > /out/copy.txt'], inputs: [{ artifact: produce.output, path: '/in' }], output: { path: '/out' },
+    });
+    const objects = Testing.synth(chart).filter((o) => o.kind === 'Job');
+    expect(objects.every((job) => !job.spec.template.spec.containers.some((c: any) => (c.args ?? []).includes('--insecure') || (c.args ?? []).includes('--plain-http')))).toBe(true);
+    cluster.apply({ namespace: ns, objects });
+    expect(await cluster.jobOutcomes(ns, ['ca-produce', 'ca-consume'], 180_000)).toEqual({ 'ca-produce': 'Complete', 'ca-consume': 'Complete' });
+
+    // An annotated pod: the oras-cache registry over HTTPS, verified with the CA in a ConfigMap.
+    cluster.apply({
+      namespace: ns,
+      objects: [{
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: {
+          name: 'annotated',
+          annotations: Object.fromEntries(Object.entries({
+            'oras-cache': 'oras', 'ca-configmap': 'registry-ca', 'input-uri': produce.output.reference.replace(/^[^/]+\//, ''), 'input-path': '/in',
+          }).map(([k, v]) => [PREFIX + k, v])),
+        },
+        spec: { containers: [{ name: 'app', image: NODE_IMAGES.busybox, command: ['cat', '/in/hello.txt'] }] },
+      }],
+    });
+    expect(await podPhase('annotated')).toBe('Succeeded');
+    expect(cluster.kubectlOk(['logs', '-n', ns, 'annotated'])).toBe('signed by a private CA\n');
+
+    // A CSI volume from the same registry: the plugin verifies it with its --ca-file.
+    const csiChart = Testing.chart();
+    const driver = new OrasCsiDriver(csiChart, 'Csi');
+    const volume = driver.volume(csiChart, 'Data', produce.output, { name: 'data' });
+    new kplus.Pod(csiChart, 'Reader', {
+      metadata: { name: 'csi-reader' },
+      securityContext: { user: 65532, group: 65532, ensureNonRoot: true },
+      containers: [{
+        name: 'main',
+        image: NODE_IMAGES.busybox,
+        imagePullPolicy: kplus.ImagePullPolicy.IF_NOT_PRESENT,
+        command: ['cat', '/data/hello.txt'],
+        volumeMounts: [{ path: '/data', volume, readOnly: true }],
+        securityContext: { user: 65532, group: 65532, ensureNonRoot: true, readOnlyRootFilesystem: true },
+      }],
+    });
+    cluster.apply({ namespace: ns, objects: Testing.synth(csiChart).filter((o) => o.kind === 'Pod') });
+    expect(await podPhase('csi-reader')).toBe('Succeeded');
+    expect(cluster.kubectlOk(['logs', '-n', ns, 'csi-reader'])).toBe('signed by a private CA\n');
+  });
+});
