@@ -2,7 +2,7 @@
 # Installs the real programs the tests run against, idempotently:
 #   Debian: podman + runc (pods), busybox-static (images), docker-registry
 #           (CNCF distribution), apache2-utils (htpasswd), openssl, skopeo.
-#   Go:     kube-linter, the oras CLI, csi-sanity and vegeta, built from the Go module proxy.
+#   Go:     kube-linter, the oras CLI, csi-sanity, vegeta and the jobset controller, built from the Go module proxy.
 #   PyPI:   kubernetes-validate (strict Kubernetes OpenAPI schemas), in a venv.
 #   CRDs:   JobSet's, from the jobset Go module (`jobset-crd` prints it).
 #   Kubernetes: kube-apiserver and etcd, through scripts/install-kube.sh.
@@ -16,6 +16,7 @@ KUBE_LINTER_VERSION=v0.8.3
 ORAS_VERSION=v1.2.3
 VEGETA_VERSION=v12.12.0
 CSI_TEST_VERSION=v5.4.0
+JOBSET_VERSION=v0.10.1
 KUBERNETES_VALIDATE_VERSION=1.37.0
 APT_PACKAGES=(podman runc busybox-static docker-registry apache2-utils openssl skopeo mount util-linux)
 
@@ -58,6 +59,8 @@ go_tool oras oras.land/oras "$ORAS_VERSION" oras.land/oras/cmd/oras
 go_tool csi-sanity github.com/kubernetes-csi/csi-test/v5 "$CSI_TEST_VERSION" github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity
 # A constant-rate HTTP load generator, for the webhook benchmark.
 go_tool vegeta github.com/tsenart/vegeta/v12 "$VEGETA_VERSION" github.com/tsenart/vegeta/v12
+# The JobSet controller, which the node test of JobSets runs outside the cluster.
+go_tool jobset-controller sigs.k8s.io/jobset "$JOBSET_VERSION" sigs.k8s.io/jobset
 
 venv="$PEERS/venv-kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"
 if [ ! -x "$venv/bin/kubernetes-validate" ]; then
@@ -69,7 +72,6 @@ fi
 ln -sf "$venv/bin/kubernetes-validate" "$PEERS/bin/kubernetes-validate"
 
 # The JobSet CRD (the webhook prepares JobSets), from the jobset Go module; `jobset-crd` prints it.
-JOBSET_VERSION=v0.10.1
 crd="$PEERS/crds/jobset-$JOBSET_VERSION.yaml"
 if [ ! -s "$crd" ]; then
   log "JobSet CRD from sigs.k8s.io/jobset@$JOBSET_VERSION (Go module proxy)"

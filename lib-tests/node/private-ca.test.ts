@@ -21,6 +21,9 @@ describeOnNode('an in-cluster registry with TLS from a private CA, trusted throu
     return ['Succeeded', 'Failed'].includes(phase) ? phase : undefined;
   }).catch((err) => { throw new Error(`${err.message}\n${cluster.describe(namespace.name)}\n${cluster.describe(CSI_NAMESPACE)}`); });
 
+  /** A chart in the test's namespace: the registry's host is then oras.<namespace>.svc:5000, which the CSI plugin resolves too. */
+  const namespaced = () => new Chart(Testing.app(), 'ca', { namespace: namespace.name });
+
   /** The registry `oras` with a certificate that a CA of this test signed, and that CA in a ConfigMap. */
   function tlsRegistry(chart: Chart): OrasRegistry {
     const tlsSecret = kplus.Secret.fromSecretName(chart, 'Tls', 'oras-tls');
@@ -38,7 +41,7 @@ describeOnNode('an in-cluster registry with TLS from a private CA, trusted throu
         { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'registry-ca' }, data: { 'ca.crt': certs.caCert } },
       ],
     });
-    const chart = Testing.chart();
+    const chart = namespaced();
     tlsRegistry(chart);
     cluster.apply({ namespace: ns, objects: Testing.synth(chart) });
     cluster.kubectlOk(['rollout', 'status', '-n', ns, 'deployment/oras', '--timeout=120s'], { timeoutMs: 130_000 });
@@ -47,11 +50,15 @@ describeOnNode('an in-cluster registry with TLS from a private CA, trusted throu
     const csiChart = Testing.chart();
     new OrasCsiDriver(csiChart, 'Csi', { caBundle: CaBundle.fromConfigMap(kplus.ConfigMap.fromConfigMapName(csiChart, 'Ca', 'registry-ca')) });
     csi = Testing.synth(csiChart);
+    // Its namespace, as examples/csi writes it: the plugin is privileged.
+    csi.unshift({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: CSI_NAMESPACE, labels: { 'pod-security.kubernetes.io/enforce': 'privileged' } } });
     cluster.apply({ objects: csi.filter((o: any) => o.kind === 'Namespace') });
     cluster.apply({ namespace: CSI_NAMESPACE, objects: [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'registry-ca' }, data: { 'ca.crt': certs.caCert } }] });
     cluster.apply({ objects: csi.filter((o: any) => o.kind !== 'Namespace') });
     cluster.kubectlOk(['apply', '-f', webhookBundle]);
     cluster.kubectlOk(['rollout', 'status', '-n', 'oras-system', 'deployment/oras-webhook', '--timeout=180s'], { timeoutMs: 190_000 });
+    // The API server calls it through the Service: wait until kube-proxy routes it.
+    await cluster.serviceAddress('oras-system', 'oras-webhook', 443);
     cluster.kubectlOk(['rollout', 'status', '-n', CSI_NAMESPACE, 'daemonset/csi-oras-land-node', '--timeout=180s'], { timeoutMs: 190_000 });
   }, 600_000);
 
@@ -62,7 +69,7 @@ describeOnNode('an in-cluster registry with TLS from a private CA, trusted throu
 
   test('steps push and pull over verified HTTPS, an annotated pod reads with ca-configmap, and a CSI volume mounts the artifact', async () => {
     const ns = namespace.name;
-    const chart = Testing.chart();
+    const chart = namespaced();
     const registry = tlsRegistry(chart);
     const workflow = new OrasWorkflow(chart, 'Wf', { name: 'ca', registry, runId: 'r1', runtimeImage: OrasRuntimeImage.default() });
     const produce = workflow.addStep('produce', { image: NODE_IMAGES.busybox, command: ['sh', '-c', 'echo "signed by a private CA" > /out/hello.txt'], output: { path: '/out' } });
@@ -98,6 +105,7 @@ describeOnNode('an in-cluster registry with TLS from a private CA, trusted throu
     const volume = driver.volume(csiChart, 'Data', produce.output, { name: 'data' });
     new kplus.Pod(csiChart, 'Reader', {
       metadata: { name: 'csi-reader' },
+      restartPolicy: kplus.RestartPolicy.NEVER,
       securityContext: { user: 65532, group: 65532, ensureNonRoot: true },
       containers: [{
         name: 'main',

@@ -49,6 +49,8 @@ describeOnNode('the admission webhook on a Kubernetes node (dist/oras-webhook.ya
     cluster.kubectlOk(['apply', '-f', bundle]);
     address = await cluster.deployRegistry(namespace.name, 180);
     cluster.kubectlOk(['rollout', 'status', '-n', 'oras-system', 'deployment/oras-webhook', '--timeout=180s'], { timeoutMs: 190_000 });
+    // The API server calls it through the Service: wait until kube-proxy routes it.
+    await cluster.serviceAddress('oras-system', 'oras-webhook', 443);
   });
 
   afterAll(() => {
