@@ -17,19 +17,21 @@ const webhookBundle = join(root, 'dist', 'oras-webhook.yaml');
 /**
  * The JobSet controller (sigs.k8s.io/jobset v0.10.1, built by
  * scripts/install-peers.sh) outside the cluster, with the node's admin
- * kubeconfig. Its own webhooks stay unregistered (their server gets a
- * certificate of this test), so it only reconciles JobSets into Jobs.
+ * kubeconfig, and its JobSet webhooks (defaulting and validation, as its
+ * release registers them) served on 127.0.0.1 with a certificate of this
+ * test. Returns the process and those webhook configurations.
  */
-async function startJobSetController(kubeconfig: string, dir: string): Promise<Child> {
+async function startJobSetController(kubeconfig: string, dir: string): Promise<{ controller: Child; webhooks: unknown[] }> {
   const certs = issueCertificates({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   writeFileSync(join(dir, 'tls.crt'), certs.cert);
   writeFileSync(join(dir, 'tls.key'), certs.key);
   const healthPort = await freePort();
+  const webhookPort = await freePort();
   writeFileSync(join(dir, 'config.yaml'), stringify({
     apiVersion: 'config.jobset.x-k8s.io/v1alpha1',
     kind: 'Configuration',
     internalCertManagement: { enable: false },
-    webhook: { host: '127.0.0.1', port: await freePort(), certDir: dir },
+    webhook: { host: '127.0.0.1', port: webhookPort, certDir: dir },
     metrics: { bindAddress: '0' },
     health: { healthProbeBindAddress: `127.0.0.1:${healthPort}` },
     leaderElection: { leaderElect: false },
@@ -42,7 +44,26 @@ async function startJobSetController(kubeconfig: string, dir: string): Promise<C
     const ready = await fetch(`http://127.0.0.1:${healthPort}/readyz`).catch(() => undefined);
     return ready?.status === 200;
   });
-  return controller;
+  const webhook = (kind: 'Mutating' | 'Validating', name: string, path: string, operations: string[]) => ({
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: `${kind}WebhookConfiguration`,
+    metadata: { name: `jobset-test-${kind.toLowerCase()}` },
+    webhooks: [{
+      name,
+      admissionReviewVersions: ['v1'],
+      sideEffects: 'None',
+      failurePolicy: 'Fail',
+      clientConfig: { url: `https://127.0.0.1:${webhookPort}${path}`, caBundle: Buffer.from(certs.caCert).toString('base64') },
+      rules: [{ apiGroups: ['jobset.x-k8s.io'], apiVersions: ['v1alpha2'], resources: ['jobsets'], operations }],
+    }],
+  });
+  return {
+    controller,
+    webhooks: [
+      webhook('Mutating', 'mjobset.kb.io', '/mutate-jobset-x-k8s-io-v1alpha2-jobset', ['CREATE']),
+      webhook('Validating', 'vjobset.kb.io', '/validate-jobset-x-k8s-io-v1alpha2-jobset', ['CREATE', 'UPDATE']),
+    ],
+  };
 }
 
 describeOnNode('JobSets on a Kubernetes node, with the jobset controller v0.10.1', (cluster: KubeCluster) => {
@@ -50,12 +71,17 @@ describeOnNode('JobSets on a Kubernetes node, with the jobset controller v0.10.1
   const crd = parseAllDocuments(run(requirePeer('jobset-crd'), []).stdout).map((d) => d.toJSON()).filter(Boolean)[0];
   const dir = mkdtempSync(join(tmpdir(), 'oras-jobset-'));
   let controller: Child | undefined;
+  let webhooks: unknown[] = [];
   let address = '';
 
   beforeAll(async () => {
-    cluster.apply({ objects: [crd] });
-    cluster.kubectlOk(['wait', '--for=condition=Established', `crd/${crd.metadata.name}`, '--timeout=60s'], { timeoutMs: 70_000 });
-    controller = await startJobSetController(cluster.kubeconfig, dir);
+    // Server-side: the CRD is larger than the annotation client-side apply keeps.
+    cluster.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(crd) });
+    // kubectl wait gives up on an object without conditions yet: poll.
+    await cluster.until('the JobSet CRD to be established', 60_000, () => (cluster.getJson(['get', 'crd', crd.metadata.name]).status?.conditions ?? [])
+      .some((c: any) => c.type === 'Established' && c.status === 'True') || undefined);
+    ({ controller, webhooks } = await startJobSetController(cluster.kubeconfig, dir));
+    cluster.apply({ objects: webhooks });
     cluster.kubectlOk(['apply', '-f', webhookBundle]);
     address = await cluster.deployRegistry(namespace.name, 180);
     cluster.kubectlOk(['rollout', 'status', '-n', 'oras-system', 'deployment/oras-webhook', '--timeout=180s'], { timeoutMs: 190_000 });
@@ -66,6 +92,7 @@ describeOnNode('JobSets on a Kubernetes node, with the jobset controller v0.10.1
   afterAll(async () => {
     cluster.kubectl(['delete', 'jobsets', '--all', '-n', namespace.name, '--wait=true', '--timeout=60s']);
     cluster.kubectl(['delete', '-f', webhookBundle, '--wait=true', '--timeout=120s']);
+    if (webhooks.length > 0) cluster.kubectl(['delete', '-f', '-', '--wait=true'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: webhooks }) });
     if (controller) await stopChild(controller.process);
     cluster.kubectl(['delete', 'crd', crd.metadata.name, '--wait=true', '--timeout=60s']);
     rmSync(dir, { recursive: true, force: true });

@@ -204,8 +204,10 @@ describeOnNode('the admission webhook on a Kubernetes node (dist/oras-webhook.ya
         name: 'warned',
         namespace: namespace.name,
         annotations: annotations({
-          'output-uri': `dinosaur/warned:${tag}`, 'output-path': 'out.txt',
-          'entrypoint': 'https://example.invalid/entrypoint.sh', 'oras-entrypoint': 'https://example.invalid/oras-entrypoint.sh',
+          'output-uri': `dinosaur/warned:${tag}`,
+          'output-path': 'out.txt',
+          'entrypoint': 'https://example.invalid/entrypoint.sh',
+          'oras-entrypoint': 'https://example.invalid/oras-entrypoint.sh',
           'oras-container': 'ghcr.io/oras-project/oras:v1.1.0',
         }),
       },

@@ -115,7 +115,7 @@ export function caFileFlag(file: string | undefined): string | undefined {
 export function clientFor(reference: Reference, flags: RegistryFlags): RegistryClient {
   if (flags['plain-http'] && flags.insecure) throw new UsageError('--plain-http and --insecure exclude each other');
   if (flags['ca-file'] !== undefined && (flags['plain-http'] || flags.insecure)) {
-    throw new UsageError(`--ca-file verifies HTTPS certificates: it goes with neither --plain-http nor --insecure`);
+    throw new UsageError('--ca-file verifies HTTPS certificates: it goes with neither --plain-http nor --insecure');
   }
   const dockerConfig = flags['registry-config'] !== undefined
     ? new DockerConfigCredentials(flags['registry-config'], true)
