@@ -230,7 +230,9 @@ export class OrasNode {
   private async prepare(p: Publish, signal: AbortSignal): Promise<string> {
     const { reference } = p;
     const credentials = secretCredentials(p.secrets, reference.registry);
-    const client = new RegistryClient(reference.registry, { plainHttp: p.plainHttp, insecure: p.insecure, ca: this.options.ca, credentials, attempts: 3 });
+    const client = new RegistryClient(reference.registry, {
+      plainHttp: p.plainHttp, insecure: p.insecure, ca: this.options.ca, credentials, attempts: 3,
+    });
     try {
       const digest = await this.resolve(client, p, signal);
       // The source is part of the key: a registry that names a digest proves nothing about what others hold under it.

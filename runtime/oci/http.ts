@@ -82,7 +82,12 @@ export class Transport {
     const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 8 };
     this.agent = options.plainHttp
       ? new http.Agent(agentOptions)
-      : new https.Agent({ ...agentOptions, rejectUnauthorized: !options.insecure, ...(options.ca ? { ca: [...tls.rootCertificates, options.ca] } : {}) });
+      : new https.Agent({
+        ...agentOptions,
+        rejectUnauthorized: !options.insecure,
+        // Besides the system's CAs, never instead of them.
+        ...(options.ca ? { ca: [...tls.rootCertificates, options.ca] } : {}),
+      });
     this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
     this.minRate = options.minRate ?? DEFAULT_MIN_RATE;
     this.userAgent = options.userAgent ?? 'oras-runtime';
