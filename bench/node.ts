@@ -3,7 +3,8 @@
 // 1. Step overhead: from Job creation to command start, and from command exit
 //    to the Job's Complete condition, for an OrasWorkflowStep and for the
 //    same bare Job (same image, command and resources) in the same run, with
-//    empty I/O and with a 100 MB input. Times come from one clock, the
+//    empty I/O and with a 100 MB input, the input mounted (typed steps) or
+//    copied into place (the webhook's placement). Times come from one clock, the
 //    kernel's /proc/uptime, read by this process and by the command itself.
 // 2. `kubectl apply -f dist/` until every Deployment and DaemonSet is Ready,
 //    and until the hello workflow has completed.
@@ -18,6 +19,7 @@ import { KubeNode, orasPushFile } from '../lib-tests/util/kube-node';
 import { median } from '../lib-tests/util/measure';
 import { requirePeer, run } from '../lib-tests/util/peers';
 import { OrasRegistry, OrasWorkflow } from '../src';
+import { injectOras } from '../src/injection';
 
 const runs = Number(process.argv[2] ?? 5);
 const distRuns = Math.max(1, Math.round(runs / 2) + 1);
@@ -79,8 +81,9 @@ async function stepOverhead(node: KubeNode): Promise<string[]> {
   orasPushFile(`${address}/bench/input:v1`, 'data.bin', Buffer.alloc(100 * 1024 * 1024, 7));
 
   const cases = [
-    { name: 'empty I/O', command: timed('true'), inputs: false },
-    { name: '100 MB input', command: timed('wc -c /in/data.bin'), inputs: true },
+    { name: 'empty I/O', command: timed('true'), inputs: false, copy: false },
+    { name: '100 MB input', command: timed('wc -c /in/data.bin'), inputs: true, copy: false },
+    { name: '100 MB input, copied (annotated pods)', command: timed('wc -c /in/data.bin'), inputs: true, copy: true },
   ];
   const rows: string[] = [];
   for (const benchCase of cases) {
@@ -90,15 +93,18 @@ async function stepOverhead(node: KubeNode): Promise<string[]> {
       const chart = Testing.chart();
       const registry = OrasRegistry.fromHost('oras:5000', { plainHttp: true });
       const workflow = new OrasWorkflow(chart, 'Bench', { name: 'bench', registry, runId: `r${i}`, graph: false });
-      workflow.addStep(`step${benchCase.inputs ? 'in' : ''}`, {
+      const step = workflow.addStep(`step${benchCase.inputs ? 'in' : ''}${benchCase.copy ? 'copy' : ''}`, {
         image: NODE_IMAGES.busybox,
         command: benchCase.command,
         inputs: benchCase.inputs ? [{ artifact: registry.artifact('bench/input', 'v1'), path: '/in', external: true }] : [],
         output: { path: '/out' },
+        // The copy goes into the container's own file system.
+        ...(benchCase.copy ? { security: { readOnlyRootFilesystem: false } } : {}),
       });
       const job = Testing.synth(chart).find((m) => m.kind === 'Job');
+      if (benchCase.copy) job.spec.template.spec = injectOras(step._basePodSpec(), { ...step._injectionSettings(), placement: 'copy' });
       const bareCommand = benchCase.inputs ? timed('true') : benchCase.command;
-      const plain = bareJob(job, `bare-${benchCase.inputs ? 'in' : 'empty'}-${i}`);
+      const plain = bareJob(job, `bare-${benchCase.inputs ? 'in' : 'empty'}${benchCase.copy ? '-copy' : ''}-${i}`);
       plain.spec.template.spec.containers[0].command = bareCommand;
       // Alternate which goes first, so that neither always meets a warm node.
       const order: Array<[Sample[], any]> = i % 2 ? [[bare, plain], [injected, job]] : [[injected, job], [bare, plain]];

@@ -1,9 +1,14 @@
+import { randomBytes } from 'crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
+import { Testing } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-27';
 import { parseAllDocuments } from 'yaml';
 import { PREFIX } from '../../runtime/webhook/annotations';
+import { OrasRegistry } from '../../src';
 import { WRAPPER_SCRIPT_IN_SPEC } from '../../src/wrapper';
+import { writeHtpasswd } from '../util/distribution';
 import { HUB_STAND_INS, NODE_IMAGES, WORKDIR_FILE } from '../util/images';
 import { KubeCluster, orasPushFile } from '../util/kube-node';
 import { describeOnNode, useNamespace } from '../util/node';
@@ -248,5 +253,53 @@ describeOnNode('the admission webhook on a Kubernetes node (dist/oras-webhook.ya
     expect(cluster.containerState(failed, 'b').terminated.exitCode).toBe(7);
     expect(cluster.containerState(failed, 'a').terminated.exitCode).toBe(0);
     expect(run(requirePeer('oras'), ['manifest', 'fetch', '--plain-http', `${address}/dinosaur/launchers-fail:${tag}`]).status).not.toBe(0);
+  });
+
+  test('docker-config: a registry with htpasswd takes the credentials of a dockerconfigjson Secret; without it, the push is refused', async () => {
+    const user = 'pancake-chef';
+    const password = randomBytes(12).toString('hex');
+    const dir = mkdtempSync(join(tmpdir(), 'oras-htpasswd-'));
+    try {
+      writeHtpasswd(join(dir, 'htpasswd'), { [user]: password });
+      const auth = Buffer.from(`${user}:${password}`).toString('base64');
+      cluster.apply({
+        namespace: namespace.name,
+        objects: [
+          { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'auth-htpasswd' }, stringData: { htpasswd: readFileSync(join(dir, 'htpasswd'), 'utf8') } },
+          // The host as the pods reach an oras-cache: <name>:5000.
+          { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', metadata: { name: 'auth-login' }, stringData: { '.dockerconfigjson': JSON.stringify({ auths: { 'oras-auth:5000': { auth } } }) } },
+        ],
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const chart = Testing.chart();
+    new OrasRegistry(chart, 'Auth', { name: 'oras-auth', htpasswd: { secret: kplus.Secret.fromSecretName(chart, 'H', 'auth-htpasswd') } });
+    cluster.apply({ namespace: namespace.name, objects: Testing.synth(chart) });
+    cluster.kubectlOk(['rollout', 'status', '-n', namespace.name, 'deployment/oras-auth', '--timeout=120s'], { timeoutMs: 130_000 });
+    const authAddress = await cluster.serviceAddress(namespace.name, 'oras-auth', 5000);
+
+    const tag = `a${Date.now().toString(36)}`;
+    const pod = (name: string, extra: Record<string, string>) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: namespace.name, annotations: annotations({ 'oras-cache': 'oras-auth', 'output-uri': `private/${name}:${tag}`, 'output-path': 'out.txt', ...extra }) },
+      spec: { containers: [{ name: 'app', image: NODE_IMAGES.busybox, workingDir: '/work', command: ['sh', '-c', 'echo secret recipe > out.txt'] }] },
+    });
+    cluster.apply({ objects: [pod('with-login', { 'docker-config': 'auth-login' }), pod('without-login', {})] });
+    expect(await Promise.all([podPhase('with-login'), podPhase('without-login')])).toEqual(['Succeeded', 'Failed']);
+    const prepared = cluster.getJson(['get', 'pod', '-n', namespace.name, 'with-login']);
+    // The password is in the mounted Secret only: not in any argument or env value.
+    expect(JSON.stringify(prepared.spec)).not.toContain(password);
+    expect(cluster.kubectlOk(['logs', '-n', namespace.name, 'without-login', '-c', 'oras-push'])).toMatch(/401|unauthorized|UNAUTHORIZED/);
+
+    const out = mkdtempSync(join(tmpdir(), 'oras-node-'));
+    try {
+      const pulled = run(requirePeer('oras'), ['pull', '--plain-http', '-u', user, '--password-stdin', `${authAddress}/private/with-login:${tag}`, '-o', out], { input: password });
+      expect(pulled.status).toBe(0);
+      expect(readFileSync(join(out, 'out.txt'), 'utf8')).toBe('secret recipe\n');
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 });
