@@ -83,7 +83,8 @@ async function stepOverhead(node: KubeNode): Promise<string[]> {
   const cases = [
     { name: 'empty I/O', command: timed('true'), inputs: false, copy: false },
     { name: '100 MB input', command: timed('wc -c /in/data.bin'), inputs: true, copy: false },
-    { name: '100 MB input, copied (annotated pods)', command: timed('wc -c /in/data.bin'), inputs: true, copy: true },
+    // Copied into the step's /tmp emptyDir, which its non-root user may write (its root file system is read-only).
+    { name: '100 MB input, copied (annotated pods)', command: timed('wc -c /tmp/in/data.bin > /tmp/count.txt'), inputs: true, copy: true },
   ];
   const rows: string[] = [];
   for (const benchCase of cases) {
@@ -96,10 +97,8 @@ async function stepOverhead(node: KubeNode): Promise<string[]> {
       const step = workflow.addStep(`step${benchCase.inputs ? 'in' : ''}${benchCase.copy ? 'copy' : ''}`, {
         image: NODE_IMAGES.busybox,
         command: benchCase.command,
-        inputs: benchCase.inputs ? [{ artifact: registry.artifact('bench/input', 'v1'), path: '/in', external: true }] : [],
-        output: { path: '/out' },
-        // The copy goes into the container's own file system.
-        ...(benchCase.copy ? { security: { readOnlyRootFilesystem: false } } : {}),
+        inputs: benchCase.inputs ? [{ artifact: registry.artifact('bench/input', 'v1'), path: benchCase.copy ? '/tmp/in' : '/in', external: true }] : [],
+        output: { path: benchCase.copy ? '/tmp/count.txt' : '/out' },
       });
       const job = Testing.synth(chart).find((m) => m.kind === 'Job');
       if (benchCase.copy) job.spec.template.spec = injectOras(step._basePodSpec(), { ...step._injectionSettings(), placement: 'copy' });
