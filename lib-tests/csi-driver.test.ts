@@ -1,4 +1,4 @@
-import { ApiObject, Chart, Size, Testing } from 'cdk8s';
+import { ApiObject, Chart, JsonPatch, Size, Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { CaBundle, OrasArtifact, OrasCsiDriver, OrasCsiDriverProps, OrasPullPolicy, OrasRegistry, OrasRuntimeImage } from '../src';
@@ -126,6 +126,14 @@ describe('OrasCsiDriver', () => {
     ]);
     expect(plugin.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'healthz' });
     expect(plugin.resources).toEqual({ requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '512Mi' } });
+  });
+
+  test('escape hatch: ApiObject.of(driver) is its DaemonSet', () => {
+    const chart = Testing.chart();
+    const driver = new OrasCsiDriver(chart, 'Csi');
+    expect(ApiObject.of(driver)).toBe(driver.daemonSet);
+    ApiObject.of(driver).addJsonPatch(JsonPatch.add('/spec/template/spec/nodeSelector', { gpu: 'true' }));
+    expect(Testing.synth(chart).find((o) => o.kind === 'DaemonSet').spec.template.spec.nodeSelector).toEqual({ gpu: 'true' });
   });
 
   test('caBundle: the plugin mounts it read-only and trusts it with --ca-file', () => {

@@ -3,7 +3,7 @@ import { createHash } from 'crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { Chart, Size, Testing } from 'cdk8s';
+import { ApiObject, Chart, JsonPatch, Size, Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { CaBundle, DEFAULT_REGISTRY_IMAGE, OrasRegistry, OrasRegistryProps, OrasWorkflow, RegistryStorage } from '../src';
 import { Distribution } from './util/distribution';
@@ -25,6 +25,14 @@ function envOf(container: any): Record<string, string> {
 }
 
 describe('OrasRegistry', () => {
+  test('escape hatch: ApiObject.of(registry) is its Deployment\'s object', () => {
+    const chart = Testing.chart();
+    const registry = new OrasRegistry(chart, 'Oras', { name: 'oras' });
+    expect(ApiObject.of(registry)).toBe(ApiObject.of(registry.deployment));
+    ApiObject.of(registry).addJsonPatch(JsonPatch.add('/spec/template/spec/priorityClassName', 'high'));
+    expect(Testing.synth(chart).find((o) => o.kind === 'Deployment').spec.template.spec.priorityClassName).toBe('high');
+  });
+
   test('defaults: one hardened pod of a pinned distribution, a Service on 5000, emptyDir storage', () => {
     const { registry, manifests, find, deployment, pod, container } = synth();
     expectValidKubernetes(manifests);

@@ -1,4 +1,4 @@
-import { Duration, Testing } from 'cdk8s';
+import { ApiObject, Duration, JsonPatch, Testing } from 'cdk8s';
 import { OrasRuntimeImage, OrasWebhook, WebhookFailurePolicy, WebhookTls } from '../src';
 import { expectValidKubernetes } from './util/kubernetes-schema';
 
@@ -11,6 +11,15 @@ function synth(props: ConstructorParameters<typeof OrasWebhook>[2] = {}) {
 }
 
 describe('OrasWebhook', () => {
+  test('escape hatch: ApiObject.of(webhook) is its Deployment; the Service and configuration are properties', () => {
+    const chart = Testing.chart();
+    const webhook = new OrasWebhook(chart, 'Webhook');
+    expect(ApiObject.of(webhook)).toBe(webhook.deployment);
+    expect([webhook.deployment.kind, webhook.service.kind, webhook.configuration.kind]).toEqual(['Deployment', 'Service', 'MutatingWebhookConfiguration']);
+    ApiObject.of(webhook).addJsonPatch(JsonPatch.add('/spec/template/spec/priorityClassName', 'system-cluster-critical'));
+    expect(Testing.synth(chart).find((o) => o.kind === 'Deployment').spec.template.spec.priorityClassName).toBe('system-cluster-critical');
+  });
+
   test('self-managed TLS by default: Deployment, PDB, Service, configuration and least-privilege RBAC', () => {
     const { manifests, find } = synth();
     expectValidKubernetes(manifests);

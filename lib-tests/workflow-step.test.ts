@@ -1,4 +1,4 @@
-import { Chart, Duration, Size, Testing } from 'cdk8s';
+import { ApiObject, Chart, Duration, JsonPatch, Size, Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { OrasArtifact, OrasRegistry, OrasRuntimeImage, OrasWorkflow, OrasWorkflowStep, OrasWorkflowStepProps } from '../src';
 import { PROVENANCE } from '../src/injection';
@@ -18,6 +18,15 @@ function synthStep(props: Partial<OrasWorkflowStepProps> = {}) {
 }
 
 describe('OrasWorkflowStep', () => {
+  test('escape hatch: ApiObject.of(step) is its Job, and a JSON patch reaches the synthesized Job', () => {
+    const chart = Testing.chart();
+    const workflow = new OrasWorkflow(chart, 'Wf', { name: 'wf', registry: OrasRegistry.fromHost('cache:5000', { plainHttp: true }), runId: 'r1' });
+    const step = workflow.addStep('s', { image: 'busybox:1.36.1', command: ['true'] });
+    expect(ApiObject.of(step)).toBe(step.job);
+    ApiObject.of(step).addJsonPatch(JsonPatch.add('/spec/template/spec/nodeSelector', { 'kubernetes.io/arch': 'arm64' }));
+    expect(Testing.synth(chart).find((o) => o.kind === 'Job').spec.template.spec.nodeSelector).toEqual({ 'kubernetes.io/arch': 'arm64' });
+  });
+
   test('a Job whose pod is prepared: wrapper, push, hardened main container; kubectl picks main', () => {
     const { step, manifests, job, pod, main } = synthStep({ args: ['all', 'V=1'] });
     expectValidKubernetes(manifests);

@@ -343,7 +343,7 @@ export class OrasCsiDriver extends Construct {
       },
     ];
 
-    this.daemonSet = new ApiObject(this, 'DaemonSet', {
+    this.daemonSet = new ApiObject(this, 'Resource', {
       apiVersion: 'apps/v1',
       kind: 'DaemonSet',
       metadata,

@@ -219,7 +219,7 @@ export class OrasRegistry extends Construct implements IOrasRegistry {
   public readonly insecure: boolean;
   public readonly credentials?: kplus.ISecret;
   public readonly caBundle?: CaBundle;
-  /** The registry Deployment. */
+  /** The registry Deployment, the construct's default child: `ApiObject.of(registry)` returns its object. */
   public readonly deployment: kplus.Deployment;
   /** The registry Service. */
   public readonly service: kplus.Service;
@@ -329,6 +329,9 @@ export class OrasRegistry extends Construct implements IOrasRegistry {
       JsonPatch.add('/spec/template/spec/securityContext/seccompProfile', { type: 'RuntimeDefault' }),
       JsonPatch.add('/spec/template/spec/containers/0/securityContext/capabilities', { drop: ['ALL'] }),
     );
+
+    // Its id stays "Deployment": the selector label cdk8s-plus derives from it must not change under existing registries.
+    this.node.defaultChild = this.deployment;
 
     this.service = new kplus.Service(this, 'Service', {
       metadata,

@@ -161,6 +161,12 @@ export class OrasWebhook extends Construct {
   public readonly namespace: string;
   /** Label (value "enabled") that opts a namespace in. */
   public readonly namespaceLabel: string;
+  /** The webhook Deployment, the construct's default child: `ApiObject.of(webhook)` returns it. */
+  public readonly deployment: ApiObject;
+  /** The Service the API server calls. */
+  public readonly service: ApiObject;
+  /** The MutatingWebhookConfiguration. */
+  public readonly configuration: ApiObject;
 
   constructor(scope: Construct, id: string, props: OrasWebhookProps = {}) {
     super(scope, id);
@@ -203,7 +209,7 @@ export class OrasWebhook extends Construct {
     }
 
     const probe = (path: string) => ({ httpGet: { path, port: PORT, scheme: 'HTTPS' }, periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 2 });
-    new ApiObject(this, 'Deployment', {
+    this.deployment = new ApiObject(this, 'Resource', {
       apiVersion: 'apps/v1',
       kind: 'Deployment',
       metadata,
@@ -256,14 +262,14 @@ export class OrasWebhook extends Construct {
       spec: { minAvailable: 1, unhealthyPodEvictionPolicy: 'AlwaysAllow', selector: { matchLabels: labels } },
     });
 
-    new ApiObject(this, 'Service', {
+    this.service = new ApiObject(this, 'Service', {
       apiVersion: 'v1',
       kind: 'Service',
       metadata,
       spec: { selector: labels, ports: [{ name: 'https', port: 443, targetPort: PORT }] },
     });
 
-    new ApiObject(this, 'Configuration', {
+    this.configuration = new ApiObject(this, 'Configuration', {
       apiVersion: 'admissionregistration.k8s.io/v1',
       kind: 'MutatingWebhookConfiguration',
       metadata: {

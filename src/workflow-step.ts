@@ -317,7 +317,7 @@ export class OrasWorkflowStep extends Construct {
     }
     for (const input of props.inputs ?? []) this.addInput(input);
 
-    this.job = new ApiObject(this, 'Job', {
+    this.job = new ApiObject(this, 'Resource', {
       apiVersion: 'batch/v1',
       kind: 'Job',
       metadata: { name: this.name, namespace: this.context?.namespace, labels: this.labels() },
