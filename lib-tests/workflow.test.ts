@@ -64,6 +64,28 @@ describe('OrasWorkflow', () => {
     expect(() => app.synth()).toThrow(/step "wf-b" reads cache:5000\/wf\/a:r1-output, which no step of this workflow produces/);
   });
 
+  test('two steps with one Job name are named, with the fix', () => {
+    const { app, wf } = workflow();
+    wf.addStep('one', { image, command: ['true'], name: 'shared' });
+    wf.addStep('two', { image, command: ['true'], name: 'shared' });
+    expect(() => app.synth()).toThrow(/steps "test\/Wf\/one" and "test\/Wf\/two" both get the Job name "shared", so one Job would replace the other\. Give one of them another id or an explicit name/);
+  });
+
+  test('ids that differ only in case: the message says why they collide', () => {
+    const { app, wf } = workflow();
+    wf.addStep('Prepare', { image, command: ['true'] });
+    wf.addStep('prepare', { image, command: ['true'] });
+    expect(() => app.synth()).toThrow(/steps "test\/Wf\/Prepare" and "test\/Wf\/prepare" both get the Job name "wf-prepare" \(their ids differ only in case, and Job names are lowercase\)/);
+  });
+
+  test('an input that another workflow produces names that workflow and its step', () => {
+    const { app, chart, wf } = workflow();
+    const other = new OrasWorkflow(chart, 'Other', { name: 'other', registry, runId: 'r1' });
+    const made = other.addStep('make', { image, command: ['true'], output: { path: '/out' } });
+    wf.addStep('use', { image, command: ['true'], inputs: [{ artifact: made.output, path: '/in' }] });
+    expect(() => app.synth()).toThrow(/step "wf-use" reads cache:5000\/other\/make:r1-output, which step "other-make" of another workflow, "test\/Other", produces; a workflow orders only its own steps\. Move the two steps into one workflow, or mark the input external/);
+  });
+
   test('two steps pushing the same artifact are named', () => {
     const { app, wf } = workflow();
     wf.addStep('one', { image, command: ['true'], output: { path: '/out', repository: 'shared/out', tag: 't' } });

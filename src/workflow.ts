@@ -168,6 +168,16 @@ export class OrasWorkflow extends Construct {
     return lines.join('\n') + '\n';
   }
 
+  /** The step of another workflow in this app that pushes `reference`, if any. */
+  private producerElsewhere(reference: string): { workflow: OrasWorkflow; step: OrasWorkflowStep } | undefined {
+    for (const construct of this.node.root.node.findAll()) {
+      if (!(construct instanceof OrasWorkflow) || construct === this) continue;
+      const step = construct.producerOf(reference);
+      if (step) return { workflow: construct, step };
+    }
+    return undefined;
+  }
+
   private producerOf(reference: string): OrasWorkflowStep | undefined {
     return this.stepList.find((s) => s.hasOutput && s.output.reference === reference);
   }
@@ -176,6 +186,18 @@ export class OrasWorkflow extends Construct {
   private problems(): string[] {
     const problems: string[] = [];
     const where = `OrasWorkflow "${this.node.path}"`;
+    const byName = new Map<string, OrasWorkflowStep>();
+    for (const step of this.stepList) {
+      const other = byName.get(step.name);
+      if (other) {
+        // Ids become lowercase DNS labels: "Prepare" and "prepare" name one Job.
+        const caseOnly = other.node.id !== step.node.id && other.node.id.toLowerCase() === step.node.id.toLowerCase();
+        problems.push(`${where}: steps "${other.node.path}" and "${step.node.path}" both get the Job name "${step.name}"`
+          + `${caseOnly ? ' (their ids differ only in case, and Job names are lowercase)' : ''}, so one Job would replace the other. `
+          + 'Give one of them another id or an explicit name.');
+      }
+      byName.set(step.name, step);
+    }
     const byOutput = new Map<string, OrasWorkflowStep>();
     for (const step of this.stepList.filter((s) => s.hasOutput)) {
       const other = byOutput.get(step.output.reference);
@@ -191,8 +213,13 @@ export class OrasWorkflow extends Construct {
         if (producer) {
           edges.push({ from: producer, to: step, reference: input.artifact.reference });
         } else if (!input.external) {
-          problems.push(`${where}: step "${step.name}" reads ${input.artifact.reference}, which no step of this workflow produces. `
-            + 'Pass another step\'s output, or mark the input external: { artifact, path, external: true }.');
+          const elsewhere = this.producerElsewhere(input.artifact.reference);
+          problems.push(elsewhere
+            ? `${where}: step "${step.name}" reads ${input.artifact.reference}, which step "${elsewhere.step.name}" of another workflow, `
+              + `"${elsewhere.workflow.node.path}", produces; a workflow orders only its own steps. Move the two steps into one workflow, `
+              + 'or mark the input external: { artifact, path, external: true } to wait for it up to inputTimeout.'
+            : `${where}: step "${step.name}" reads ${input.artifact.reference}, which no step of this workflow produces. `
+              + 'Pass another step\'s output, or mark the input external: { artifact, path, external: true }.');
         }
       }
     }
