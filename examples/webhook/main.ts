@@ -1,4 +1,4 @@
-// The admission webhook for pods and Jobs annotated the oras-operator way.
+// The admission webhook for Pods, Jobs and JobSets annotated the oras-operator way.
 // It runs in its own namespace (oras-system); label a namespace to opt in:
 //   kubectl label namespace my-workflows oras.converged-computing.github.io/webhook=enabled
 // In your own project, import from 'cdk8s-oras' instead of '../../src'.

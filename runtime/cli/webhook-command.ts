@@ -8,7 +8,7 @@ export const webhookCommand: Command = {
     'Usage: oras-runtime webhook --port <n> --tls-cert <file> --tls-key <file> [options]',
     '       oras-runtime webhook --port <n> --secret <name> --webhook-config <name> --service <name> [options]',
     '',
-    'Prepares annotated Pods and Jobs (oras.converged-computing.github.io/*) with the same injection',
+    'Prepares annotated Pods, Jobs and JobSets (oras.converged-computing.github.io/*) with the same injection',
     'that OrasWorkflowStep uses at synth time. Serves POST /mutate, GET /healthz, /readyz and /metrics.',
     'SIGTERM stops accepting, lets requests in flight finish, then exits.',
     '',

@@ -52,7 +52,7 @@ function readBody(req: IncomingMessage): Promise<Body> {
 }
 
 /**
- * The admission webhook: POST /mutate (AdmissionReview v1 for Pods and Jobs),
+ * The admission webhook: POST /mutate (AdmissionReview v1 for Pods, Jobs and JobSets),
  * GET /healthz, /readyz and /metrics. A malformed request gets 400 and the
  * server keeps serving. `stop()` stops accepting, lets requests in flight
  * finish, and resolves when the server is closed.
