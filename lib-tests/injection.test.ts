@@ -22,14 +22,14 @@ describe('injectOras', () => {
   test('a CA bundle is mounted into the runtime containers and passed as --ca-file; it needs HTTPS', () => {
     const registry = { host: 'cache:5000', plainHttp: false, insecure: false, caBundle: { configMapName: 'registry-ca', key: 'root.pem' } };
     const spec = injectOras(base(), settings({ registry }));
-    expect(spec.volumes).toContainEqual({ name: 'oras-ca', configMap: { name: 'registry-ca', items: [{ key: 'root.pem', path: 'ca.crt' }] } });
+    expect(spec.volumes).toContainEqual({ name: 'oras-ca-0', configMap: { name: 'registry-ca', items: [{ key: 'root.pem', path: 'ca.crt' }] } });
     for (const runtime of [spec.containers[0], spec.containers[2]]) {
-      expect(runtime.args).toEqual(expect.arrayContaining(['--ca-file', '/oras-ca/ca.crt']));
-      expect(runtime.volumeMounts).toContainEqual({ name: 'oras-ca', mountPath: '/oras-ca', readOnly: true });
+      expect(runtime.args).toEqual(expect.arrayContaining(['--ca-file', '/oras-ca/0/ca.crt']));
+      expect(runtime.volumeMounts).toContainEqual({ name: 'oras-ca-0', mountPath: '/oras-ca/0', readOnly: true });
     }
-    expect(spec.containers[1].volumeMounts?.some((m) => m.name === 'oras-ca')).toBe(false);
+    expect(spec.containers[1].volumeMounts?.some((m) => m.name === 'oras-ca-0')).toBe(false);
     const secret = injectOras(base(), settings({ registry: { ...registry, caBundle: { secretName: 'tls', key: 'ca.crt' } } }));
-    expect(secret.volumes).toContainEqual({ name: 'oras-ca', secret: { secretName: 'tls', items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
+    expect(secret.volumes).toContainEqual({ name: 'oras-ca-0', secret: { secretName: 'tls', items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
     expect(() => injectOras(base(), settings({ registry: { ...registry, plainHttp: true } }))).toThrow(/a CA bundle verifies the registry's HTTPS certificate, but the registry is set to plain HTTP/);
   });
 
@@ -45,7 +45,7 @@ describe('injectOras', () => {
       const spec = copied();
       const [pull, app, push] = spec.containers;
       expect(pull.args).toEqual(['step', 'pull', '--state', '/oras/state', '--timeout', '60s',
-        '--input', 'cache:5000/a:r-out=/oras-inputs/0', '--input', 'cache:5000/b:r-out=/oras-inputs/0', '--input', 'cache:5000/c:1=/oras-inputs/1', '--plain-http']);
+        '--input', 'cache:5000/a:r-out=/oras-inputs/0', '--input', 'cache:5000/b:r-out=/oras-inputs/0', '--input', 'cache:5000/c:1=/oras-inputs/1', '--plain-http-host', 'cache:5000']);
       expect(pull.volumeMounts).toContainEqual({ name: 'oras-inputs', mountPath: '/oras-inputs' });
       expect(app.command).toEqual(wrapped('--state', '/oras/state', '--stdout', 'pancakes.txt', '--await-pull', '600',
         '--copy-in', '/oras/inputs/0=inputs', '--copy-in', '/oras/inputs/1=/abs', '--copy-out', 'pancakes.txt=/oras/output/app',
@@ -56,7 +56,7 @@ describe('injectOras', () => {
         { name: 'oras-inputs', mountPath: '/oras/inputs', readOnly: true },
         { name: 'oras-output', mountPath: '/oras/output' },
       ]);
-      expect(push.args).toEqual(['step', 'push', '--state', '/oras/state', '--start-timeout', '600s', '--dir', '/oras-output/app', '--to', 'cache:5000/c:r-out', '--plain-http']);
+      expect(push.args).toEqual(['step', 'push', '--state', '/oras/state', '--start-timeout', '600s', '--dir', '/oras-output/app', '--to', 'cache:5000/c:r-out', '--plain-http-host', 'cache:5000']);
       expect(push.volumeMounts).toContainEqual({ name: 'oras-output', mountPath: '/oras-output', readOnly: true });
       expect(spec.volumes?.map((v) => v.name)).toEqual(['oras-runtime', 'oras-scratch', 'oras-inputs', 'oras-output']);
     });
@@ -72,7 +72,7 @@ describe('injectOras', () => {
       }
       expect(side.command).toEqual(['s']);
       expect(push.args).toEqual(['step', 'push', '--state', '/oras/state', '--start-timeout', '600s',
-        '--dir', '/oras-output/a', '--dir', '/oras-output/b', '--launcher', 'a', '--launcher', 'b', '--to', 'cache:5000/o:1', '--plain-http']);
+        '--dir', '/oras-output/a', '--dir', '/oras-output/b', '--launcher', 'a', '--launcher', 'b', '--to', 'cache:5000/o:1', '--plain-http-host', 'cache:5000']);
     });
 
     test.each([
@@ -101,10 +101,10 @@ describe('injectOras', () => {
     ]);
     expect(pull.args).toEqual([
       'step', 'pull', '--state', '/oras/state', '--timeout', '60s',
-      '--input', 'cache:5000/a:r-out=/oras-inputs/0', '--input', 'cache:5000/b:r-out=/oras-inputs/1', '--plain-http',
+      '--input', 'cache:5000/a:r-out=/oras-inputs/0', '--input', 'cache:5000/b:r-out=/oras-inputs/1', '--plain-http-host', 'cache:5000',
     ]);
     expect(pull.volumeMounts).toContainEqual({ name: 'oras-runtime', mountPath: '/oras/state' });
-    expect(push.args).toEqual(['step', 'push', '--state', '/oras/state', '--start-timeout', '600s', '--dir', '/oras-output', '--to', 'cache:5000/c:r-out', '--plain-http']);
+    expect(push.args).toEqual(['step', 'push', '--state', '/oras/state', '--start-timeout', '600s', '--dir', '/oras-output', '--to', 'cache:5000/c:r-out', '--plain-http-host', 'cache:5000']);
     expect(push.volumeMounts).toContainEqual({ name: 'oras-runtime', mountPath: '/oras/state', readOnly: true });
     expect(spec.shareProcessNamespace).toBe(true);
     expect(spec.restartPolicy).toBe('Never');
@@ -135,12 +135,38 @@ describe('injectOras', () => {
   });
 
   test('credentials come from a mounted docker config and env secrets, never from arguments', () => {
-    const spec = injectOras(base(), settings({ registry: { host: 'r.io', plainHttp: false, insecure: true, credentialsSecret: 'login', envSecret: 'oras-env' } }));
+    const registry = { host: 'r.io', plainHttp: false, insecure: true, credentialsSecret: 'login', envSecret: 'oras-env' };
+    const spec = injectOras(base(), settings({ registry, inputs: [{ reference: 'r.io/a:1', path: '/in' }] }));
     const pull = spec.containers[0];
-    expect(pull.env).toEqual([{ name: 'DOCKER_CONFIG', value: '/oras-registry-auth' }]);
+    expect(pull.env).toBeUndefined();
     expect(pull.envFrom).toEqual([{ secretRef: { name: 'oras-env' } }]);
-    expect(pull.args).toContain('--insecure');
-    expect(spec.volumes).toContainEqual({ name: 'oras-registry-auth', secret: { secretName: 'login', items: [{ key: '.dockerconfigjson', path: 'config.json' }] } });
+    expect(pull.args).toEqual(expect.arrayContaining(['--insecure-host', 'r.io', '--registry-config', '/oras-registry-auth/0/config.json']));
+    expect(pull.volumeMounts).toContainEqual({ name: 'oras-registry-auth-0', mountPath: '/oras-registry-auth/0', readOnly: true });
+    expect(spec.volumes).toContainEqual({ name: 'oras-registry-auth-0', secret: { secretName: 'login', items: [{ key: '.dockerconfigjson', path: 'config.json' }] } });
+  });
+
+  test('each input reaches its own registry: a private HTTPS input with its credentials and CA next to a plain-HTTP output', () => {
+    const ghcr = { host: 'ghcr.io', plainHttp: false, insecure: false, credentialsSecret: 'ghcr-login', caBundle: { configMapName: 'corp-ca', key: 'ca.crt' } };
+    const spec = injectOras(base(), settings({
+      registry: { host: 'cache:5000', plainHttp: true, insecure: false, credentialsSecret: 'cache-login' },
+      inputs: [{ reference: 'ghcr.io/acme/data:v1', path: '/in/a', registry: ghcr }, { reference: 'cache:5000/b:r-out', path: '/in/b' }, { reference: 'quay.io/x/y:1', path: '/in/c' }],
+    }));
+    const [pull, , push] = spec.containers;
+    expect(pull.args!.slice(pull.args!.indexOf('--input', 6) + 6)).toEqual([
+      '--plain-http-host', 'cache:5000', '--registry-config', '/oras-registry-auth/0/config.json', '--registry-config', '/oras-registry-auth/1/config.json', '--ca-file', '/oras-ca/0/ca.crt',
+    ]);
+    expect(push.args).toEqual(expect.arrayContaining(['--plain-http-host', 'cache:5000', '--registry-config', '/oras-registry-auth/1/config.json']));
+    expect(push.args).not.toContain('/oras-registry-auth/0/config.json');
+    expect(push.args).not.toContain('--ca-file');
+    expect(push.volumeMounts?.map((m) => m.name)).toEqual(['oras-runtime', 'oras-output', 'oras-scratch', 'oras-registry-auth-1']);
+    expect(spec.volumes?.filter((v) => /^oras-(registry-auth|ca)-/.test(v.name))).toEqual([
+      { name: 'oras-registry-auth-0', secret: { secretName: 'ghcr-login', items: [{ key: '.dockerconfigjson', path: 'config.json' }] } },
+      { name: 'oras-registry-auth-1', secret: { secretName: 'cache-login', items: [{ key: '.dockerconfigjson', path: 'config.json' }] } },
+      { name: 'oras-ca-0', configMap: { name: 'corp-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+    ]);
+    expect(() => injectOras(base(), settings({
+      inputs: [{ reference: 'ghcr.io/a:1', path: '/a', registry: ghcr }, { reference: 'ghcr.io/b:1', path: '/b', registry: { ...ghcr, credentialsSecret: 'other' } }],
+    }))).toThrow(/two inputs from ghcr\.io ask for different connection settings or credentials/);
   });
 
   test('output options: stdout file, failure reference, no unpack, annotations', () => {

@@ -313,10 +313,10 @@ describe('CaBundle: a private CA that clients trust', () => {
     const workflow = new OrasWorkflow(chart, 'Wf', { name: 'wf', registry, runId: 'r1' });
     workflow.addStep('s', { image: 'busybox:1.36.1', command: ['true'], output: { path: '/out' } });
     const job = Testing.synth(chart).find((o) => o.kind === 'Job');
-    expect(job.spec.template.spec.volumes).toContainEqual({ name: 'oras-ca', secret: { secretName: 'oras-tls', items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
+    expect(job.spec.template.spec.volumes).toContainEqual({ name: 'oras-ca-0', secret: { secretName: 'oras-tls', items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
     const push = job.spec.template.spec.containers.find((c: any) => c.name === 'oras-push');
-    expect(push.args).toEqual(expect.arrayContaining(['--ca-file', '/oras-ca/ca.crt']));
-    expect(push.args).not.toContain('--plain-http');
+    expect(push.args).toEqual(expect.arrayContaining(['--ca-file', '/oras-ca/0/ca.crt']));
+    expect(push.args).not.toContain('--plain-http-host');
   });
 
   test('a key that is no ConfigMap key fails at synth time', () => {

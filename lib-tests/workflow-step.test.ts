@@ -141,8 +141,11 @@ describe('OrasWorkflowStep', () => {
     [{ inputs: [{ artifact: OrasArtifact.fromReference('cache:5000/x:1'), path: 'rel' }] }, /the input path "rel" must be absolute/],
     [{ inputs: [{ artifact: OrasArtifact.fromReference('cache:5000/x:1'), path: '/in' }, { artifact: OrasArtifact.fromReference('cache:5000/y:1'), path: '/in/' }] },
       /two inputs \(cache:5000\/x:1 and cache:5000\/y:1\) go to "\/in\/"/],
-    [{ inputs: [{ artifact: OrasRegistry.fromHost('ghcr.io').artifact('o/r', 't'), path: '/in', external: true }] },
-      /the input ghcr\.io\/o\/r:t needs other connection settings/],
+    [{
+      inputs: [{ artifact: OrasRegistry.fromHost('ghcr.io').artifact('o/r', 't'), path: '/in', external: true },
+        { artifact: OrasRegistry.fromHost('ghcr.io', { insecure: true }).artifact('o/s', 't'), path: '/in2', external: true }],
+    },
+    /the inputs ghcr\.io\/o\/r:t and ghcr\.io\/o\/s:t come from one host, but with different connection settings or credentials\. Take both from one OrasRegistry/],
   ] as [Partial<OrasWorkflowStepProps>, RegExp][])('refuses %j at synth time', (props, message) => {
     expect(() => synthStep(props)).toThrow(message);
   });
@@ -163,6 +166,31 @@ describe('OrasWorkflowStep', () => {
     const text = JSON.stringify(Testing.synth(chart));
     expect(text).toContain('"secretName":"ghcr-login"');
     expect(text).not.toMatch(/password|ORAS_PASS/i);
+  });
+
+  test('an external input keeps its own registry: its credentials reach oras-pull, and plain HTTP stays with the in-cluster registry', () => {
+    const chart = Testing.chart();
+    const cache = OrasRegistry.fromHost('oras:5000', { plainHttp: true });
+    const ghcr = OrasRegistry.fromHost('ghcr.io', { credentials: kplus.Secret.fromSecretName(chart, 'Login', 'ghcr-login') });
+    const workflow = new OrasWorkflow(chart, 'Wf', { name: 'wf', registry: cache, runId: 'r1', graph: false });
+    workflow.addStep('s', {
+      image: 'busybox:1.36.1',
+      command: ['true'],
+      inputs: [
+        { artifact: ghcr.artifact('acme/private', 'v1'), path: '/private', external: true },
+        { artifact: OrasArtifact.fromReference('quay.io/acme/public:v1'), path: '/public', external: true },
+      ],
+      output: { path: '/out' },
+    });
+    const spec = Testing.synth(chart).find((o) => o.kind === 'Job').spec.template.spec;
+    const [pull, , push] = spec.containers;
+    expect(pull.args).toEqual(expect.arrayContaining(['--registry-config', '/oras-registry-auth/0/config.json']));
+    expect(pull.volumeMounts).toContainEqual({ name: 'oras-registry-auth-0', mountPath: '/oras-registry-auth/0', readOnly: true });
+    expect(spec.volumes).toContainEqual({ name: 'oras-registry-auth-0', secret: { secretName: 'ghcr-login', items: [{ key: '.dockerconfigjson', path: 'config.json' }] } });
+    // Plain HTTP for the cache only: ghcr.io and quay.io are reached over verified HTTPS.
+    expect(pull.args.filter((_a: string, i: number) => pull.args[i - 1] === '--plain-http-host')).toEqual([]);
+    expect(push.args).toEqual(expect.arrayContaining(['--plain-http-host', 'oras:5000']));
+    expect(push.args).not.toContain('--registry-config');
   });
 
   test('a step in a namespaced chart gets its namespace', () => {

@@ -46,17 +46,22 @@ export interface PodSpecJson {
   [key: string]: unknown;
 }
 
-export interface InjectionRegistry {
+/** How to reach one registry: its connection settings and its credentials. */
+export interface InjectionConnection {
   /** host[:port] of the registry. */
   readonly host: string;
   readonly plainHttp: boolean;
   readonly insecure: boolean;
-  /** Secret of type kubernetes.io/dockerconfigjson, mounted as the docker config of the runtime containers. */
+  /** Secret of type kubernetes.io/dockerconfigjson, mounted and passed as `--registry-config` to the containers that reach this registry. */
   readonly credentialsSecret?: string;
+  /** CA certificates trusted besides the system's: one key of a ConfigMap or a Secret. */
+  readonly caBundle?: InjectionCaBundle;
+}
+
+/** The step's registry: the output's, and the inputs' unless an input says otherwise. */
+export interface InjectionRegistry extends InjectionConnection {
   /** Secret whose keys become env of the runtime containers (ORAS_USER, ORAS_PASS, …). */
   readonly envSecret?: string;
-  /** CA certificates the runtime containers trust besides the system's: one key of a ConfigMap or a Secret. */
-  readonly caBundle?: InjectionCaBundle;
 }
 
 /** Where a CA bundle is: exactly one of the ConfigMap and the Secret. */
@@ -71,6 +76,12 @@ export interface InjectionInput {
   readonly reference: string;
   /** Directory in the app container; inputs that share a path share one directory. */
   readonly path: string;
+  /**
+   * How to reach the input's registry. Default: the step's registry when the
+   * reference names its host, else HTTPS verified with the system's CAs and
+   * no credentials.
+   */
+  readonly registry?: InjectionConnection;
 }
 
 export interface InjectionOutput {
@@ -128,8 +139,10 @@ export const PUSH_CONTAINER = 'oras-push';
 /** The emptyDir the runtime containers and the wrapper share their state in. */
 export const RUNTIME_VOLUME = 'oras-runtime';
 export const OUTPUT_VOLUME = 'oras-output';
+/** Volumes `<prefix>-<n>`: one per credentials Secret. */
 export const AUTH_VOLUME = 'oras-registry-auth';
 export const SCRATCH_VOLUME = 'oras-scratch';
+/** Volumes `<prefix>-<n>`: one per CA bundle. */
 export const CA_VOLUME = 'oras-ca';
 /** Reserved for the runtime in every container: no input, output or stdout file may be under it. */
 export { RUNTIME_MOUNT };
@@ -153,7 +166,6 @@ const INPUTS_MOUNT = `${RUNTIME_MOUNT}/inputs`;
 const OUTPUT_STAGE = `${RUNTIME_MOUNT}/output`;
 const AUTH_MOUNT = '/oras-registry-auth';
 const CA_MOUNT = '/oras-ca';
-const CA_FILE = `${CA_MOUNT}/ca.crt`;
 /** Annotations of a pushed step output that say where it came from. */
 export const PROVENANCE = {
   STEP: 'org.cdk8s-oras.step.name',
@@ -218,15 +230,10 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
   validate(result, settings);
 
   const copy = settings.placement === 'copy';
-  const ca = settings.registry.caBundle;
   const launchers = appContainers(result, settings.containers);
   const several = launchers.length > 1;
-  const registryArgs = [
-    ...(settings.registry.plainHttp ? ['--plain-http'] : []),
-    ...(settings.registry.insecure ? ['--insecure'] : []),
-    ...(ca ? ['--ca-file', CA_FILE] : []),
-    ...(settings.debug ? ['--debug'] : []),
-  ];
+  const access = new RegistryAccess(pullConnections(settings), settings.output ? settings.registry : undefined);
+  const debugArgs = settings.debug ? ['--debug'] : [];
 
   // Inputs that share a path share one directory; with volumes, an output in an input's directory uses that volume too.
   const key = (path: string) => (copy ? normalizeAnywhere(path) : normalize(path));
@@ -244,26 +251,15 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
     ...(runtimeContainers ? [{ name: SCRATCH_VOLUME, emptyDir: {} }] : []),
     ...[...new Set(paths.map(inputVolume))].map((name) => ({ name, emptyDir: {} })),
     ...(output && !sharedOutput ? [{ name: OUTPUT_VOLUME, emptyDir: {} }] : []),
-    ...(settings.registry.credentialsSecret
-      ? [{ name: AUTH_VOLUME, secret: { secretName: settings.registry.credentialsSecret, items: [{ key: '.dockerconfigjson', path: 'config.json' }] } }]
-      : []),
-    ...(ca ? [{ name: CA_VOLUME, ...caVolumeSource(ca) }] : []),
+    ...access.volumes(),
   ];
   result.volumes = [...(result.volumes ?? []), ...volumes];
 
-  const runtimeMounts = [
-    { name: SCRATCH_VOLUME, mountPath: '/tmp' },
-    ...(settings.registry.credentialsSecret ? [{ name: AUTH_VOLUME, mountPath: AUTH_MOUNT, readOnly: true }] : []),
-    ...(ca ? [{ name: CA_VOLUME, mountPath: CA_MOUNT, readOnly: true }] : []),
-  ];
-  const runtimeEnv = [
-    ...(settings.registry.credentialsSecret ? [{ name: 'DOCKER_CONFIG', value: AUTH_MOUNT }] : []),
-  ];
+  const runtimeMounts = [{ name: SCRATCH_VOLUME, mountPath: '/tmp' }];
   const runtimeBase = (name: string): ContainerSpec => ({
     name,
     image: settings.runtimeImage,
     imagePullPolicy: 'IfNotPresent',
-    ...(runtimeEnv.length > 0 ? { env: runtimeEnv } : {}),
     ...(settings.registry.envSecret ? { envFrom: [{ secretRef: { name: settings.registry.envSecret } }] } : {}),
     securityContext: {
       runAsNonRoot: true,
@@ -287,7 +283,8 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
       '--state', STATE_DIR,
       '--timeout', `${settings.inputTimeoutSeconds}s`,
       ...settings.inputs.flatMap((input) => ['--input', `${input.reference}=${PULL_MOUNT}/${paths.indexOf(key(input.path))}`]),
-      ...registryArgs,
+      ...access.args('pull'),
+      ...debugArgs,
     ],
     volumeMounts: [
       { name: RUNTIME_VOLUME, mountPath: STATE_DIR },
@@ -295,6 +292,7 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
         ? [{ name: INPUTS_VOLUME, mountPath: PULL_MOUNT }]
         : paths.map((path) => ({ name: inputVolume(path), mountPath: `${PULL_MOUNT}/${paths.indexOf(path)}` }))),
       ...runtimeMounts,
+      ...access.mounts('pull'),
     ],
   };
   // First: the kubelet starts containers in order, so the pull (and Node's start) runs while the app container is created.
@@ -348,12 +346,14 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
       ...(output.failureReference ? ['--failure-to', output.failureReference] : []),
       ...(output.unpack === false ? ['--no-unpack'] : []),
       ...Object.entries(output.annotations ?? {}).flatMap(([k, value]) => ['--annotation', `${k}=${value}`]),
-      ...registryArgs,
+      ...access.args('push'),
+      ...debugArgs,
     ],
     volumeMounts: [
       { name: RUNTIME_VOLUME, mountPath: STATE_DIR, readOnly: true },
       { name: outputVolume, mountPath: PUSH_MOUNT, readOnly: true },
       ...runtimeMounts,
+      ...access.mounts('push'),
     ],
   });
   return result;
@@ -378,6 +378,85 @@ function isRuntimePath(path: string): boolean {
 function quote(path: string): string {
   const plain = path.length > 1 ? path.replace(/\/+$/, '') : path;
   return normalize(path) === plain ? `"${path}"` : `"${path}" (that is "${normalize(path)}")`;
+}
+
+/** Each input registry by host: the input's own settings, else the step's registry for its host, else HTTPS with no credentials. */
+function pullConnections(settings: InjectionSettings): InjectionConnection[] {
+  const byHost = new Map<string, InjectionConnection>();
+  for (const input of settings.inputs) {
+    const host = referenceHost(input.reference);
+    const connection = input.registry ?? (host === settings.registry.host ? settings.registry : { host, plainHttp: false, insecure: false });
+    const known = byHost.get(host);
+    if (known && !sameConnection(known, connection)) {
+      throw new InjectionError(`two inputs from ${host} ask for different connection settings or credentials; give every input from one registry the same registry`, 'registry');
+    }
+    byHost.set(host, connection);
+  }
+  return [...byHost.values()];
+}
+
+/** The registry host of a full reference: its first path segment. */
+function referenceHost(reference: string): string {
+  return reference.split('/')[0];
+}
+
+function sameConnection(a: InjectionConnection, b: InjectionConnection): boolean {
+  return a.plainHttp === b.plainHttp && a.insecure === b.insecure && a.credentialsSecret === b.credentialsSecret
+    && JSON.stringify(a.caBundle ?? null) === JSON.stringify(b.caBundle ?? null);
+}
+
+/**
+ * What the runtime containers need to reach their registries: a volume per
+ * credentials Secret and per CA bundle, and for each container the mounts
+ * and flags of the registries it talks to (oras-pull the inputs', oras-push
+ * the output's). Settings are per host, so one pod may read an HTTPS
+ * registry and write to a plain-HTTP one; credentials are files, never arguments.
+ */
+class RegistryAccess {
+  private readonly secrets: string[];
+  private readonly bundles: InjectionCaBundle[];
+
+  constructor(private readonly pull: InjectionConnection[], private readonly push: InjectionConnection | undefined) {
+    const all = [...pull, ...(push ? [push] : [])];
+    this.secrets = [...new Set(all.flatMap((c) => (c.credentialsSecret ? [c.credentialsSecret] : [])))];
+    this.bundles = [];
+    for (const bundle of all.flatMap((c) => (c.caBundle ? [c.caBundle] : []))) {
+      if (!this.bundles.some((known) => JSON.stringify(known) === JSON.stringify(bundle))) this.bundles.push(bundle);
+    }
+  }
+
+  public volumes(): { name: string; [key: string]: unknown }[] {
+    return [
+      ...this.secrets.map((secretName, i) => ({ name: `${AUTH_VOLUME}-${i}`, secret: { secretName, items: [{ key: '.dockerconfigjson', path: 'config.json' }] } })),
+      ...this.bundles.map((bundle, i) => ({ name: `${CA_VOLUME}-${i}`, ...caVolumeSource(bundle) })),
+    ];
+  }
+
+  public mounts(container: 'pull' | 'push'): { name: string; mountPath: string; readOnly: boolean }[] {
+    const { secrets, bundles } = this.used(container);
+    return [
+      ...secrets.map((i) => ({ name: `${AUTH_VOLUME}-${i}`, mountPath: `${AUTH_MOUNT}/${i}`, readOnly: true })),
+      ...bundles.map((i) => ({ name: `${CA_VOLUME}-${i}`, mountPath: `${CA_MOUNT}/${i}`, readOnly: true })),
+    ];
+  }
+
+  public args(container: 'pull' | 'push'): string[] {
+    const { connections, secrets, bundles } = this.used(container);
+    return [
+      ...connections.flatMap((c) => [...(c.plainHttp ? ['--plain-http-host', c.host] : []), ...(c.insecure ? ['--insecure-host', c.host] : [])]),
+      ...secrets.flatMap((i) => ['--registry-config', `${AUTH_MOUNT}/${i}/config.json`]),
+      ...bundles.flatMap((i) => ['--ca-file', `${CA_MOUNT}/${i}/ca.crt`]),
+    ];
+  }
+
+  /** The connections of one container, and the indexes of the Secrets and bundles they use. */
+  private used(container: 'pull' | 'push') {
+    const connections = container === 'pull' ? this.pull : (this.push ? [this.push] : []);
+    const secrets = [...new Set(connections.flatMap((c) => (c.credentialsSecret ? [this.secrets.indexOf(c.credentialsSecret)] : [])))];
+    const bundleIndex = (bundle: InjectionCaBundle) => this.bundles.findIndex((b) => JSON.stringify(b) === JSON.stringify(bundle));
+    const bundles = [...new Set(connections.flatMap((c) => (c.caBundle ? [bundleIndex(c.caBundle)] : [])))];
+    return { connections, secrets, bundles };
+  }
 }
 
 /** The volume source of a CA bundle: its one key as ca.crt. */
@@ -437,18 +516,7 @@ function validate(spec: PodSpecJson, settings: InjectionSettings): void {
   for (const volume of spec.volumes ?? []) {
     if (volume.name.startsWith('oras-')) throw new InjectionError(`the volume name "${volume.name}" uses the prefix "oras-", which cdk8s-oras reserves; rename it`);
   }
-  if (settings.registry.plainHttp && settings.registry.insecure) {
-    throw new InjectionError('plain HTTP and insecure (HTTPS without verifying the certificate) exclude each other; '
-      + 'keep plain HTTP for a registry without TLS, or insecure for one with an unverifiable certificate', 'registry');
-  }
-  const ca = settings.registry.caBundle;
-  if (ca && (ca.configMapName === undefined) === (ca.secretName === undefined)) {
-    throw new InjectionError('a CA bundle comes from one ConfigMap or one Secret; name exactly one of them', 'registry');
-  }
-  if (ca && (settings.registry.plainHttp || settings.registry.insecure)) {
-    throw new InjectionError(`a CA bundle verifies the registry's HTTPS certificate, but the registry is set to ${settings.registry.plainHttp ? 'plain HTTP' : 'insecure (no verification)'}; `
-      + 'remove that setting, or the CA bundle', 'registry');
-  }
+  for (const connection of [settings.registry, ...settings.inputs.flatMap((i) => (i.registry ? [i.registry] : []))]) checkConnection(connection);
   const copy = settings.placement === 'copy';
   const check = (path: string, what: 'input' | 'output') => {
     const setting = what === 'input' ? 'inputPath' : 'outputPath';
@@ -478,6 +546,21 @@ function validate(spec: PodSpecJson, settings: InjectionSettings): void {
   }
   checkTimeout(settings.inputTimeoutSeconds, 'input', 'inputTimeout');
   checkTimeout(settings.startTimeoutSeconds, 'start', 'startTimeout');
+}
+
+function checkConnection(connection: InjectionConnection): void {
+  const { host, plainHttp, insecure, caBundle: ca } = connection;
+  if (plainHttp && insecure) {
+    throw new InjectionError(`${host}: plain HTTP and insecure (HTTPS without verifying the certificate) exclude each other; `
+      + 'keep plain HTTP for a registry without TLS, or insecure for one with an unverifiable certificate', 'registry');
+  }
+  if (ca && (ca.configMapName === undefined) === (ca.secretName === undefined)) {
+    throw new InjectionError(`${host}: a CA bundle comes from one ConfigMap or one Secret; name exactly one of them`, 'registry');
+  }
+  if (ca && (plainHttp || insecure)) {
+    throw new InjectionError(`${host}: a CA bundle verifies the registry's HTTPS certificate, but the registry is set to ${plainHttp ? 'plain HTTP' : 'insecure (no verification)'}; `
+      + 'remove that setting, or the CA bundle', 'registry');
+  }
 }
 
 function checkStdoutFile(file: string, copy: boolean): void {

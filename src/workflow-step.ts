@@ -2,7 +2,7 @@ import { ApiObject, Duration, Lazy, Names, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { OrasArtifact } from './artifact';
-import { ContainerSpec, DEFAULT_CONTAINER_ANNOTATION, injectOras, InjectionError, InjectionSettings, PodSpecJson, PROVENANCE, RUNTIME_UID } from './injection';
+import { ContainerSpec, DEFAULT_CONTAINER_ANNOTATION, injectOras, InjectionConnection, InjectionError, InjectionSettings, PodSpecJson, PROVENANCE, RUNTIME_UID } from './injection';
 import { assertPinnedImage, IOrasRegistry } from './registry';
 import { renderResources } from './resources';
 import { OrasRuntimeImage } from './runtime-image';
@@ -18,7 +18,16 @@ const MAIN_RESOURCES = {
  * An artifact a step reads, and where it appears in the main container.
  */
 export interface StepInput {
-  /** The artifact, usually another step's `output`. */
+  /**
+   * The artifact, usually another step's `output`.
+   *
+   * It is pulled with its own registry's settings: plain HTTP or not, TLS
+   * verification, CA bundle and credentials (an artifact from
+   * `OrasRegistry.fromHost(host, { credentials })` brings its Secret). A
+   * reference without a registry (`OrasArtifact.fromReference`) on the step
+   * registry's host uses the step's registry, else HTTPS with the system's
+   * CAs and no credentials.
+   */
   readonly artifact: OrasArtifact;
 
   /**
@@ -358,12 +367,10 @@ export class OrasWorkflowStep extends Construct {
       throw new Error(`OrasWorkflowStep "${this.node.path}": two inputs (${clash.artifact.reference} and ${input.artifact.reference}) `
         + `go to "${input.path}". Give each input its own path.`);
     }
-    for (const artifact of [input.artifact]) {
-      const settings = artifact.registry ?? (artifact.host === this.registry.host ? this.registry : undefined);
-      if (settings && (settings.plainHttp !== this.registry.plainHttp || settings.insecure !== this.registry.insecure)) {
-        throw new Error(`OrasWorkflowStep "${this.node.path}": the input ${artifact.reference} needs other connection settings `
-          + `(plain HTTP or TLS verification) than the step's registry ${this.registry.host}; one step uses one setting for all its registries.`);
-      }
+    const known = this.inputList.find((i) => i.artifact.host === input.artifact.host);
+    if (known && JSON.stringify(connectionOf(known.artifact, this.registry)) !== JSON.stringify(connectionOf(input.artifact, this.registry))) {
+      throw new Error(`OrasWorkflowStep "${this.node.path}": the inputs ${known.artifact.reference} and ${input.artifact.reference} come from one host, `
+        + 'but with different connection settings or credentials. Take both from one OrasRegistry.');
     }
     this.inputList.push(input);
   }
@@ -438,14 +445,9 @@ export class OrasWorkflowStep extends Construct {
     const registry = this.registry;
     return {
       runtimeImage: this.runtimeImage.image,
-      registry: {
-        host: registry.host,
-        plainHttp: registry.plainHttp,
-        insecure: registry.insecure,
-        credentialsSecret: registry.credentials?.name,
-        caBundle: registry.caBundle,
-      },
-      inputs: this.inputList.map((i) => ({ reference: i.artifact.reference, path: i.path })),
+      registry: injectionConnection(registry),
+      // Each input reaches its own registry: settings per host, its own credentials and CA bundle.
+      inputs: this.inputList.map((i) => ({ reference: i.artifact.reference, path: i.path, registry: connectionOf(i.artifact, registry) })),
       output: props.output && this.outputArtifact ? {
         reference: this.outputArtifact.reference,
         path: props.output.path,
@@ -472,6 +474,27 @@ export class OrasWorkflowStep extends Construct {
       throw err;
     }
   }
+}
+
+/**
+ * How an input's registry is reached: the artifact's own registry (given
+ * through OrasRegistry or OrasArtifact.fromRegistry), else the step's when the
+ * host is the same, else plain HTTPS with the system's CAs and no credentials.
+ */
+function connectionOf(artifact: OrasArtifact, stepRegistry: IOrasRegistry): InjectionConnection {
+  const registry = artifact.registry ?? (artifact.host === stepRegistry.host ? stepRegistry : undefined);
+  return registry ? injectionConnection(registry) : { host: artifact.host, plainHttp: false, insecure: false };
+}
+
+/** What the injection needs to reach a registry. */
+function injectionConnection(registry: IOrasRegistry): InjectionConnection {
+  return {
+    host: registry.host,
+    plainHttp: registry.plainHttp,
+    insecure: registry.insecure,
+    credentialsSecret: registry.credentials?.name,
+    caBundle: registry.caBundle,
+  };
 }
 
 /** A construct id as a DNS label part. */

@@ -14,17 +14,17 @@ export const REGISTRY_OPTIONS = {
   'plain-http': { type: 'boolean' },
   'insecure': { type: 'boolean' },
   'concurrency': { type: 'string' },
-  'registry-config': { type: 'string' },
+  'registry-config': { type: 'string', multiple: true },
   'min-rate': { type: 'string' },
-  'ca-file': { type: 'string' },
+  'ca-file': { type: 'string', multiple: true },
 } as const satisfies ParseArgsConfig['options'];
 
 export const REGISTRY_USAGE = [
   '  --plain-http               use HTTP instead of HTTPS',
   '  --insecure                 use HTTPS without verifying the certificate',
-  '  --ca-file <file>           trust the CA certificates (PEM) in <file> too, for a registry with a private CA',
+  '  --ca-file <file>           trust the CA certificates (PEM) in <file> too, for a registry with a private CA (repeatable)',
   '  --concurrency <n>          parallel blob transfers (default 3)',
-  '  --registry-config <file>   docker config.json with credentials',
+  '  --registry-config <file>   docker config.json with credentials; repeatable, each consulted in turn',
   '                             (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)',
   '  --min-rate <size>/<duration>  a transfer slower than this is stalled and tried again (default 32KiB/30s; 0 turns it off)',
   '  Credentials also come from ORAS_USER with ORAS_PASS, ORAS_PULL_PASS or ORAS_PUSH_PASS.',
@@ -93,22 +93,28 @@ export interface RegistryFlags {
   'plain-http'?: boolean;
   'insecure'?: boolean;
   'concurrency'?: string;
-  'registry-config'?: string;
+  'registry-config'?: string[];
   'min-rate'?: string;
-  'ca-file'?: string;
+  'ca-file'?: string[];
+  /** Step commands: hosts spoken to over plain HTTP (the others over HTTPS). */
+  'plain-http-host'?: string[];
+  /** Step commands: hosts whose certificate is not verified. */
+  'insecure-host'?: string[];
 }
 
-/** The PEM of `--ca-file`, checked: one or more certificates. */
-export function caFileFlag(file: string | undefined): string | undefined {
-  if (file === undefined) return undefined;
-  let pem: string;
-  try {
-    pem = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new UsageError(`--ca-file ${file} cannot be read: ${(err as Error).message}`);
-  }
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--ca-file ${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
-  return pem;
+/** The PEM of every `--ca-file`, checked: each holds one or more certificates. */
+export function caFileFlag(files: string[] | undefined): string | undefined {
+  if (files === undefined || files.length === 0) return undefined;
+  return files.map((file) => {
+    let pem: string;
+    try {
+      pem = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new UsageError(`--ca-file ${file} cannot be read: ${(err as Error).message}`);
+    }
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--ca-file ${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+    return pem.endsWith('\n') ? pem : `${pem}\n`;
+  }).join('');
 }
 
 /** A client for the reference's registry, configured from the common flags. */
@@ -117,16 +123,19 @@ export function clientFor(reference: Reference, flags: RegistryFlags): RegistryC
   if (flags['ca-file'] !== undefined && (flags['plain-http'] || flags.insecure)) {
     throw new UsageError('--ca-file verifies HTTPS certificates: it goes with neither --plain-http nor --insecure');
   }
-  const dockerConfig = flags['registry-config'] !== undefined
-    ? new DockerConfigCredentials(flags['registry-config'], true)
-    : new DockerConfigCredentials();
-  return new RegistryClient(reference.registry, {
-    plainHttp: flags['plain-http'],
-    insecure: flags.insecure,
+  const host = reference.registry;
+  const plainHttp = flags['plain-http'] || (flags['plain-http-host'] ?? []).includes(host);
+  const insecure = flags.insecure || (flags['insecure-host'] ?? []).includes(host);
+  if (plainHttp && insecure) throw new UsageError(`${host} is given both plain HTTP and insecure, which exclude each other`);
+  const configs = flags['registry-config'] ?? [];
+  const dockerConfigs = configs.length > 0 ? configs.map((file) => new DockerConfigCredentials(file, true)) : [new DockerConfigCredentials()];
+  return new RegistryClient(host, {
+    plainHttp,
+    insecure,
     ca: caFileFlag(flags['ca-file']),
     maxSockets: positiveInteger(flags.concurrency, '--concurrency', 3) + 2,
     minRate: minRateFlag(flags['min-rate']),
     userAgent: `oras-runtime/${RUNTIME_VERSION}`,
-    credentials: new ChainedCredentials([new EnvironmentCredentials(), dockerConfig]),
+    credentials: new ChainedCredentials([new EnvironmentCredentials(), ...dockerConfigs]),
   });
 }

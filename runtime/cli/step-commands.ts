@@ -7,8 +7,10 @@ import { pushOutput } from '../step/push-output';
 
 const STEP_OPTIONS = {
   ...REGISTRY_OPTIONS,
-  state: { type: 'string' },
-  debug: { type: 'boolean' },
+  'plain-http-host': { type: 'string', multiple: true },
+  'insecure-host': { type: 'string', multiple: true },
+  'state': { type: 'string' },
+  'debug': { type: 'boolean' },
 } as const;
 
 function required(value: string | undefined, flag: string): string {
@@ -94,6 +96,8 @@ export const stepCommand: Command = {
     'Several --dir are merged (a file in two is an error); with --launcher, it waits for the wrapper of each app container.',
     '',
     '  --debug                    log the resolved settings',
+    '  --plain-http-host <host>   speak plain HTTP to this registry only (repeatable)',
+    '  --insecure-host <host>     skip certificate verification for this registry only (repeatable)',
     REGISTRY_USAGE,
   ].join('\n'),
   async run(args) {

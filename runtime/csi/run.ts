@@ -82,7 +82,7 @@ export async function runCsi(args: string[]): Promise<number> {
       'publish-timeout': { type: 'string' },
       'pull-timeout': { type: 'string' },
       'drain-timeout': { type: 'string' },
-      'ca-file': { type: 'string' },
+      'ca-file': { type: 'string', multiple: true },
     },
   });
   const endpoint = values.endpoint ?? '';

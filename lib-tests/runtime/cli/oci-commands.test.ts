@@ -88,6 +88,32 @@ describeWithPeers(['docker-registry'], 'oras-runtime push, pull, resolve and wai
     }
   });
 
+  test('step pull reaches each registry with its own settings: plain HTTP for one host, HTTPS with a CA and credentials for another', async () => {
+    const secure = await Distribution.start({ tls: true, htpasswd: { users: { ci: 'step-pull-secret' } } });
+    try {
+      writeFileSync(join(scratch, 'ca.crt'), secure.caPem!);
+      const login = Buffer.from('ci:step-pull-secret').toString('base64');
+      writeFileSync(join(scratch, 'config.json'), JSON.stringify({ auths: { [secure.host]: { auth: login } } }));
+      const plainRef = `${registry.host}/step/plain:v1`;
+      const secureRef = `${secure.host}/step/private:v1`;
+      expect(cli(['push', '--plain-http', plainRef, 'a.txt']).status).toBe(0);
+      expect(cli(['push', '--ca-file', 'ca.crt', '--registry-config', 'config.json', secureRef, 'dir']).status).toBe(0);
+      mkdirSync(join(scratch, 'state'));
+      const pulled = cli(['step', 'pull', '--state', 'state', '--timeout', '20s', '--input', `${plainRef}=in/plain`, '--input', `${secureRef}=in/private`,
+        '--plain-http-host', registry.host, '--registry-config', 'config.json', '--ca-file', 'ca.crt']);
+      expect(pulled.status).toBe(0);
+      expect(readFileSync(join(scratch, 'in', 'plain', 'a.txt'), 'utf8')).toBe('alpha');
+      expect(readFileSync(join(scratch, 'in', 'private', 'dir', 'b.txt'), 'utf8')).toBe('beta');
+      expect(JSON.parse(readFileSync(join(scratch, 'state', 'inputs.json'), 'utf8')).map((i: any) => i.reference)).toEqual([plainRef, secureRef]);
+      // The global flag still means every host: plain HTTP to the TLS registry fails.
+      mkdirSync(join(scratch, 'state2'));
+      const wrong = cli(['step', 'pull', '--state', 'state2', '--timeout', '5s', '--input', `${secureRef}=in/again`, '--plain-http', '--registry-config', 'config.json']);
+      expect(wrong.status).not.toBe(0);
+    } finally {
+      await secure.stop();
+    }
+  });
+
   test.each([
     [['pull', '127.0.0.1:1/x:y', '--ca-file', 'missing.crt'], /--ca-file missing\.crt cannot be read: ENOENT/],
     [['pull', '127.0.0.1:1/x:y', '--ca-file', 'a.txt'], /--ca-file a\.txt holds no PEM certificate/],

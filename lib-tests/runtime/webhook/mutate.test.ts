@@ -40,8 +40,8 @@ describe('the admission handler', () => {
   test('an oras-cache with insecure speaks HTTPS: insecure alone is no conflict', () => {
     const patched = prepare(annotatedPod({ ...cache, 'insecure': 'true', 'input-uri': 'a/b:1', 'input-path': '/in' }));
     expect(patched.spec.containers[0].name).toBe('oras-pull');
-    expect(patched.spec.containers[0].args).toContain('--insecure');
-    expect(patched.spec.containers[0].args).not.toContain('--plain-http');
+    expect(patched.spec.containers[0].args).toEqual(expect.arrayContaining(['--insecure-host', 'c:5000']));
+    expect(patched.spec.containers[0].args).not.toContain('--plain-http-host');
   });
 
   test.each([

@@ -28,7 +28,7 @@ describeWithPeers(['openssl'], 'oras-runtime webhook over real HTTPS', () => {
     expectValidKubernetes([patched]);
     expect(patched.spec.initContainers).toBeUndefined();
     expect(patched.spec.containers.map((c: any) => c.name)).toEqual(['app', 'oras-push']);
-    expect(patched.spec.containers[1].args).toEqual(expect.arrayContaining(['--to', 'orascache:5000/dinosaur/date:one', '--plain-http']));
+    expect(patched.spec.containers[1].args).toEqual(expect.arrayContaining(['--to', 'orascache:5000/dinosaur/date:one', '--plain-http-host', 'orascache:5000']));
     expect(patched.spec.containers[1].image).toBe(RUNTIME_IMAGE);
   });
 
