@@ -1,12 +1,17 @@
+import { randomBytes } from 'crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'fs';
+import { tmpdir } from 'os';
 import { join } from 'path';
 import { Chart, Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { PREFIX } from '../../runtime/webhook/annotations';
 import { issueCertificates } from '../../runtime/webhook/certificates';
 import { CaBundle, OrasCsiDriver, OrasRegistry, OrasRuntimeImage, OrasWorkflow } from '../../src';
+import { writeHtpasswd } from '../util/distribution';
 import { NODE_IMAGES } from '../util/images';
 import { KubeCluster } from '../util/kube-node';
 import { describeOnNode, useNamespace } from '../util/node';
+import { requirePeer, run } from '../util/peers';
 
 const root = join(__dirname, '..', '..');
 const webhookBundle = join(root, 'dist', 'oras-webhook.yaml');
@@ -77,7 +82,9 @@ describeOnNode('an in-cluster registry with TLS from a private CA, trusted throu
       image: NODE_IMAGES.busybox, command: ['sh', '-c', 'cat /in/hello.txt > /out/copy.txt'], inputs: [{ artifact: produce.output, path: '/in' }], output: { path: '/out' },
     });
     const objects = Testing.synth(chart).filter((o) => o.kind === 'Job');
-    expect(objects.every((job) => !job.spec.template.spec.containers.some((c: any) => (c.args ?? []).includes('--insecure') || (c.args ?? []).includes('--plain-http')))).toBe(true);
+    const unverified = ['--insecure', '--plain-http', '--insecure-host', '--plain-http-host'];
+    const args = objects.flatMap((job) => job.spec.template.spec.containers.flatMap((c: any) => c.args ?? []));
+    expect(args.filter((a: string) => unverified.includes(a))).toEqual([]);
     cluster.apply({ namespace: ns, objects });
     expect(await cluster.jobOutcomes(ns, ['ca-produce', 'ca-consume'], 180_000)).toEqual({ 'ca-produce': 'Complete', 'ca-consume': 'Complete' });
 
@@ -119,5 +126,65 @@ describeOnNode('an in-cluster registry with TLS from a private CA, trusted throu
     cluster.apply({ namespace: ns, objects: Testing.synth(csiChart).filter((o) => o.kind === 'Pod') });
     expect(await podPhase('csi-reader')).toBe('Succeeded');
     expect(cluster.kubectlOk(['logs', '-n', ns, 'csi-reader'])).toBe('signed by a private CA\n');
+  });
+
+  test('one step reads a private input over verified HTTPS with its own credentials and writes to a plain-HTTP registry', async () => {
+    const ns = namespace.name;
+    const password = randomBytes(12).toString('hex');
+    const dir = mkdtempSync(join(tmpdir(), 'oras-private-'));
+    const certs = issueCertificates({ dnsNames: [`private.${ns}.svc`], ipAddresses: [] });
+    const pem = (text: string) => Buffer.from(text).toString('base64');
+    try {
+      writeHtpasswd(join(dir, 'htpasswd'), { reader: password });
+      cluster.apply({
+        namespace: ns,
+        objects: [
+          { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'private-htpasswd' }, stringData: { htpasswd: readFileSync(join(dir, 'htpasswd'), 'utf8') } },
+          { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: 'private-tls' }, data: { 'tls.crt': pem(certs.cert), 'tls.key': pem(certs.key), 'ca.crt': pem(certs.caCert) } },
+          {
+            apiVersion: 'v1',
+            kind: 'Secret',
+            type: 'kubernetes.io/dockerconfigjson',
+            metadata: { name: 'private-login' },
+            stringData: { '.dockerconfigjson': JSON.stringify({ auths: { [`private.${ns}.svc:5000`]: { auth: Buffer.from(`reader:${password}`).toString('base64') } } }) },
+          },
+        ],
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const chart = namespaced();
+    const tlsSecret = kplus.Secret.fromSecretName(chart, 'PrivateTls', 'private-tls');
+    const privateRegistry = new OrasRegistry(chart, 'Private', {
+      name: 'private',
+      tlsSecret,
+      caBundle: CaBundle.fromSecret(tlsSecret),
+      htpasswd: { secret: kplus.Secret.fromSecretName(chart, 'H', 'private-htpasswd'), clientCredentials: kplus.Secret.fromSecretName(chart, 'L', 'private-login') },
+    });
+    const plain = new OrasRegistry(chart, 'Plain', { name: 'plain' });
+    const workflow = new OrasWorkflow(chart, 'Wf', { name: 'mixed', registry: plain, runId: 'r1', runtimeImage: OrasRuntimeImage.default() });
+    const secret = workflow.addStep('secret', {
+      image: NODE_IMAGES.busybox, command: ['sh', '-c', 'echo "from the private registry" > /out/recipe.txt'], output: { path: '/out' }, registry: privateRegistry,
+    });
+    workflow.addStep('publish', {
+      image: NODE_IMAGES.busybox, command: ['sh', '-c', 'tr a-z A-Z < /in/recipe.txt > /out/published.txt'], inputs: [{ artifact: secret.output, path: '/in' }], output: { path: '/out' },
+    });
+    cluster.apply({ namespace: ns, objects: Testing.synth(chart) });
+    for (const name of ['private', 'plain']) cluster.kubectlOk(['rollout', 'status', '-n', ns, `deployment/${name}`, '--timeout=120s'], { timeoutMs: 130_000 });
+    expect(await cluster.jobOutcomes(ns, ['mixed-secret', 'mixed-publish'], 180_000)).toEqual({ 'mixed-secret': 'Complete', 'mixed-publish': 'Complete' });
+
+    const [pod] = cluster.podsOfJob(ns, 'mixed-publish');
+    const pull = pod.spec.containers.find((c: any) => c.name === 'oras-pull');
+    expect(pull.args).not.toContain('--plain-http-host');
+    expect(JSON.stringify(pod.spec)).not.toContain(password);
+    const address = await cluster.serviceAddress(ns, 'plain', 5000);
+    const out = mkdtempSync(join(tmpdir(), 'oras-mixed-'));
+    try {
+      const pulled = run(requirePeer('oras'), ['pull', '--plain-http', `${address}/mixed/publish:r1-output`, '-o', out]);
+      expect(pulled.status).toBe(0);
+      expect(readFileSync(join(out, 'published.txt'), 'utf8')).toBe('FROM THE PRIVATE REGISTRY\n');
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 });
