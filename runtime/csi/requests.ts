@@ -82,6 +82,17 @@ export function secretCredentials(secrets: Record<string, string>, registry: str
   };
 }
 
+/**
+ * The reference forms the operator prototype's CSI driver accepted: an
+ * `oras://` prefix, and no tag meaning `latest`. (At synth time a tag is
+ * required; volume attributes written by hand keep working.)
+ */
+export function prototypeReference(text: string): string {
+  const bare = text.startsWith('oras://') ? text.slice('oras://'.length) : text;
+  const name = bare.slice(bare.lastIndexOf('/') + 1);
+  return bare.includes('@') || name.includes(':') || !bare.includes('/') ? bare : `${bare}:latest`;
+}
+
 /** The NodePublishVolume request, validated. */
 export function parsePublish(request: any, options: RequestOptions): Publish {
   const volumeId = required(request.volume_id, 'volume_id');
@@ -96,7 +107,7 @@ export function parsePublish(request: any, options: RequestOptions): Publish {
   }
   let reference: Reference;
   try {
-    reference = parseReference(referenceText);
+    reference = parseReference(prototypeReference(referenceText));
   } catch (err) {
     throw new CsiError(grpc.status.INVALID_ARGUMENT, `${CSI_ATTRIBUTE.REFERENCE}: ${(err as Error).message}`);
   }

@@ -105,6 +105,16 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     await unpublish(target);
   });
 
+  test('the prototype\'s reference forms: an oras:// prefix, and no tag meaning latest', async () => {
+    const ref = await publishArtifact('latest', { 'data.txt': 'the latest' }, { repository: 'csi/untagged' });
+    expect(ref).toBe(`${registry.host}/csi/untagged:latest`);
+    for (const [name, text] of [['bare', `${registry.host}/csi/untagged`], ['prefixed', `oras://${registry.host}/csi/untagged`], ['both', `oras://${ref}`]]) {
+      await publish(at(name), { 'oras.artifact.reference': text, 'oras.options.plainhttp': 'true' });
+      expect(readFileSync(join(at(name), 'data.txt'), 'utf8')).toBe('the latest');
+    }
+    expect(await plugin.metric('oras_csi_pulls_total')).toBe(1);
+  });
+
   test('a second publish of the same artifact hits the cache; a moved tag brings new content', async () => {
     const ref = await publishArtifact('moving', { 'data.txt': 'first' });
     const context = { 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true' };
