@@ -85,8 +85,9 @@ export interface OrasCsiDriverProps {
   readonly cacheDir?: string;
 
   /**
-   * Largest size of the node-local cache (the plugin's `--cache-max-size`);
-   * the plugin evicts cached artifacts beyond it.
+   * Largest size of the node-local cache (the plugin's `--cache-max-size`),
+   * counted as the unpacked bytes of the cached trees; the plugin evicts
+   * unused artifacts, least recently used first, beyond it.
    *
    * @default Size.gibibytes(20)
    */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DiskFullError } from '../oci/errors';
 import { formatBytes } from '../oci/progress';
@@ -9,6 +9,7 @@ export interface CacheEntry {
   readonly key: string;
   readonly digest: string;
   readonly reference: string;
+  /** The unpacked tree's bytes: the sum of its files' sizes, as the cap counts them. */
   readonly size: number;
   /** Anonymous access to the artifact was refused: serving it needs the pod's credentials checked. */
   readonly private: boolean;
@@ -25,10 +26,20 @@ export class CacheFullError extends Error {
 }
 
 /**
- * Fills a temporary directory with an artifact; calls `reserve` with the
- * artifact's size before it writes anything.
+ * Fills a temporary directory with an artifact; calls `reserve` with its
+ * expected size before it writes anything. The cache then measures what it wrote.
  */
-export type Filler = (dir: string, reserve: (bytes: number) => Promise<void>) => Promise<Omit<CacheEntry, 'key' | 'lastUsed'>>;
+export type Filler = (dir: string, reserve: (bytes: number) => Promise<void>) => Promise<Omit<CacheEntry, 'key' | 'lastUsed' | 'size'>>;
+
+/** The bytes of the files under `dir` (symbolic links count their own length, and are not followed). */
+export async function unpackedBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    total += entry.isDirectory() ? await unpackedBytes(path) : (await lstat(path)).size;
+  }
+  return total;
+}
 
 interface Index {
   entries: CacheEntry[];
@@ -69,9 +80,13 @@ export class NodeCache {
     const present = new Set(await readdir(join(this.dir, 'content')));
     this.entries = new Map(index.entries.filter((e) => present.has(e.key)).map((e) => [e.key, e]));
     for (const name of present) {
-      if (this.entries.has(name)) continue;
+      if (this.entries.has(name)) {
+        // Measured again: an index of an earlier version counted compressed layer sizes.
+        this.entries.set(name, { ...this.entries.get(name)!, size: await unpackedBytes(this.path(name)) });
+        continue;
+      }
       if (keep.has(name)) {
-        this.entries.set(name, { key: name, digest: '', reference: '', size: 0, private: true, lastUsed: Date.now() });
+        this.entries.set(name, { key: name, digest: '', reference: '', size: await unpackedBytes(this.path(name)), private: true, lastUsed: Date.now() });
       } else {
         await rm(join(this.dir, 'content', name), { recursive: true, force: true });
       }
@@ -129,10 +144,13 @@ export class NodeCache {
     try {
       const info = await fill(tmp, reserve);
       await mkdir(tmp, { recursive: true });
+      const size = await unpackedBytes(tmp);
       await rename(tmp, this.path(key));
-      const entry: CacheEntry = { ...info, key, lastUsed: Date.now() };
+      const entry: CacheEntry = { ...info, size, key, lastUsed: Date.now() };
       this.entries.set(key, entry);
       await this.save();
+      // The reservation counted compressed layers; unpacked, the cache may now be over its cap.
+      if (this.totalBytes > this.maxBytes) await this.collect(new Set([...inUse(), key]));
       return entry;
     } finally {
       this.reserved -= reserved;

@@ -282,7 +282,7 @@ export class OrasNode {
       });
       const size = pulled.layers.reduce((sum, l) => sum + l.descriptor.size, 0);
       this.options.metrics.pulled(size, (Date.now() - started) / 1000);
-      return { digest, reference: reference.text, size, private: await this.isPrivate(p, digest, signal) };
+      return { digest, reference: reference.text, private: await this.isPrivate(p, digest, signal) };
     });
   }
 
