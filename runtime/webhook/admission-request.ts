@@ -118,15 +118,8 @@ export function readPods(request: AdmissionRequest): PodUnderReview[] {
   metadata(object.metadata, 'metadata');
   const own = object.metadata as Metadata;
   const name = own?.name ?? own?.generateName ?? '';
-  if (request.kind === 'Pod') {
-    return [{
-      name,
-      annotations: { ...own?.annotations },
-      spec: object.spec,
-      pointer: '/spec',
-      metadata: { pointer: '/metadata', exists: own !== undefined && own !== null, annotations: own?.annotations },
-    }];
-  }
+  // A Pod is its own template, at the root.
+  if (request.kind === 'Pod') return [templateUnderReview(name, {}, object as Template, '')];
   if (request.kind === 'Job') {
     optional(objectWith({ template }))(object.spec, 'spec');
     const pod = (object.spec as { template?: Template } | undefined)?.template;
