@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readFile, readdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DiskFullError } from '../oci/errors';
+import { walkTree } from '../oci/paths';
 import { formatBytes } from '../oci/progress';
 
 /** One artifact tree in the node cache. */
@@ -34,9 +35,8 @@ export type Filler = (dir: string, reserve: (bytes: number) => Promise<void>) =>
 /** The bytes of the files under `dir` (symbolic links count their own length, and are not followed). */
 export async function unpackedBytes(dir: string): Promise<number> {
   let total = 0;
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    total += entry.isDirectory() ? await unpackedBytes(path) : (await lstat(path)).size;
+  for await (const { path, entry } of walkTree(dir)) {
+    if (!entry.isDirectory()) total += (await lstat(join(dir, path))).size;
   }
   return total;
 }

@@ -1,5 +1,5 @@
-import { Stats } from 'node:fs';
-import { lstat } from 'node:fs/promises';
+import { Dirent, Stats } from 'node:fs';
+import { lstat, readdir } from 'node:fs/promises';
 import { isAbsolute, join, posix, relative, sep } from 'node:path';
 import { PathEscapeError } from './errors';
 
@@ -56,5 +56,18 @@ export async function lstatOrUndefined(path: string): Promise<Stats | undefined>
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
+  }
+}
+
+/**
+ * Every entry under `dir`, parents before their children, with its path
+ * relative to `dir` ("/"-separated). Symbolic links are listed, not followed
+ * (Node 20's recursive readdir follows them into loops).
+ */
+export async function* walkTree(dir: string, prefix = ''): AsyncGenerator<{ path: string; entry: Dirent }> {
+  for (const entry of await readdir(join(dir, prefix), { withFileTypes: true })) {
+    const path = prefix ? `${prefix}/${entry.name}` : entry.name;
+    yield { path, entry };
+    if (entry.isDirectory()) yield* walkTree(dir, path);
   }
 }

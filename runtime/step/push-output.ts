@@ -7,6 +7,7 @@ import { PROVENANCE } from '../../src/injection';
 import { StateFile, wrapperFile } from '../../src/wrapper';
 import { TimeoutError } from '../oci/errors';
 import { EMPTY_CONFIG } from '../oci/media-types';
+import { walkTree } from '../oci/paths';
 import { Reporter } from '../oci/progress';
 import { push, PushResult } from '../oci/push';
 import { parseReference, Reference } from '../oci/reference';
@@ -239,16 +240,6 @@ export class OutputConflict extends Error {
   }
 }
 
-/** Every path under `dir` (relative, "/"-separated), and whether it is a directory; symbolic links are not followed. */
-async function tree(dir: string, prefix = '', into = new Map<string, boolean>()): Promise<Map<string, boolean>> {
-  for (const entry of await readdir(join(dir, prefix), { withFileTypes: true })) {
-    const path = prefix ? `${prefix}/${entry.name}` : entry.name;
-    into.set(path, entry.isDirectory());
-    if (entry.isDirectory()) await tree(dir, path, into);
-  }
-  return into;
-}
-
 /**
  * The directory to push and whether it is a merge to remove afterwards: the
  * one directory that has entries, or the union of several copied into a
@@ -260,7 +251,8 @@ async function mergedOutput(dirs: readonly string[]): Promise<{ dir: string; scr
   if (filled.length <= 1) return { dir: filled[0] ?? dirs[0], scratch: false };
   const seen = new Map<string, boolean>();
   for (const dir of filled) {
-    for (const [path, isDir] of await tree(dir)) {
+    for await (const { path, entry } of walkTree(dir)) {
+      const isDir = entry.isDirectory();
       const before = seen.get(path);
       if (before !== undefined && !(before && isDir)) throw new OutputConflict(path);
       seen.set(path, isDir);
