@@ -382,17 +382,18 @@ function quote(path: string): string {
 
 /** Each input registry by host: the input's own settings, else the step's registry for its host, else HTTPS with no credentials. */
 function pullConnections(settings: InjectionSettings): InjectionConnection[] {
-  const byHost = new Map<string, InjectionConnection>();
+  const byHost = new Map<string, { reference: string; connection: InjectionConnection }>();
   for (const input of settings.inputs) {
     const host = referenceHost(input.reference);
     const connection = input.registry ?? (host === settings.registry.host ? settings.registry : { host, plainHttp: false, insecure: false });
     const known = byHost.get(host);
-    if (known && !sameConnection(known, connection)) {
-      throw new InjectionError(`two inputs from ${host} ask for different connection settings or credentials; give every input from one registry the same registry`, 'registry');
+    if (known && !sameConnection(known.connection, connection)) {
+      throw new InjectionError(`the inputs ${known.reference} and ${input.reference} come from one host, but with different connection settings `
+        + 'or credentials. Take both from one OrasRegistry.', 'registry');
     }
-    byHost.set(host, connection);
+    byHost.set(host, known ?? { reference: input.reference, connection });
   }
-  return [...byHost.values()];
+  return [...byHost.values()].map((known) => known.connection);
 }
 
 /** The registry host of a full reference: its first path segment. */
@@ -402,7 +403,12 @@ function referenceHost(reference: string): string {
 
 function sameConnection(a: InjectionConnection, b: InjectionConnection): boolean {
   return a.plainHttp === b.plainHttp && a.insecure === b.insecure && a.credentialsSecret === b.credentialsSecret
-    && JSON.stringify(a.caBundle ?? null) === JSON.stringify(b.caBundle ?? null);
+    && bundleKey(a.caBundle) === bundleKey(b.caBundle);
+}
+
+/** What identifies a CA bundle: its source and key. */
+function bundleKey(bundle: InjectionCaBundle | undefined): string {
+  return JSON.stringify([bundle?.configMapName, bundle?.secretName, bundle?.key]);
 }
 
 /**
@@ -414,21 +420,19 @@ function sameConnection(a: InjectionConnection, b: InjectionConnection): boolean
  */
 class RegistryAccess {
   private readonly secrets: string[];
-  private readonly bundles: InjectionCaBundle[];
+  /** One per distinct bundle, by bundleKey. */
+  private readonly bundles: Map<string, InjectionCaBundle>;
 
   constructor(private readonly pull: InjectionConnection[], private readonly push: InjectionConnection | undefined) {
     const all = [...pull, ...(push ? [push] : [])];
     this.secrets = [...new Set(all.flatMap((c) => (c.credentialsSecret ? [c.credentialsSecret] : [])))];
-    this.bundles = [];
-    for (const bundle of all.flatMap((c) => (c.caBundle ? [c.caBundle] : []))) {
-      if (!this.bundles.some((known) => JSON.stringify(known) === JSON.stringify(bundle))) this.bundles.push(bundle);
-    }
+    this.bundles = new Map(all.flatMap((c) => (c.caBundle ? [[bundleKey(c.caBundle), c.caBundle] as const] : [])));
   }
 
   public volumes(): { name: string; [key: string]: unknown }[] {
     return [
       ...this.secrets.map((secretName, i) => ({ name: `${AUTH_VOLUME}-${i}`, secret: { secretName, items: [{ key: '.dockerconfigjson', path: 'config.json' }] } })),
-      ...this.bundles.map((bundle, i) => ({ name: `${CA_VOLUME}-${i}`, ...caVolumeSource(bundle) })),
+      ...[...this.bundles.values()].map((bundle, i) => ({ name: `${CA_VOLUME}-${i}`, ...caVolumeSource(bundle) })),
     ];
   }
 
@@ -453,8 +457,8 @@ class RegistryAccess {
   private used(container: 'pull' | 'push') {
     const connections = container === 'pull' ? this.pull : (this.push ? [this.push] : []);
     const secrets = [...new Set(connections.flatMap((c) => (c.credentialsSecret ? [this.secrets.indexOf(c.credentialsSecret)] : [])))];
-    const bundleIndex = (bundle: InjectionCaBundle) => this.bundles.findIndex((b) => JSON.stringify(b) === JSON.stringify(bundle));
-    const bundles = [...new Set(connections.flatMap((c) => (c.caBundle ? [bundleIndex(c.caBundle)] : [])))];
+    const keys = [...this.bundles.keys()];
+    const bundles = [...new Set(connections.flatMap((c) => (c.caBundle ? [keys.indexOf(bundleKey(c.caBundle))] : [])))];
     return { connections, secrets, bundles };
   }
 }

@@ -367,11 +367,6 @@ export class OrasWorkflowStep extends Construct {
       throw new Error(`OrasWorkflowStep "${this.node.path}": two inputs (${clash.artifact.reference} and ${input.artifact.reference}) `
         + `go to "${input.path}". Give each input its own path.`);
     }
-    const known = this.inputList.find((i) => i.artifact.host === input.artifact.host);
-    if (known && JSON.stringify(connectionOf(known.artifact, this.registry)) !== JSON.stringify(connectionOf(input.artifact, this.registry))) {
-      throw new Error(`OrasWorkflowStep "${this.node.path}": the inputs ${known.artifact.reference} and ${input.artifact.reference} come from one host, `
-        + 'but with different connection settings or credentials. Take both from one OrasRegistry.');
-    }
     this.inputList.push(input);
   }
 
