@@ -41,7 +41,12 @@ export async function unpackedBytes(dir: string): Promise<number> {
   return total;
 }
 
+/** Entries' sizes in an index of this version are unpacked bytes; earlier indexes counted compressed layers. */
+const INDEX_SIZES = 'unpacked';
+
 interface Index {
+  /** What `size` counts; absent in an index of an earlier version. */
+  sizes?: typeof INDEX_SIZES;
   entries: CacheEntry[];
   /** Last digest each reference (per isolation scope) resolved to, for pull policies that may not ask the registry. */
   resolved: Record<string, string>;
@@ -81,8 +86,8 @@ export class NodeCache {
     this.entries = new Map(index.entries.filter((e) => present.has(e.key)).map((e) => [e.key, e]));
     for (const name of present) {
       if (this.entries.has(name)) {
-        // Measured again: an index of an earlier version counted compressed layer sizes.
-        this.entries.set(name, { ...this.entries.get(name)!, size: await unpackedBytes(this.path(name)) });
+        // Measured once after an upgrade; a current index needs no walk of the cache at start.
+        if (index.sizes !== INDEX_SIZES) this.entries.set(name, { ...this.entries.get(name)!, size: await unpackedBytes(this.path(name)) });
         continue;
       }
       if (keep.has(name)) {
@@ -195,7 +200,7 @@ export class NodeCache {
   private save(): Promise<void> {
     this.saving = this.saving.catch(() => undefined).then(async () => {
       const tmp = `${this.indexPath}.${randomBytes(4).toString('hex')}`;
-      await writeFile(tmp, JSON.stringify({ entries: [...this.entries.values()], resolved: this.resolved } satisfies Index));
+      await writeFile(tmp, JSON.stringify({ sizes: INDEX_SIZES, entries: [...this.entries.values()], resolved: this.resolved } satisfies Index));
       await rename(tmp, this.indexPath);
     });
     return this.saving;
