@@ -7,10 +7,9 @@ import * as kplus from 'cdk8s-plus-27';
 import { PREFIX } from '../../runtime/webhook/annotations';
 import { issueCertificates } from '../../runtime/webhook/certificates';
 import { CaBundle, OrasCsiDriver, OrasRegistry, OrasRuntimeImage, OrasWorkflow } from '../../src';
-import { writeHtpasswd } from '../util/distribution';
 import { NODE_IMAGES } from '../util/images';
 import { KubeCluster } from '../util/kube-node';
-import { describeOnNode, useNamespace } from '../util/node';
+import { describeOnNode, loginSecrets, tlsSecretWithCa, useNamespace } from '../util/node';
 import { requirePeer, run } from '../util/peers';
 
 const root = join(__dirname, '..', '..');
@@ -38,11 +37,10 @@ describeOnNode('an in-cluster registry with TLS from a private CA, trusted throu
   beforeAll(async () => {
     const ns = namespace.name;
     const certs = issueCertificates({ dnsNames: ['oras', `oras.${ns}`, `oras.${ns}.svc`, `oras.${ns}.svc.cluster.local`], ipAddresses: [] });
-    const pem = (text: string) => Buffer.from(text).toString('base64');
     cluster.apply({
       namespace: ns,
       objects: [
-        { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: 'oras-tls' }, data: { 'tls.crt': pem(certs.cert), 'tls.key': pem(certs.key), 'ca.crt': pem(certs.caCert) } },
+        tlsSecretWithCa('oras-tls', certs),
         { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'registry-ca' }, data: { 'ca.crt': certs.caCert } },
       ],
     });
@@ -131,28 +129,14 @@ describeOnNode('an in-cluster registry with TLS from a private CA, trusted throu
   test('one step reads a private input over verified HTTPS with its own credentials and writes to a plain-HTTP registry', async () => {
     const ns = namespace.name;
     const password = randomBytes(12).toString('hex');
-    const dir = mkdtempSync(join(tmpdir(), 'oras-private-'));
     const certs = issueCertificates({ dnsNames: [`private.${ns}.svc`], ipAddresses: [] });
-    const pem = (text: string) => Buffer.from(text).toString('base64');
-    try {
-      writeHtpasswd(join(dir, 'htpasswd'), { reader: password });
-      cluster.apply({
-        namespace: ns,
-        objects: [
-          { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'private-htpasswd' }, stringData: { htpasswd: readFileSync(join(dir, 'htpasswd'), 'utf8') } },
-          { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: 'private-tls' }, data: { 'tls.crt': pem(certs.cert), 'tls.key': pem(certs.key), 'ca.crt': pem(certs.caCert) } },
-          {
-            apiVersion: 'v1',
-            kind: 'Secret',
-            type: 'kubernetes.io/dockerconfigjson',
-            metadata: { name: 'private-login' },
-            stringData: { '.dockerconfigjson': JSON.stringify({ auths: { [`private.${ns}.svc:5000`]: { auth: Buffer.from(`reader:${password}`).toString('base64') } } }) },
-          },
-        ],
-      });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    cluster.apply({
+      namespace: ns,
+      objects: [
+        ...loginSecrets({ htpasswd: 'private-htpasswd', login: 'private-login' }, `private.${ns}.svc:5000`, 'reader', password),
+        tlsSecretWithCa('private-tls', certs),
+      ],
+    });
     const chart = namespaced();
     const tlsSecret = kplus.Secret.fromSecretName(chart, 'PrivateTls', 'private-tls');
     const privateRegistry = new OrasRegistry(chart, 'Private', {

@@ -8,10 +8,9 @@ import { parseAllDocuments } from 'yaml';
 import { PREFIX } from '../../runtime/webhook/annotations';
 import { OrasRegistry } from '../../src';
 import { WRAPPER_SCRIPT_IN_SPEC } from '../../src/wrapper';
-import { writeHtpasswd } from '../util/distribution';
 import { HUB_STAND_INS, NODE_IMAGES, WORKDIR_FILE } from '../util/images';
 import { KubeCluster, orasPushFile } from '../util/kube-node';
-import { describeOnNode, useNamespace } from '../util/node';
+import { describeOnNode, loginSecrets, useNamespace } from '../util/node';
 import { requirePeer, run } from '../util/peers';
 
 const root = join(__dirname, '..', '..');
@@ -258,21 +257,8 @@ describeOnNode('the admission webhook on a Kubernetes node (dist/oras-webhook.ya
   test('docker-config: a registry with htpasswd takes the credentials of a dockerconfigjson Secret; without it, the push is refused', async () => {
     const user = 'pancake-chef';
     const password = randomBytes(12).toString('hex');
-    const dir = mkdtempSync(join(tmpdir(), 'oras-htpasswd-'));
-    try {
-      writeHtpasswd(join(dir, 'htpasswd'), { [user]: password });
-      const auth = Buffer.from(`${user}:${password}`).toString('base64');
-      cluster.apply({
-        namespace: namespace.name,
-        objects: [
-          { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'auth-htpasswd' }, stringData: { htpasswd: readFileSync(join(dir, 'htpasswd'), 'utf8') } },
-          // The host as the pods reach an oras-cache: <name>:5000.
-          { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', metadata: { name: 'auth-login' }, stringData: { '.dockerconfigjson': JSON.stringify({ auths: { 'oras-auth:5000': { auth } } }) } },
-        ],
-      });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    // The host as the pods reach an oras-cache: <name>:5000.
+    cluster.apply({ namespace: namespace.name, objects: loginSecrets({ htpasswd: 'auth-htpasswd', login: 'auth-login' }, 'oras-auth:5000', user, password) });
     const chart = Testing.chart();
     new OrasRegistry(chart, 'Auth', { name: 'oras-auth', htpasswd: { secret: kplus.Secret.fromSecretName(chart, 'H', 'auth-htpasswd') } });
     cluster.apply({ namespace: namespace.name, objects: Testing.synth(chart) });

@@ -1,5 +1,10 @@
 import { randomBytes } from 'crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { writeHtpasswd } from './distribution';
 import { KubeCluster } from './kube-node';
+import { CertificateSet } from '../../runtime/webhook/certificates';
 
 /**
  * `describe` for tests on the Kubernetes node that lib-tests/node/global-setup.ts
@@ -37,4 +42,31 @@ export function useNamespace(cluster: KubeCluster, prefix: string, labels: Recor
     cluster.kubectl(['delete', 'namespace', namespace.name, '--wait=true', '--timeout=120s']);
   });
   return namespace;
+}
+
+/** A registry's htpasswd Secret for one user, and the dockerconfigjson Secret its clients log in with at `host`. */
+export function loginSecrets(names: { htpasswd: string; login: string }, host: string, user: string, password: string): unknown[] {
+  const dir = mkdtempSync(join(tmpdir(), 'oras-htpasswd-'));
+  try {
+    writeHtpasswd(join(dir, 'htpasswd'), { [user]: password });
+    const auth = Buffer.from(`${user}:${password}`).toString('base64');
+    return [
+      { apiVersion: 'v1', kind: 'Secret', metadata: { name: names.htpasswd }, stringData: { htpasswd: readFileSync(join(dir, 'htpasswd'), 'utf8') } },
+      {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        type: 'kubernetes.io/dockerconfigjson',
+        metadata: { name: names.login },
+        stringData: { '.dockerconfigjson': JSON.stringify({ auths: { [host]: { auth } } }) },
+      },
+    ];
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A kubernetes.io/tls Secret that holds its CA as ca.crt too, as cert-manager writes one. */
+export function tlsSecretWithCa(name: string, certs: CertificateSet): unknown {
+  const pem = (text: string) => Buffer.from(text).toString('base64');
+  return { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name }, data: { 'tls.crt': pem(certs.cert), 'tls.key': pem(certs.key), 'ca.crt': pem(certs.caCert) } };
 }
