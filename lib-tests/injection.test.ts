@@ -166,7 +166,7 @@ describe('injectOras', () => {
     ]);
     expect(() => injectOras(base(), settings({
       inputs: [{ reference: 'ghcr.io/a:1', path: '/a', registry: ghcr }, { reference: 'ghcr.io/b:1', path: '/b', registry: { ...ghcr, credentialsSecret: 'other' } }],
-    }))).toThrow(/the inputs ghcr\.io\/a:1 and ghcr\.io\/b:1 come from one host, but with different connection settings or credentials\. Take both from one OrasRegistry/);
+    }))).toThrow(/ghcr\.io\/a:1 and ghcr\.io\/b:1 come from one host, but with different connection settings or credentials\. Take both from one OrasRegistry/);
   });
 
   test('output options: stdout file, failure reference, no unpack, annotations', () => {

@@ -28,9 +28,11 @@ describe('OrasWorkflowStep', () => {
   });
 
   test('a Job whose pod is prepared: wrapper, push, hardened main container; kubectl picks main', () => {
-    const { step, manifests, job, pod, main } = synthStep({ args: ['all', 'V=1'] });
+    const { step, manifests, job, pod, main } = synthStep({ args: ['all', 'V=1'], memoize: false });
     expectValidKubernetes(manifests);
-    expect(job.metadata.name).toBe('wf-build');
+    expect(job.metadata.name).toBe('wf-build-r1');
+    expect(job.spec.ttlSecondsAfterFinished).toBe(86400);
+    expect(job.metadata.labels).toMatchObject({ 'oras.land/step': 'wf-build', 'oras.land/run-id': 'r1', 'oras.land/workflow': 'wf' });
     expect(job.spec.backoffLimit).toBe(0);
     expect(step.output.reference).toBe('cache:5000/wf/build:r1-output');
     expect(main.command).toEqual(['/bin/sh', '-c', WRAPPER_SCRIPT_IN_SPEC, 'oras-wrap', '--state', '/oras/state', '--', 'make', 'all', 'V=1']);
@@ -104,7 +106,7 @@ describe('OrasWorkflowStep', () => {
     const b = workflow.addStep('b', { image: 'busybox:1.36.1', command: ['true'], output: { path: '/out' } });
     workflow.addStep('c', { image: 'busybox:1.36.1', command: ['true'], inputs: [{ artifact: a.output, path: '/in/a' }, { artifact: b.output, path: '/in/b' }] });
     const jobs = Testing.synth(chart).filter((m) => m.kind === 'Job');
-    const c = jobs.find((j) => j.metadata.name === 'wf-c').spec.template.spec;
+    const c = jobs.find((j) => j.metadata.name === 'wf-c-r1').spec.template.spec;
     expect(c.containers.map((container: any) => container.name)).toEqual(['oras-pull', 'main']);
     expect(c.containers[0].args).toEqual(expect.arrayContaining(['--timeout', '1800s']));
     expect(c.containers[1].command.slice(4, 9)).toEqual(['--state', '/oras/state', '--await-pull', '600', '--']);
@@ -119,7 +121,9 @@ describe('OrasWorkflowStep', () => {
     expectValidKubernetes(manifests);
     expect(pod.securityContext.runAsNonRoot).toBe(false);
     expect(main.securityContext).toMatchObject({ runAsUser: 0, runAsNonRoot: false });
-    expect(pod.containers[1].securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532 });
+    for (const runtime of pod.containers.filter((c: any) => c.name !== 'main')) {
+      expect(runtime.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532 });
+    }
   });
 
   test('a standalone step needs a registry and has no run id prefix', () => {
@@ -137,7 +141,7 @@ describe('OrasWorkflowStep', () => {
     [{ output: { path: 'out' } }, /the output path "out" must be absolute/],
     [{ output: { path: '/out' }, outputPipe: '../x' }, /stdout file "\.\.\/x" must be a file name in the output directory/],
     [{ output: { path: '/out', tag: 'bad tag' } }, /its output is not a valid artifact: .*tag "r1-bad tag"/],
-    [{ name: 'Bad_Name' }, /the Job name "Bad_Name" must be a DNS label/],
+    [{ name: 'Bad_Name' }, /the name "Bad_Name" must be a DNS label/],
     [{ inputs: [{ artifact: OrasArtifact.fromReference('cache:5000/x:1'), path: 'rel' }] }, /the input path "rel" must be absolute/],
     [{ inputs: [{ artifact: OrasArtifact.fromReference('cache:5000/x:1'), path: '/in' }, { artifact: OrasArtifact.fromReference('cache:5000/y:1'), path: '/in/' }] },
       /two inputs \(cache:5000\/x:1 and cache:5000\/y:1\) go to "\/in\/"/],
@@ -145,7 +149,7 @@ describe('OrasWorkflowStep', () => {
       inputs: [{ artifact: OrasRegistry.fromHost('ghcr.io').artifact('o/r', 't'), path: '/in', external: true },
         { artifact: OrasRegistry.fromHost('ghcr.io', { insecure: true }).artifact('o/s', 't'), path: '/in2', external: true }],
     },
-    /the inputs ghcr\.io\/o\/r:t and ghcr\.io\/o\/s:t come from one host, but with different connection settings or credentials\. Take both from one OrasRegistry/],
+    /ghcr\.io\/o\/r:t and ghcr\.io\/o\/s:t come from one host, but with different connection settings or credentials\. Take both from one OrasRegistry/],
   ] as [Partial<OrasWorkflowStepProps>, RegExp][])('refuses %j at synth time', (props, message) => {
     expect(() => synthStep(props)).toThrow(message);
   });
@@ -181,6 +185,7 @@ describe('OrasWorkflowStep', () => {
         { artifact: OrasArtifact.fromReference('quay.io/acme/public:v1'), path: '/public', external: true },
       ],
       output: { path: '/out' },
+      memoize: false,
     });
     const spec = Testing.synth(chart).find((o) => o.kind === 'Job').spec.template.spec;
     const [pull, , push] = spec.containers;
@@ -191,6 +196,50 @@ describe('OrasWorkflowStep', () => {
     expect(pull.args.filter((_a: string, i: number) => pull.args[i - 1] === '--plain-http-host')).toEqual([]);
     expect(push.args).toEqual(expect.arrayContaining(['--plain-http-host', 'oras:5000']));
     expect(push.args).not.toContain('--registry-config');
+  });
+
+  test('memoized by default: oras-pull gets the key and reaches the output registry, oras-push tags the memo', () => {
+    const { manifests, pod } = synthStep({ command: ['make'] });
+    expectValidKubernetes(manifests);
+    expect(pod.containers.map((c: any) => c.name)).toEqual(['oras-pull', 'main', 'oras-push']);
+    const [pull, main, push] = pod.containers;
+    const key = pull.args[pull.args.indexOf('--memo-key') + 1];
+    expect(key).toMatch(/^[0-9a-f]{64}$/);
+    expect(pull.args).toEqual(expect.arrayContaining(['--memo-to', 'cache:5000/wf/build:r1-output', '--plain-http-host', 'cache:5000',
+      '--annotation', `${PROVENANCE.RUN_ID}=r1`, '--annotation', `${PROVENANCE.WORKFLOW}=wf`]));
+    expect(main.command).toEqual(expect.arrayContaining(['--await-pull', '600']));
+    expect(push.args).toContain('--memoize');
+  });
+
+  test('the memo key changes with what the command computes from, not with how the pod runs', () => {
+    const keyOf = (props: Partial<OrasWorkflowStepProps>) => {
+      const pull = synthStep(props).pod.containers[0];
+      return pull.args[pull.args.indexOf('--memo-key') + 1];
+    };
+    const base = keyOf({});
+    expect(keyOf({})).toBe(base);
+    expect(keyOf({ resources: { cpu: { request: kplus.Cpu.millis(500) } }, backoffLimit: 2 })).toBe(base);
+    for (const changed of [{ command: ['make', 'all'] }, { args: ['x'] }, { env: { A: '1' } }, { image: 'busybox:1.37.0' }, { workingDir: '/w' }]) {
+      expect(keyOf(changed)).not.toBe(base);
+    }
+    const noMemo = synthStep({ memoize: false }).pod;
+    expect(noMemo.containers.map((c: any) => c.name)).toEqual(['main', 'oras-push']);
+    expect(noMemo.containers[1].args).not.toContain('--memoize');
+  });
+
+  test('a long run id still gives a Job name within 63 characters, unique to the run', () => {
+    const names = ['Run_2026.12.02_nightly-build-with-a-long-name', 'Run_2026.12.02_nightly-build-with-a-long-name2'].map((runId) => {
+      const chart = Testing.chart();
+      const workflow = new OrasWorkflow(chart, 'Wf', { name: 'a-workflow-name-of-forty-characters-xxxx', registry, runId, graph: false });
+      const step = workflow.addStep('a-step-with-a-rather-long-id', { image: 'busybox:1.36.1', command: ['true'], ttlAfterFinished: Duration.minutes(5) });
+      const job = Testing.synth(chart).find((m) => m.kind === 'Job');
+      expect(job.metadata.name).toBe(step.name);
+      expect(job.spec.ttlSecondsAfterFinished).toBe(300);
+      expect(step.name.length).toBeLessThanOrEqual(63);
+      expect(step.name).toMatch(/^a-workflow-name-of-forty-characters-xxxx-a-step-wit-r[0-9a-f]{10}$/);
+      return step.name;
+    });
+    expect(names[0]).not.toBe(names[1]);
   });
 
   test('a step in a namespaced chart gets its namespace', () => {

@@ -48,7 +48,8 @@ describe('OrasWorkflow', () => {
       '  x3_0[("ghcr.io/acme/data:v1")] -.-> s3',
       '',
     ].join('\n'));
-    expect(wf.steps.map((s) => s.name)).toEqual(['wf-a', 'wf-b', 'wf-c', 'wf-d']);
+    expect(wf.steps.map((s) => s.name)).toEqual(['wf-a-r1', 'wf-b-r1', 'wf-c-r1', 'wf-d-r1']);
+    expect(wf.steps.map((s) => s.stepName)).toEqual(['wf-a', 'wf-b', 'wf-c', 'wf-d']);
   });
 
   test('an input no step produces names the step and the way out', () => {
@@ -64,18 +65,35 @@ describe('OrasWorkflow', () => {
     expect(() => app.synth()).toThrow(/step "wf-b" reads cache:5000\/wf\/a:r1-output, which no step of this workflow produces/);
   });
 
+  test('a rerun applies next to the last run: new Job names and tags, the same graph ConfigMap', () => {
+    const runOf = (runId: string) => {
+      const { chart, wf } = workflow(runId);
+      const prepare = wf.addStep('prepare', { image, command: ['true'], output: { path: '/out' } });
+      wf.addStep('use', { image, command: ['true'], inputs: [{ artifact: prepare.output, path: '/in' }] });
+      return Testing.synth(chart);
+    };
+    const [first, second] = [runOf('r1'), runOf('r2')];
+    const jobs = (manifests: any[]) => manifests.filter((m) => m.kind === 'Job').map((m) => m.metadata.name);
+    expect(jobs(first)).toEqual(['wf-prepare-r1', 'wf-use-r1']);
+    expect(jobs(second)).toEqual(['wf-prepare-r2', 'wf-use-r2']);
+    const configMaps = (manifests: any[]) => manifests.filter((m) => m.kind === 'ConfigMap').map((m) => m.metadata.name);
+    expect(configMaps(second)).toEqual(configMaps(first));
+    const use = second.find((m) => m.metadata.name === 'wf-use-r2').spec.template.spec.containers[0];
+    expect(use.args).toEqual(expect.arrayContaining(['--input', 'cache:5000/wf/prepare:r2-output=/oras-inputs/0']));
+  });
+
   test('two steps with one Job name are named, with the fix', () => {
     const { app, wf } = workflow();
     wf.addStep('one', { image, command: ['true'], name: 'shared' });
     wf.addStep('two', { image, command: ['true'], name: 'shared' });
-    expect(() => app.synth()).toThrow(/steps "test\/Wf\/one" and "test\/Wf\/two" both get the Job name "shared", so one Job would replace the other\. Give one of them another id or an explicit name/);
+    expect(() => app.synth()).toThrow(/steps "test\/Wf\/one" and "test\/Wf\/two" both get the Job name "shared-r1", so one Job would replace the other\. Give one of them another id or an explicit name/);
   });
 
   test('ids that differ only in case: the message says why they collide', () => {
     const { app, wf } = workflow();
     wf.addStep('Prepare', { image, command: ['true'] });
     wf.addStep('prepare', { image, command: ['true'] });
-    expect(() => app.synth()).toThrow(/steps "test\/Wf\/Prepare" and "test\/Wf\/prepare" both get the Job name "wf-prepare" \(their ids differ only in case, and Job names are lowercase\)/);
+    expect(() => app.synth()).toThrow(/steps "test\/Wf\/Prepare" and "test\/Wf\/prepare" both get the Job name "wf-prepare-r1" \(their ids differ only in case, and Job names are lowercase\)/);
   });
 
   test('an input that another workflow produces names that workflow and its step', () => {

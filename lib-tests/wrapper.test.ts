@@ -247,6 +247,18 @@ describe.each(SHELLS)('oras-wrap under %s', (_name, shell) => {
       expect(existsSync(marker)).toBe(false);
     });
 
+    test('memoized: the command does not run, the wrapper names the output it reuses and exits 0, and records no exit code for oras-push', async () => {
+      startPull();
+      const marker = join(state, 'ran');
+      const result = await wrap(['/bin/sh', '-c', `touch ${marker}`], {
+        awaitPull: 5,
+        started: () => later(200, () => writeFileSync(join(state, StateFile.MEMOIZED), 'oras:5000/wf/s@sha256:abc\n')),
+      });
+      expect(result).toMatchObject({ code: 0, recorded: '' });
+      expect(result.stderr).toBe('oras-wrap: memoized: the output for these inputs exists (oras:5000/wf/s@sha256:abc); the command did not run\n');
+      expect(existsSync(marker)).toBe(false);
+    });
+
     test('oras-pull killed without a marker: exits 125 at once and leaves pull.failed for oras-push', async () => {
       startPull();
       const started = Date.now();

@@ -132,6 +132,13 @@ export interface InjectionSettings {
   readonly startTimeoutSeconds: number;
   /** Log the resolved settings from the runtime containers. */
   readonly debug?: boolean;
+  /**
+   * Memoize the output: the hex digest of what defines the command (image,
+   * argv, env, paths). oras-pull adds the inputs' content to it, and reuses
+   * an output made for the same key instead of running the command.
+   * Needs an output; default: not memoized.
+   */
+  readonly memoKey?: string;
 }
 
 export const PULL_CONTAINER = 'oras-pull';
@@ -172,6 +179,13 @@ export const PROVENANCE = {
   IMAGE: 'org.cdk8s-oras.step.image',
   INPUTS: 'org.cdk8s-oras.step.inputs',
   EXIT_CODE: 'org.cdk8s-oras.step.exit-code',
+  /** The workflow and run the output belongs to; retention counts runs by them. */
+  WORKFLOW: 'org.cdk8s-oras.workflow',
+  RUN_ID: 'org.cdk8s-oras.run-id',
+  /** The memoization key (InjectionSettings.memoKey) the output was made or reused for. */
+  MEMO_KEY: 'org.cdk8s-oras.step.memo-key',
+  /** On a memoized output: `<repository>@<digest>` of the output it reuses. */
+  MEMOIZED_FROM: 'org.cdk8s-oras.step.memoized-from',
 } as const;
 
 /** The uid the runtime containers run as (the runtime image's user). */
@@ -232,7 +246,10 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
   const copy = settings.placement === 'copy';
   const launchers = appContainers(result, settings.containers);
   const several = launchers.length > 1;
-  const access = new RegistryAccess(pullConnections(settings), settings.output ? settings.registry : undefined);
+  const memo = settings.memoKey !== undefined && settings.output !== undefined;
+  // A memoized step's oras-pull may store the output's manifest again: it reaches the output's registry too.
+  const pullTargets = [...settings.inputs, ...(memo ? [{ reference: settings.output!.reference, registry: settings.registry }] : [])];
+  const access = new RegistryAccess(pullConnections(pullTargets, settings.registry), settings.output ? settings.registry : undefined);
   const debugArgs = settings.debug ? ['--debug'] : [];
 
   // Inputs that share a path share one directory; with volumes, an output in an input's directory uses that volume too.
@@ -276,13 +293,18 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
     },
   });
 
-  const pull: ContainerSpec | undefined = paths.length === 0 ? undefined : {
+  const pull: ContainerSpec | undefined = paths.length === 0 && !memo ? undefined : {
     ...runtimeBase(PULL_CONTAINER),
     args: [
       'step', 'pull',
       '--state', STATE_DIR,
       '--timeout', `${settings.inputTimeoutSeconds}s`,
       ...settings.inputs.flatMap((input) => ['--input', `${input.reference}=${PULL_MOUNT}/${paths.indexOf(key(input.path))}`]),
+      ...(memo ? [
+        '--memo-key', settings.memoKey!,
+        '--memo-to', settings.output!.reference,
+        ...Object.entries(settings.output!.annotations ?? {}).flatMap(([k, value]) => ['--annotation', `${k}=${value}`]),
+      ] : []),
       ...access.args('pull'),
       ...debugArgs,
     ],
@@ -345,6 +367,7 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
       '--to', output.reference,
       ...(output.failureReference ? ['--failure-to', output.failureReference] : []),
       ...(output.unpack === false ? ['--no-unpack'] : []),
+      ...(memo ? ['--memoize'] : []),
       ...Object.entries(output.annotations ?? {}).flatMap(([k, value]) => ['--annotation', `${k}=${value}`]),
       ...access.args('push'),
       ...debugArgs,
@@ -380,15 +403,15 @@ function quote(path: string): string {
   return normalize(path) === plain ? `"${path}"` : `"${path}" (that is "${normalize(path)}")`;
 }
 
-/** Each input registry by host: the input's own settings, else the step's registry for its host, else HTTPS with no credentials. */
-function pullConnections(settings: InjectionSettings): InjectionConnection[] {
+/** Each registry oras-pull reaches, by host: the input's own settings, else the step's registry for its host, else HTTPS with no credentials. */
+function pullConnections(targets: readonly { reference: string; registry?: InjectionConnection }[], step: InjectionConnection): InjectionConnection[] {
   const byHost = new Map<string, { reference: string; connection: InjectionConnection }>();
-  for (const input of settings.inputs) {
+  for (const input of targets) {
     const host = referenceHost(input.reference);
-    const connection = input.registry ?? (host === settings.registry.host ? settings.registry : { host, plainHttp: false, insecure: false });
+    const connection = input.registry ?? (host === step.host ? step : { host, plainHttp: false, insecure: false });
     const known = byHost.get(host);
     if (known && !sameConnection(known.connection, connection)) {
-      throw new InjectionError(`the inputs ${known.reference} and ${input.reference} come from one host, but with different connection settings `
+      throw new InjectionError(`${known.reference} and ${input.reference} come from one host, but with different connection settings `
         + 'or credentials. Take both from one OrasRegistry.', 'registry');
     }
     byHost.set(host, known ?? { reference: input.reference, connection });

@@ -1,3 +1,4 @@
+import { createHash } from 'crypto';
 import { ApiObject, Duration, Lazy, Names, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
@@ -182,7 +183,8 @@ export interface OrasWorkflowStepProps {
   readonly output?: StepOutput;
 
   /**
-   * Name of the Job.
+   * Name of the step: the Job name, which inside a workflow gets the run id
+   * appended (`<name>-<run>`, shortened to fit 63 characters).
    *
    * @default - `<workflow name>-<id>` inside a workflow, else a DNS label from the construct path
    */
@@ -217,11 +219,37 @@ export interface OrasWorkflowStepProps {
   readonly activeDeadline?: Duration;
 
   /**
-   * Delete the finished Job after this long.
+   * Delete the finished Job (and its pod) after this long.
    *
-   * @default - finished Jobs are kept
+   * @default - the workflow's (one day), else finished Jobs are kept
    */
   readonly ttlAfterFinished?: Duration;
+
+  /**
+   * Reuse an earlier output instead of running the command again, when one
+   * exists for the same key: the image, command, args, env, working
+   * directory, input and output paths, and the content of every input.
+   *
+   * Before the command starts, oras-pull resolves the inputs, computes the
+   * key and looks for the tag `memo-<key>` in the output repository. When it
+   * is there, the step pulls nothing and runs nothing: that manifest is
+   * stored again under this run's tag (its blobs are already in the
+   * repository, so none is moved), with the annotation
+   * `org.cdk8s-oras.step.memoized-from` naming the original, and the pod
+   * succeeds. Otherwise the command runs, and its output is also tagged
+   * `memo-<key>`.
+   *
+   * An input's content is its manifest without the manifest's own
+   * annotations (which hold provenance and the creation time), so a
+   * memoized producer leaves its consumers memoized too. Env values from
+   * Secrets or ConfigMaps enter the key by name, not value, and an image
+   * enters it as written: pin images by digest when a moved tag must rerun.
+   * Turn it off for commands whose result depends on anything else (the
+   * network, the clock).
+   *
+   * @default true - steps with an output are memoized
+   */
+  readonly memoize?: boolean;
 
   /**
    * How long the step waits for its inputs to exist. This is what lets a whole
@@ -273,8 +301,10 @@ const MAIN_CONTAINER = 'main';
  * main container fails at start with "/bin/sh: no such file or directory".
  */
 export class OrasWorkflowStep extends Construct {
-  /** Name of the Job. */
+  /** Name of the Job: inside a workflow, the step's name and the run id (`<workflow>-<id>-<run>`). */
   public readonly name: string;
+  /** The step's name without the run id: the Job name outside a workflow, and the `oras.land/step` label. */
+  public readonly stepName: string;
   /** The Job. */
   public readonly job: ApiObject;
   /** The registry of the output. */
@@ -299,10 +329,13 @@ export class OrasWorkflowStep extends Construct {
     const registry = props.registry ?? this.context?.registry
       ?? fail('it has no registry. Create it inside an OrasWorkflow, or pass registry (for example OrasRegistry.fromHost(...)).');
     this.registry = registry;
-    this.name = props.name ?? (this.context ? truncateLabel(`${this.context.name}-${dnsPart(id)}`) : Names.toDnsLabel(this));
-    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(this.name)) {
-      fail(`the Job name "${this.name}" must be a DNS label (lowercase letters, digits and "-", at most 63 characters).`);
+    this.stepName = props.name ?? (this.context ? truncateLabel(`${this.context.name}-${dnsPart(id)}`, 63) : Names.toDnsLabel(this));
+    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(this.stepName)) {
+      fail(`the name "${this.stepName}" must be a DNS label (lowercase letters, digits and "-", at most 63 characters).`);
     }
+    // Each run has its own Jobs: a Job's pod template cannot change, so a rerun needs new names.
+    const suffix = this.context?.runSuffix;
+    this.name = suffix ? `${truncateLabel(this.stepName, 62 - suffix.length)}-${suffix}` : this.stepName;
     if (!props.command || props.command.length === 0) {
       fail('it has no command. Give the full argv, for example command: ["sh", "-c", "make all"]; the image\'s ENTRYPOINT cannot be wrapped.');
     }
@@ -375,15 +408,17 @@ export class OrasWorkflowStep extends Construct {
       'app.kubernetes.io/name': 'oras-step',
       'app.kubernetes.io/part-of': 'cdk8s-oras',
       'app.kubernetes.io/instance': this.name,
-      ...(this.context ? { 'oras.land/workflow': this.context.name, 'oras.land/run-id': this.context.runId } : {}),
+      'oras.land/step': this.stepName,
+      ...(this.context ? { 'oras.land/workflow': this.context.name, 'oras.land/run-id': this.context.runSuffix } : {}),
     };
   }
 
   private renderJobSpec(): Record<string, unknown> {
+    const ttl = this.props.ttlAfterFinished ?? this.context?.ttlAfterFinished;
     return {
       backoffLimit: this.props.backoffLimit ?? 0,
       ...(this.props.activeDeadline ? { activeDeadlineSeconds: this.props.activeDeadline.toSeconds() } : {}),
-      ...(this.props.ttlAfterFinished ? { ttlSecondsAfterFinished: this.props.ttlAfterFinished.toSeconds() } : {}),
+      ...(ttl ? { ttlSecondsAfterFinished: ttl.toSeconds() } : {}),
       template: {
         // oras-pull comes first in the pod: kubectl logs and exec should pick the command's container.
         metadata: { labels: this.labels(), annotations: { [DEFAULT_CONTAINER_ANNOTATION]: MAIN_CONTAINER } },
@@ -449,8 +484,13 @@ export class OrasWorkflowStep extends Construct {
         unpack: props.output.unpack ?? true,
         failureReference: this.failureArtifact?.reference,
         stdoutFile: props.outputPipe,
-        annotations: { [PROVENANCE.STEP]: this.name, [PROVENANCE.IMAGE]: props.image },
+        annotations: {
+          [PROVENANCE.STEP]: this.stepName,
+          [PROVENANCE.IMAGE]: props.image,
+          ...(this.context ? { [PROVENANCE.WORKFLOW]: this.context.name, [PROVENANCE.RUN_ID]: this.context.runId } : {}),
+        },
       } : undefined,
+      memoKey: props.output && (props.memoize ?? true) ? this.memoKey() : undefined,
       containers: [MAIN_CONTAINER],
       // Volumes at the paths: nothing is copied, and the paths are absolute, so nothing is resolved at run time.
       placement: 'mount',
@@ -458,6 +498,27 @@ export class OrasWorkflowStep extends Construct {
       startTimeoutSeconds: (props.startTimeout ?? Duration.minutes(10)).toSeconds(),
       debug: props.debug,
     };
+  }
+
+  /**
+   * What defines the command, as a hex sha256: oras-pull adds the inputs'
+   * content to it. Volumes, resources and the pod's placement do not change
+   * what the command computes, so they are not part of it.
+   */
+  private memoKey(): string {
+    const props = this.props;
+    const definition = {
+      v: 1,
+      image: props.image,
+      command: props.command,
+      args: props.args ?? [],
+      env: Object.entries(props.env ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+      workingDir: props.workingDir ?? null,
+      user: [props.security?.user ?? RUNTIME_UID, props.security?.group ?? RUNTIME_UID],
+      inputs: this.inputList.map((i) => i.path),
+      output: { path: props.output?.path, unpack: props.output?.unpack ?? true, stdout: props.outputPipe ?? null },
+    };
+    return createHash('sha256').update(JSON.stringify(definition)).digest('hex');
   }
 
   /** The main container's pod, prepared by the shared injection. */
@@ -497,6 +558,6 @@ function dnsPart(id: string): string {
   return id.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '') || 'step';
 }
 
-function truncateLabel(label: string): string {
-  return label.length <= 63 ? label : label.slice(0, 63).replace(/-+$/, '');
+function truncateLabel(label: string, max: number): string {
+  return label.length <= max ? label : label.slice(0, max).replace(/-+$/, '');
 }

@@ -1,4 +1,4 @@
-import { randomBytes } from 'crypto';
+import { createHash, randomBytes } from 'crypto';
 import { ApiObject, Chart, Duration, Lazy, Names } from 'cdk8s';
 import { Construct, IConstruct } from 'constructs';
 import { IOrasRegistry } from './registry';
@@ -56,6 +56,16 @@ export interface OrasWorkflowProps {
   readonly inputTimeout?: Duration;
 
   /**
+   * Delete each finished Job (and its pod) after this long, unless the step
+   * says otherwise. Every run has its own Jobs (their names carry the run
+   * id), so this is what keeps earlier runs from piling up. Outputs stay in
+   * the registry either way (see the registry's retention).
+   *
+   * @default Duration.days(1)
+   */
+  readonly ttlAfterFinished?: Duration;
+
+  /**
    * Write the step graph (Mermaid) into a ConfigMap `<name>-graph`, key `workflow.mmd`.
    *
    * @default true
@@ -74,6 +84,11 @@ interface Edge {
  * A set of steps that exchange artifacts through a registry: a DAG that runs
  * without a workflow engine. Apply every Job at once; each step waits for its
  * inputs, so the order comes from the data.
+ *
+ * Each synth is a run: Job names end with the run id (`<name>-<step>-<run>`)
+ * and output tags start with it, so the next synth applies next to the last
+ * one with a plain `kubectl apply`, and finished Jobs go after
+ * `ttlAfterFinished`.
  *
  * At synth time it checks that every input has a producer (or is marked
  * external), that no two steps push the same artifact, and that there is no
@@ -96,7 +111,11 @@ export class OrasWorkflow extends Construct {
   public readonly repositoryPrefix: string;
   public readonly runtimeImage: OrasRuntimeImage;
   public readonly inputTimeout?: Duration;
+  /** How long finished Jobs stay, unless a step says otherwise. */
+  public readonly ttlAfterFinished: Duration;
   public readonly namespace?: string;
+  /** The run id as a DNS label part: the suffix of every Job name. */
+  public readonly runSuffix: string;
   private readonly stepList: OrasWorkflowStep[] = [];
 
   constructor(scope: Construct, id: string, props: OrasWorkflowProps) {
@@ -111,7 +130,9 @@ export class OrasWorkflow extends Construct {
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(this.runId)) {
       throw new Error(`${where}: runId "${this.runId}" must be 1 to 64 characters of letters, digits, "_", "." and "-", not starting with "." or "-".`);
     }
+    this.runSuffix = runSuffix(this.runId);
     this.repositoryPrefix = props.repositoryPrefix ?? this.name;
+    this.ttlAfterFinished = props.ttlAfterFinished ?? Duration.days(1);
     this.runtimeImage = props.runtimeImage ?? OrasRuntimeImage.default();
     this.inputTimeout = props.inputTimeout;
     this.namespace = props.namespace ?? Chart.of(this).namespace;
@@ -124,7 +145,7 @@ export class OrasWorkflow extends Construct {
         metadata: {
           name: `${this.name}-graph`,
           namespace: this.namespace,
-          labels: { 'app.kubernetes.io/part-of': 'cdk8s-oras', 'oras.land/workflow': this.name, 'oras.land/run-id': this.runId },
+          labels: { 'app.kubernetes.io/part-of': 'cdk8s-oras', 'oras.land/workflow': this.name, 'oras.land/run-id': this.runSuffix },
         },
         data: { 'workflow.mmd': Lazy.any({ produce: () => this.toMermaid() }) },
       });
@@ -153,7 +174,7 @@ export class OrasWorkflow extends Construct {
   public toMermaid(): string {
     const id = (step: OrasWorkflowStep) => `s${this.stepList.indexOf(step)}`;
     const lines = ['flowchart LR'];
-    for (const step of this.stepList) lines.push(`  ${id(step)}["${step.name}"]`);
+    for (const step of this.stepList) lines.push(`  ${id(step)}["${step.stepName}"]`);
     for (const step of this.stepList) {
       for (const input of step.inputs) {
         const producer = this.producerOf(input.artifact.reference);
@@ -202,7 +223,7 @@ export class OrasWorkflow extends Construct {
     for (const step of this.stepList.filter((s) => s.hasOutput)) {
       const other = byOutput.get(step.output.reference);
       if (other) {
-        problems.push(`${where}: steps "${other.name}" and "${step.name}" both push ${step.output.reference}. Give one of them another repository or tag.`);
+        problems.push(`${where}: steps "${other.stepName}" and "${step.stepName}" both push ${step.output.reference}. Give one of them another repository or tag.`);
       }
       byOutput.set(step.output.reference, step);
     }
@@ -215,18 +236,27 @@ export class OrasWorkflow extends Construct {
         } else if (!input.external) {
           const elsewhere = this.producerElsewhere(input.artifact.reference);
           problems.push(elsewhere
-            ? `${where}: step "${step.name}" reads ${input.artifact.reference}, which step "${elsewhere.step.name}" of another workflow, `
+            ? `${where}: step "${step.stepName}" reads ${input.artifact.reference}, which step "${elsewhere.step.stepName}" of another workflow, `
               + `"${elsewhere.workflow.node.path}", produces; a workflow orders only its own steps. Move the two steps into one workflow, `
               + 'or mark the input external: { artifact, path, external: true } to wait for it up to inputTimeout.'
-            : `${where}: step "${step.name}" reads ${input.artifact.reference}, which no step of this workflow produces. `
+            : `${where}: step "${step.stepName}" reads ${input.artifact.reference}, which no step of this workflow produces. `
               + 'Pass another step\'s output, or mark the input external: { artifact, path, external: true }.');
         }
       }
     }
     const cycle = findCycle(this.stepList, edges);
-    if (cycle) problems.push(`${where}: the steps form a cycle: ${cycle.map((s) => `"${s.name}"`).join(' -> ')}. A step cannot wait for its own output.`);
+    if (cycle) problems.push(`${where}: the steps form a cycle: ${cycle.map((s) => `"${s.stepName}"`).join(' -> ')}. A step cannot wait for its own output.`);
     return problems;
   }
+}
+
+/**
+ * The run id in a Job name: itself when it is a short DNS label part,
+ * else `r` and 10 hex digits of its sha256, so that two runs never share a Job name.
+ */
+function runSuffix(runId: string): string {
+  if (/^[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?$/.test(runId)) return runId;
+  return `r${createHash('sha256').update(runId).digest('hex').slice(0, 10)}`;
 }
 
 /** A cycle of the graph as a list of steps (first repeated last), or undefined. */

@@ -9,7 +9,9 @@
  * With `--await-pull SECONDS` it first waits for the container oras-pull,
  * which runs beside it: polling every 50 ms for two seconds, then every
  * second, until oras-pull leaves `inputs.json` (every input is in place).
- * When oras-pull leaves `pull.failed` instead, ends without a marker (SIGKILL,
+ * When oras-pull leaves `memoized` instead (the output exists for this
+ * step's key), the command does not run and the wrapper exits 0. When
+ * oras-pull leaves `pull.failed`, ends without a marker (SIGKILL,
  * OOM kill: its PID is gone from the pod's shared process namespace), or has
  * not started within SECONDS, the command does not run: the wrapper says why,
  * leaves `pull.failed` for oras-push, and exits NOT_RUN_EXIT_CODE.
@@ -49,6 +51,10 @@ export const StateFile = {
   STDOUT_FIFO: 'stdout.fifo',
   /** Why the output could not be copied out for oras-push; written before the exit code. */
   OUTPUT_FAILED: 'output.failed',
+  /** A memoized step whose key has no output yet: the memo tag oras-push also stores the output under. oras-pull writes it before inputs.json. */
+  MEMO: 'memo.json',
+  /** The command need not run: its output exists for its key. The first line names that output. oras-pull writes it instead of inputs.json. */
+  MEMOIZED: 'memoized',
 } as const;
 
 /** The name of a file the wrapper writes: `NAME.<file>` for the app container NAME when a pod has several (`--id`). */
@@ -111,6 +117,11 @@ if [ -n "$await_pull" ]; then
   tick=0.05
   ms=50
   until [ -e "$state/${StateFile.INPUTS}" ]; do
+    if [ -e "$state/${StateFile.MEMOIZED}" ]; then
+      IFS= read -r from < "$state/${StateFile.MEMOIZED}"
+      echo "oras-wrap: memoized: the output for these inputs exists ($from); the command did not run" >&2
+      exit 0
+    fi
     if [ -e "$state/${StateFile.PULL_FAILED}" ]; then
       IFS= read -r reason < "$state/${StateFile.PULL_FAILED}"
       not_run "its inputs could not be pulled: $reason"
@@ -118,7 +129,7 @@ if [ -n "$await_pull" ]; then
     [ -n "$pid" ] || [ ! -s "$state/${StateFile.PULL_PID}" ] || read -r pid < "$state/${StateFile.PULL_PID}"
     if [ -n "$pid" ] && [ ! -d "/proc/$pid" ]; then
       # It may have left its marker just before it ended.
-      [ -e "$state/${StateFile.INPUTS}" ] || [ -e "$state/${StateFile.PULL_FAILED}" ] \\
+      [ -e "$state/${StateFile.INPUTS}" ] || [ -e "$state/${StateFile.PULL_FAILED}" ] || [ -e "$state/${StateFile.MEMOIZED}" ] \\
         || not_run "oras-pull ended without pulling its inputs (killed by SIGKILL, the OOM killer or the node)"
     elif [ -z "$pid" ] && [ "$waited" -ge "$((await_pull * 1000))" ]; then
       not_run "oras-pull did not start within $await_pull s"

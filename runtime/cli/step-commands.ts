@@ -26,8 +26,14 @@ async function stepPull(args: string[]): Promise<number> {
       'timeout': { type: 'string' },
       'input': { type: 'string', multiple: true },
       'max-unpacked-size': { type: 'string' },
+      'memo-key': { type: 'string' },
+      'memo-to': { type: 'string' },
+      'annotation': { type: 'string', multiple: true },
     },
   });
+  const memoDefinition = values['memo-key'];
+  if (memoDefinition !== undefined && !/^[0-9a-f]{64}$/.test(memoDefinition)) throw new UsageError(`--memo-key must be 64 lowercase hex digits, not "${memoDefinition}"`);
+  if ((memoDefinition === undefined) !== (values['memo-to'] === undefined)) throw new UsageError('--memo-key and --memo-to go together');
   const reporter = defaultReporter();
   const inputs = (values.input ?? []).map((pair) => {
     const eq = pair.lastIndexOf('=');
@@ -42,6 +48,7 @@ async function stepPull(args: string[]): Promise<number> {
     inputs,
     clientFor: (reference: Reference) => clientFor(reference, values),
     reporter,
+    memo: memoDefinition === undefined ? undefined : { definition: memoDefinition, to: values['memo-to']!, annotations: parseAnnotations(values.annotation) },
   };
   await cancellable((signal) => pullInputs({ ...settings, signal }));
   return 0;
@@ -59,6 +66,7 @@ async function stepPush(args: string[]): Promise<number> {
       'no-unpack': { type: 'boolean' },
       'start-timeout': { type: 'string' },
       'annotation': { type: 'string', multiple: true },
+      'memoize': { type: 'boolean' },
     },
   });
   const reporter = defaultReporter();
@@ -75,6 +83,7 @@ async function stepPush(args: string[]): Promise<number> {
     startTimeoutMs: durationFlag(values['start-timeout'], '--start-timeout', '10m'),
     clientFor: (reference: Reference) => clientFor(reference, values),
     reporter,
+    memoize: !!values.memoize,
   };
   return cancellable((signal) => pushOutput({ ...settings, signal }));
 }
@@ -85,13 +94,15 @@ export const stepCommand: Command = {
   summary: 'what the containers injected into a step pod run',
   usage: [
     'Usage: oras-runtime step pull --state <dir> --timeout <duration> [--input <ref>=<dir>]... [options]',
-    '                              [--max-unpacked-size <size>]',
+    '                              [--max-unpacked-size <size>] [--memo-key <hex> --memo-to <ref> [--annotation k=v]...]',
     '       oras-runtime step push --state <dir> --dir <dir>... [--launcher <name>]... --to <ref> [--failure-to <ref>] [--no-unpack]',
-    '                              [--annotation k=v]... [--start-timeout <duration>] [options]',
+    '                              [--annotation k=v]... [--start-timeout <duration>] [--memoize] [options]',
     '',
     'step pull (first container): waits for each input until the deadline (--timeout) and pulls it, then tells the',
     'command wrapper in the state directory that the command may start (inputs.json) or why not (pull.failed);',
-    'SIGTERM removes what is staged before it exits.',
+    'SIGTERM removes what is staged before it exits. With --memo-key (the step\'s definition), it first looks for an output',
+    'made for the same key (memo-<key> in the repository of --memo-to); when there is one, it stores it under --memo-to',
+    'and nothing is pulled or run (memoized), else oras-push also tags the output memo-<key> (--memoize).',
     'step push (last container): waits for the command to end; pushes <dir> after exit code 0, or to --failure-to otherwise.',
     'Several --dir are merged (a file in two is an error); with --launcher, it waits for the wrapper of each app container.',
     '',

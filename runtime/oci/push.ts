@@ -36,6 +36,8 @@ export interface PushOptions extends DeadlineOptions {
   readonly reporter?: Reporter;
   /** Resolves paths given relative; default the process working directory. */
   readonly cwd?: string;
+  /** More tags to store the manifest under, after the reference's own. */
+  readonly alsoTags?: readonly string[];
 }
 
 export interface PushResult {
@@ -121,7 +123,8 @@ async function pushWithin(
     if (reference.digest && reference.digest !== digest) {
       throw new Error(`the manifest's digest is ${digest}, not ${reference.digest} as the reference demands`);
     }
-    reporter.event('pushed', { reference: reference.text, digest, size: raw.length });
+    for (const tag of options.alsoTags ?? []) await client.pushManifest(reference.repository, tag, raw, MediaType.OCI_MANIFEST, { signal });
+    reporter.event('pushed', { reference: reference.text, digest, size: raw.length, ...(options.alsoTags?.length ? { tags: options.alsoTags } : {}) });
     return { digest, size: raw.length, manifest };
   } finally {
     await rm(scratch, { recursive: true, force: true });

@@ -8,6 +8,8 @@ import { pull } from '../oci/pull';
 import { parseReference, Reference } from '../oci/reference';
 import { RegistryClient } from '../oci/registry-client';
 import { waitFor } from '../oci/wait';
+import { contentDigest, memoKey, memoTag, reuseOutput } from './memo';
+import { PROVENANCE } from '../../src/injection';
 
 /** A waiting step asks the registry at least this often, so it starts soon after its producer ends. */
 const POLL_MAX_MS = 2_000;
@@ -28,6 +30,17 @@ export interface PullInputsOptions {
   readonly maxUnpackedBytes?: number;
   /** Cancels waiting and pulling (SIGTERM); staged files are removed first. */
   readonly signal?: AbortSignal;
+  /** Memoize: reuse an output made for the same key instead of pulling (see memo.ts). */
+  readonly memo?: MemoOptions;
+}
+
+export interface MemoOptions {
+  /** The step's definition as a hex digest (`--memo-key`, computed at synth time). */
+  readonly definition: string;
+  /** The output reference of this run. */
+  readonly to: string;
+  /** Annotations of this run's output. */
+  readonly annotations: Record<string, string>;
 }
 
 /**
@@ -37,12 +50,28 @@ export interface PullInputsOptions {
  * versions. Then it writes `inputs.json`, which tells the wrapper that the
  * command may start, or on failure `pull.failed` with the reason, which
  * tells the wrapper and oras-push that it must not.
+ *
+ * A memoized step first looks for an output made for its key (its
+ * definition and the inputs' content). When there is one, it is stored
+ * under this run's tag, nothing is pulled, and `memoized` tells the wrapper
+ * and oras-push that the command need not run. Otherwise `memo.json` tells
+ * oras-push the memo tag to store the output under too.
  */
-export async function pullInputs(options: PullInputsOptions): Promise<PulledInput[]> {
+export async function pullInputs(options: PullInputsOptions): Promise<PulledInput[] | 'memoized'> {
   await mkdir(options.state, { recursive: true });
   await writeStateFile(options.state, StateFile.PULL_PID, `${process.pid}\n`);
   try {
-    const pulled = await pullEach(options);
+    const resolved = await resolveEach(options);
+    if (options.memo) {
+      const key = memoKey(options.memo.definition, resolved.map((r) => r.content!));
+      const from = await reuse(options, options.memo, key, resolved);
+      if (from !== undefined) {
+        await writeStateFile(options.state, StateFile.MEMOIZED, `${printable(from)}\n`);
+        return 'memoized';
+      }
+      await writeStateFile(options.state, StateFile.MEMO, JSON.stringify({ key, tag: memoTag(key) }));
+    }
+    const pulled = await pullEach(options, resolved);
     await writeStateFile(options.state, StateFile.INPUTS, JSON.stringify(pulled));
     return pulled;
   } catch (err) {
@@ -51,14 +80,25 @@ export async function pullInputs(options: PullInputsOptions): Promise<PulledInpu
   }
 }
 
-async function pullEach(options: PullInputsOptions): Promise<PulledInput[]> {
+/** An input as it resolved: its digest, and with memoization its content digest. */
+interface Resolved {
+  readonly input: StepInput;
+  readonly reference: Reference;
+  readonly digest: string;
+  readonly content?: string;
+}
+
+/** Waits for every input (all within one deadline) and resolves it to a digest, so that a tag moved meanwhile cannot mix two versions. */
+async function resolveEach(options: PullInputsOptions): Promise<Resolved[]> {
   const deadline = Date.now() + options.timeoutMs;
-  const pulled: PulledInput[] = [];
+  const resolved: Resolved[] = [];
   for (const input of options.inputs) {
     const reference = parseReference(input.reference);
     const client = options.clientFor(reference);
     try {
-      const digest = await waitFor(async (signal) => (await client.resolve(reference.repository, reference.manifestReference, { signal })).digest, {
+      const found = await waitFor(async (signal) => (options.memo
+        ? (await client.fetchManifest(reference.repository, reference.manifestReference, undefined, { signal }))
+        : { descriptor: await client.resolve(reference.repository, reference.manifestReference, { signal }), manifest: undefined }), {
         timeoutMs: Math.max(deadline - Date.now(), 1),
         onRetry: (message) => options.reporter.event('waiting', { reference: reference.text, message }),
         maxDelayMs: POLL_MAX_MS,
@@ -66,6 +106,19 @@ async function pullEach(options: PullInputsOptions): Promise<PulledInput[]> {
       }).catch((err: Error) => {
         throw inputProblem(reference, err);
       });
+      resolved.push({ input, reference, digest: found.descriptor.digest, content: found.manifest && contentDigest(found.manifest) });
+    } finally {
+      client.close();
+    }
+  }
+  return resolved;
+}
+
+async function pullEach(options: PullInputsOptions, resolved: readonly Resolved[]): Promise<PulledInput[]> {
+  const pulled: PulledInput[] = [];
+  for (const { input, reference, digest } of resolved) {
+    const client = options.clientFor(reference);
+    try {
       const pinned = parseReference(`${reference.registry}/${reference.repository}@${digest}`);
       await pull(client, pinned, input.dir, { reporter: options.reporter, maxUnpackedBytes: options.maxUnpackedBytes, signal: options.signal })
         .catch((err: Error) => {
@@ -78,6 +131,23 @@ async function pullEach(options: PullInputsOptions): Promise<PulledInput[]> {
     }
   }
   return pulled;
+}
+
+/** Stores the output made for `key` under this run's tag, when there is one; resolves to what it reuses. */
+async function reuse(options: PullInputsOptions, memo: MemoOptions, key: string, resolved: readonly Resolved[]): Promise<string | undefined> {
+  const to = parseReference(memo.to);
+  const client = options.clientFor(to);
+  try {
+    const inputs = JSON.stringify(resolved.map((r) => `${r.reference.text}@${r.digest}`));
+    return await reuseOutput({
+      client, to, key, reporter: options.reporter, signal: options.signal,
+      annotations: { ...memo.annotations, [PROVENANCE.INPUTS]: inputs },
+    });
+  } catch (err) {
+    throw new Error(`looking up a memoized output in ${to.registry}/${to.repository}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    client.close();
+  }
 }
 
 /** What went wrong with an input, in words that point at the cause: the producer, or this step's credentials. */

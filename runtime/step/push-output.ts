@@ -30,7 +30,9 @@ export type Outcome =
   /** The wrapper ended without an exit code, or never started. */
   | { readonly died: string }
   /** The command did not run because its inputs are not there; the reason oras-pull or the wrapper gave. */
-  | { readonly notRun: string };
+  | { readonly notRun: string }
+  /** The command need not run: oras-pull stored the output made for its key (named here) under this run's tag. */
+  | { readonly memoized: string };
 
 /**
  * Wakes a waiting oras-push as soon as something in the state directory
@@ -79,6 +81,8 @@ class StateChanges {
 
 /** What the state directory says now of the wrapper `id`: an outcome, or undefined while the command may still run. */
 async function settled(state: string, id?: string): Promise<Outcome | undefined> {
+  const memoized = await readLine(state, StateFile.MEMOIZED);
+  if (memoized !== undefined) return { memoized };
   const exitCode = await readNumber(state, wrapperFile(StateFile.EXIT_CODE, id));
   if (exitCode !== undefined) return { exitCode, outputFailed: await readLine(state, wrapperFile(StateFile.OUTPUT_FAILED, id)) };
   const failed = await readLine(state, StateFile.PULL_FAILED);
@@ -128,10 +132,11 @@ export async function awaitOutcomes(state: string, startTimeoutMs: number, launc
     const outcome = await awaitOutcome(state, startTimeoutMs, signal, id);
     const named = (text: string) => `container ${id}: ${text}`;
     if ('died' in outcome) return { died: named(outcome.died) };
-    if ('notRun' in outcome) return outcome;
+    if ('notRun' in outcome || 'memoized' in outcome) return outcome;
     return { exitCode: outcome.exitCode, outputFailed: outcome.outputFailed && named(outcome.outputFailed) };
   }));
-  return outcomes.find((o) => 'died' in o)
+  return outcomes.find((o) => 'memoized' in o)
+    ?? outcomes.find((o) => 'died' in o)
     ?? outcomes.find((o) => 'notRun' in o)
     ?? outcomes.find((o) => 'exitCode' in o && o.exitCode !== 0)
     ?? outcomes.find((o) => 'exitCode' in o && o.outputFailed !== undefined)
@@ -155,6 +160,8 @@ export interface PushOutputOptions {
   readonly reporter: Reporter;
   /** Cancels waiting and pushing (SIGTERM). */
   readonly signal?: AbortSignal;
+  /** After exit code 0, also store the output under the memo tag oras-pull named in `memo.json`. */
+  readonly memoize?: boolean;
 }
 
 /**
@@ -174,6 +181,10 @@ export async function pushOutput(options: PushOutputOptions): Promise<number> {
     }
     if ('notRun' in outcome) {
       options.reporter.event('not-pushed', { message: `the command did not run: ${outcome.notRun}; nothing is pushed` });
+      return 0;
+    }
+    if ('memoized' in outcome) {
+      options.reporter.event('not-pushed', { message: `memoized: oras-pull stored the output made for these inputs (${outcome.memoized}); nothing to push` });
       return 0;
     }
     const target = outcome.exitCode === 0 ? options.to : options.failureTo;
@@ -232,6 +243,15 @@ function registryCheck(options: PushOutputOptions, reference: Reference, signal?
   return { reference, client, answered };
 }
 
+/** The memo tag oras-pull named, when it found no output for the key. */
+async function readMemo(state: string): Promise<{ key: string; tag: string } | undefined> {
+  const text = await readFile(join(state, StateFile.MEMO), 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  return text === undefined ? undefined : JSON.parse(text) as { key: string; tag: string };
+}
+
 /** Two app containers wrote the same file: their outputs cannot be merged without losing one. */
 export class OutputConflict extends Error {
   public override readonly name = 'OutputConflict';
@@ -280,6 +300,8 @@ async function pushEntries(
   const inputs = await readFile(join(options.state, StateFile.INPUTS), 'utf8')
     .then((text) => JSON.parse(text) as PulledInput[])
     .catch(() => [] as PulledInput[]);
+  // Memoized only after success: a failed run's output must never be reused.
+  const memo = options.memoize && exitCode === 0 ? await readMemo(options.state) : undefined;
   try {
     const failed = await check.answered;
     if (failed) throw failed;
@@ -293,8 +315,10 @@ async function pushEntries(
           ...options.annotations,
           [PROVENANCE.EXIT_CODE]: String(exitCode),
           [PROVENANCE.INPUTS]: JSON.stringify(inputs.map((i) => `${i.reference}@${i.digest}`)),
+          ...(memo ? { [PROVENANCE.MEMO_KEY]: memo.key } : {}),
         },
       },
+      alsoTags: memo ? [memo.tag] : [],
     });
   } catch (err) {
     const error = err as NodeJS.ErrnoException;
