@@ -1,6 +1,7 @@
 export * from './artifact';
 export * from './ca-bundle';
 export * from './registry';
+export * from './registry-retention';
 export * from './registry-storage';
 export * from './runtime-image';
 export * from './workflow';

@@ -58,6 +58,12 @@ export abstract class RegistryStorage {
   }
 
   /**
+   * Whether the blobs outlive the registry pod (a restart keeps them).
+   * @internal
+   */
+  public abstract readonly _persistent: boolean;
+
+  /**
    * Creates what the storage needs inside the registry and returns its volume.
    * @internal
    */
@@ -75,6 +81,8 @@ export interface RegistryStorageMetadata {
 }
 
 class EmptyDirStorage extends RegistryStorage {
+  public readonly _persistent = false;
+
   constructor(private readonly sizeLimit: Size) {
     super();
   }
@@ -85,6 +93,8 @@ class EmptyDirStorage extends RegistryStorage {
 }
 
 class ClaimStorage extends RegistryStorage {
+  public readonly _persistent = true;
+
   constructor(private readonly options: RegistryClaimOptions) {
     super();
   }
@@ -102,6 +112,8 @@ class ClaimStorage extends RegistryStorage {
 }
 
 class ExistingClaimStorage extends RegistryStorage {
+  public readonly _persistent = true;
+
   constructor(private readonly claim: kplus.IPersistentVolumeClaim) {
     super();
   }

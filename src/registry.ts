@@ -3,6 +3,7 @@ import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { OrasArtifact, validateHost } from './artifact';
 import { CaBundle } from './ca-bundle';
+import { addRetention, RegistryRetention } from './registry-retention';
 import { RegistryStorage } from './registry-storage';
 
 /** The port every cdk8s-oras registry Service listens on (the `oras-cache` annotation assumes it). */
@@ -189,6 +190,16 @@ export interface OrasRegistryProps {
    * @default - no NetworkPolicy: every pod that can reach the Service may use it
    */
   readonly allowFrom?: kplus.INetworkPolicyPeer[];
+
+  /**
+   * Delete old workflow runs: a CronJob prunes expired runs' manifests
+   * through the API and, with persistent storage, restarts the registry so
+   * that an init container collects the freed blobs before it serves again.
+   * See `RegistryRetention`.
+   *
+   * @default - nothing is ever deleted
+   */
+  readonly retention?: RegistryRetention;
 }
 
 /**
@@ -223,6 +234,8 @@ export class OrasRegistry extends Construct implements IOrasRegistry {
   public readonly deployment: kplus.Deployment;
   /** The registry Service. */
   public readonly service: kplus.Service;
+  /** The CronJob that prunes expired runs, when `retention` is set. */
+  public readonly pruneJob?: kplus.CronJob;
   /** The NetworkPolicy, when `allowFrom` was given. */
   public readonly networkPolicy?: kplus.NetworkPolicy;
 
@@ -262,8 +275,9 @@ export class OrasRegistry extends Construct implements IOrasRegistry {
       REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: kplus.EnvValue.fromValue(STORAGE_PATH),
       REGISTRY_STORAGE_DELETE_ENABLED: kplus.EnvValue.fromValue('true'),
     };
+    const storage = props.storage ?? RegistryStorage.emptyDir();
     const volumeMounts: kplus.VolumeMount[] = [
-      { path: STORAGE_PATH, volume: (props.storage ?? RegistryStorage.emptyDir())._bind(this, metadata) },
+      { path: STORAGE_PATH, volume: storage._bind(this, metadata) },
     ];
 
     if (props.htpasswd) {
@@ -329,6 +343,30 @@ export class OrasRegistry extends Construct implements IOrasRegistry {
       JsonPatch.add('/spec/template/spec/securityContext/seccompProfile', { type: 'RuntimeDefault' }),
       JsonPatch.add('/spec/template/spec/containers/0/securityContext/capabilities', { drop: ['ALL'] }),
     );
+
+    if (props.retention) {
+      if (storage._persistent) {
+        // The registry's own garbage collection, before it serves: no push can run meanwhile (see RegistryRetention).
+        this.deployment.addInitContainer({
+          name: 'collect-garbage',
+          image,
+          imagePullPolicy: kplus.ImagePullPolicy.IF_NOT_PRESENT,
+          command: ['/bin/registry', 'garbage-collect', '/etc/docker/registry/config.yml'],
+          envVariables: env,
+          volumeMounts,
+          resources: props.resources ?? {
+            cpu: { request: kplus.Cpu.millis(100), limit: kplus.Cpu.units(1) },
+            memory: { request: Size.mebibytes(128), limit: Size.gibibytes(1) },
+          },
+          securityContext: { user: REGISTRY_UID, group: REGISTRY_UID, ensureNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, privileged: false },
+        });
+        ApiObject.of(this.deployment).addJsonPatch(JsonPatch.add('/spec/template/spec/initContainers/0/securityContext/capabilities', { drop: ['ALL'] }));
+      }
+      this.pruneJob = addRetention(this, {
+        name: this.name, namespace: this.namespace, host: this.host, plainHttp: this.plainHttp, insecure: this.insecure,
+        credentials: this.credentials, caBundle: this.caBundle, deployment: this.deployment, labels, persistent: storage._persistent,
+      }, props.retention, `OrasRegistry "${this.node.path}"`);
+    }
 
     // Its id stays "Deployment": the selector label cdk8s-plus derives from it must not change under existing registries.
     this.node.defaultChild = this.deployment;

@@ -12,7 +12,7 @@ export interface HelloWorkflowProps extends ChartProps {
   readonly registry?: IOrasRegistry;
   /** Image of the steps; it only needs busybox sh. */
   readonly image?: string;
-  /** Fixed here so that dist/ is reproducible; leave it out to get a new id per synth. */
+  /** Fixed here (r0example) so that dist/ is reproducible and a rerun can replace it with sed; leave it out to get a new id per synth. */
   readonly runId?: string;
   readonly runtimeImage?: OrasRuntimeImage;
   readonly inputTimeout?: Duration;
@@ -31,7 +31,7 @@ export class HelloWorkflow extends Chart {
     this.workflow = new OrasWorkflow(this, 'Workflow', {
       name: 'hello',
       registry: props.registry ?? OrasRegistry.fromHost('oras:5000', { plainHttp: true }),
-      runId: props.runId ?? 'example',
+      runId: props.runId ?? 'r0example',
       runtimeImage: props.runtimeImage,
       inputTimeout: props.inputTimeout ?? Duration.minutes(10),
     });

@@ -35,8 +35,8 @@ describeOnNode('kubectl apply -f dist/ on a Kubernetes node', (cluster: KubeClus
     cluster.kubectlOk(['rollout', 'status', '-n', 'default', 'deployment/oras', '--timeout=180s'], { timeoutMs: 190_000 });
     await pushDemoModel();
     await allReady('every pod of dist/ to be Ready');
-    expect(await cluster.jobOutcomes('default', ['hello-greeting', 'hello-subject', 'hello-combine'], 180_000))
-      .toEqual({ 'hello-greeting': 'Complete', 'hello-subject': 'Complete', 'hello-combine': 'Complete' });
+    expect(await cluster.jobOutcomes('default', ['hello-greeting-r0example', 'hello-subject-r0example', 'hello-combine-r0example'], 180_000))
+      .toEqual({ 'hello-greeting-r0example': 'Complete', 'hello-subject-r0example': 'Complete', 'hello-combine-r0example': 'Complete' });
   });
 
   test('the webhook\'s namespace stays restricted and the CSI plugin\'s is privileged, whatever the order', () => {

@@ -84,7 +84,7 @@ describeOnNode('an in-cluster registry with TLS from a private CA, trusted throu
     const args = objects.flatMap((job) => job.spec.template.spec.containers.flatMap((c: any) => c.args ?? []));
     expect(args.filter((a: string) => unverified.includes(a))).toEqual([]);
     cluster.apply({ namespace: ns, objects });
-    expect(await cluster.jobOutcomes(ns, ['ca-produce', 'ca-consume'], 180_000)).toEqual({ 'ca-produce': 'Complete', 'ca-consume': 'Complete' });
+    expect(await cluster.jobOutcomes(ns, ['ca-produce-r1', 'ca-consume-r1'], 180_000)).toEqual({ 'ca-produce-r1': 'Complete', 'ca-consume-r1': 'Complete' });
 
     // An annotated pod: the oras-cache registry over HTTPS, verified with the CA in a ConfigMap.
     cluster.apply({
@@ -155,9 +155,9 @@ describeOnNode('an in-cluster registry with TLS from a private CA, trusted throu
     });
     cluster.apply({ namespace: ns, objects: Testing.synth(chart) });
     for (const name of ['private', 'plain']) cluster.kubectlOk(['rollout', 'status', '-n', ns, `deployment/${name}`, '--timeout=120s'], { timeoutMs: 130_000 });
-    expect(await cluster.jobOutcomes(ns, ['mixed-secret', 'mixed-publish'], 180_000)).toEqual({ 'mixed-secret': 'Complete', 'mixed-publish': 'Complete' });
+    expect(await cluster.jobOutcomes(ns, ['mixed-secret-r1', 'mixed-publish-r1'], 180_000)).toEqual({ 'mixed-secret-r1': 'Complete', 'mixed-publish-r1': 'Complete' });
 
-    const [pod] = cluster.podsOfJob(ns, 'mixed-publish');
+    const [pod] = cluster.podsOfJob(ns, 'mixed-publish-r1');
     const pull = pod.spec.containers.find((c: any) => c.name === 'oras-pull');
     expect(pull.args).not.toContain('--plain-http-host');
     expect(JSON.stringify(pod.spec)).not.toContain(password);

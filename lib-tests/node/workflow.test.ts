@@ -51,9 +51,9 @@ describeOnNode('workflows on a Kubernetes node', (cluster: KubeCluster) => {
 
     test('every Job completes, the fan-in prints the README\'s line, and the oras CLI pulls the result', async () => {
       cluster.kubectlOk(['apply', '-n', namespace.name, '-f', dist('oras-registry.yaml'), '-f', dist('oras-hello-workflow.yaml')]);
-      const outcomes = await cluster.jobOutcomes(namespace.name, ['hello-greeting', 'hello-subject', 'hello-combine'], 240_000);
-      expect(outcomes).toEqual({ 'hello-greeting': 'Complete', 'hello-subject': 'Complete', 'hello-combine': 'Complete' });
-      expect(cluster.kubectlOk(['logs', '-n', namespace.name, 'job/hello-combine', '-c', 'main'])).toBe('hello, world!\n');
+      const outcomes = await cluster.jobOutcomes(namespace.name, ['hello-greeting-r0example', 'hello-subject-r0example', 'hello-combine-r0example'], 240_000);
+      expect(outcomes).toEqual({ 'hello-greeting-r0example': 'Complete', 'hello-subject-r0example': 'Complete', 'hello-combine-r0example': 'Complete' });
+      expect(cluster.kubectlOk(['logs', '-n', namespace.name, 'job/hello-combine-r0example', '-c', 'main'])).toBe('hello, world!\n');
 
       const example = new HelloWorkflow(Testing.app(), 'hello');
       const address = await cluster.serviceAddress(namespace.name, 'oras', 5000);
@@ -69,6 +69,81 @@ describeOnNode('workflows on a Kubernetes node', (cluster: KubeCluster) => {
       const annotations = manifestOf(address, example.combine.output.reference).annotations;
       expect(annotations[PROVENANCE.STEP]).toBe('hello-combine');
       expect(annotations[PROVENANCE.EXIT_CODE]).toBe('0');
+    });
+  });
+
+  describe('reruns and memoization', () => {
+    const namespace = useNamespace(cluster, 'rerun');
+    let address = '';
+
+    beforeAll(async () => {
+      address = await cluster.deployRegistry(namespace.name, 120);
+    });
+
+    /**
+     * One run of a workflow with two chains, first -> firstUser and second -> secondUser.
+     * Each command writes its pod's name, so an output shows which run made it.
+     */
+    function synthRun(runId: string, secondWord: string) {
+      const chart = Testing.chart();
+      const workflow = new OrasWorkflow(chart, 'Wf', { name: 'memo', registry: OrasRegistry.fromHost('oras:5000', { plainHttp: true }), runId });
+      const step = (id: string, command: string, input?: OrasArtifact) => workflow.addStep(id, {
+        image: NODE_IMAGES.busybox,
+        command: ['sh', '-c', `${command}; echo "$HOSTNAME" > /out/made-by.txt`],
+        inputs: input ? [{ artifact: input, path: '/in' }] : [],
+        output: { path: '/out' },
+      });
+      const first = step('first', 'echo one > /out/word.txt');
+      const second = step('second', `echo ${secondWord} > /out/word.txt`);
+      const firstUser = step('first-user', 'tr a-z A-Z < /in/word.txt > /out/word.txt', first.output);
+      const secondUser = step('second-user', 'tr a-z A-Z < /in/word.txt > /out/word.txt', second.output);
+      return { chart, steps: [first, second, firstUser, secondUser] };
+    }
+
+    /** Applies a run, waits for every Job, and says for each step whether its command ran, and who made its output. */
+    async function applyRun(runId: string, secondWord: string) {
+      const { chart, steps } = synthRun(runId, secondWord);
+      cluster.apply({ objects: Testing.synth(chart), namespace: namespace.name });
+      const outcomes = await cluster.jobOutcomes(namespace.name, steps.map((s) => s.name), 180_000);
+      expect(Object.values(outcomes)).toEqual(steps.map(() => 'Complete'));
+      return Object.fromEntries(steps.map((s) => {
+        const log = cluster.kubectlOk(['logs', '-n', namespace.name, `job/${s.name}`, '-c', 'main']);
+        const annotations = manifestOf(address, s.output.reference).annotations;
+        const scratch = mkdtempSync(join(tmpdir(), 'oras-node-'));
+        try {
+          expect(run(requirePeer('oras'), ['pull', '--plain-http', s.output.reference.replace(/^[^/]+/, address), '-o', scratch]).status).toBe(0);
+          return [s.stepName, {
+            memoized: /^oras-wrap: memoized: /.test(log),
+            from: annotations[PROVENANCE.MEMOIZED_FROM],
+            word: readFileSync(join(scratch, 'word.txt'), 'utf8').trim(),
+            madeBy: readFileSync(join(scratch, 'made-by.txt'), 'utf8').trim(),
+          }];
+        } finally {
+          rmSync(scratch, { recursive: true, force: true });
+        }
+      }));
+    }
+
+    test('a second apply runs next to the first and runs nothing; a changed step reruns itself and what reads it, nothing else', async () => {
+      const one = await applyRun('m1', 'two');
+      expect(Object.values(one).map((s) => s.memoized)).toEqual([false, false, false, false]);
+      expect(one['memo-first-user'].word).toBe('ONE');
+
+      // Same definition, new run id: new Jobs beside the old ones (still there), every step memoized.
+      const two = await applyRun('m2', 'two');
+      expect(cluster.getJson(['get', 'jobs', '-n', namespace.name, '-l', 'oras.land/workflow=memo']).items).toHaveLength(8);
+      for (const name of Object.keys(two)) {
+        expect(two[name]).toMatchObject({ memoized: true, word: one[name].word, madeBy: one[name].madeBy });
+        expect(two[name].from).toMatch(new RegExp(`^oras:5000/memo/${name.replace(/^memo-/, '')}@sha256:[0-9a-f]{64}$`));
+      }
+
+      // The second step's command changes: it and its reader run again; the first chain stays memoized.
+      const three = await applyRun('m3', 'deux');
+      expect(Object.fromEntries(Object.entries(three).map(([name, s]) => [name, s.memoized]))).toEqual({
+        'memo-first': true, 'memo-second': false, 'memo-first-user': true, 'memo-second-user': false,
+      });
+      expect(three['memo-second-user'].word).toBe('DEUX');
+      expect(three['memo-second-user'].madeBy).not.toBe(one['memo-second-user'].madeBy);
     });
   });
 
@@ -90,10 +165,10 @@ describeOnNode('workflows on a Kubernetes node', (cluster: KubeCluster) => {
         image: NODE_IMAGES.busybox, command: ['cat', '/in/partial.txt'], inputs: [{ artifact: failing.output, path: '/in' }], inputTimeout: Duration.seconds(10),
       });
       cluster.apply({ objects: Testing.synth(chart), namespace: namespace.name });
-      const outcomes = await cluster.jobOutcomes(namespace.name, ['fail-three', 'fail-flagged', 'fail-after'], 180_000);
-      expect(outcomes).toEqual({ 'fail-three': 'Failed', 'fail-flagged': 'Failed', 'fail-after': 'Failed' });
+      const outcomes = await cluster.jobOutcomes(namespace.name, ['fail-three-r1', 'fail-flagged-r1', 'fail-after-r1'], 180_000);
+      expect(outcomes).toEqual({ 'fail-three-r1': 'Failed', 'fail-flagged-r1': 'Failed', 'fail-after-r1': 'Failed' });
 
-      const [three] = cluster.podsOfJob(namespace.name, 'fail-three');
+      const [three] = cluster.podsOfJob(namespace.name, 'fail-three-r1');
       expect(cluster.containerState(three, 'main').terminated.exitCode).toBe(3);
       expect(cluster.kubectlOk(['logs', '-n', namespace.name, three.metadata.name, '-c', 'oras-push'])).toContain('the command exited 3; nothing is pushed');
       expect(exists(address, failing.output.reference)).toBe(false);
@@ -101,7 +176,7 @@ describeOnNode('workflows on a Kubernetes node', (cluster: KubeCluster) => {
       expect(exists(address, flagged.output.reference)).toBe(false);
       expect(manifestOf(address, `${flagged.output.reference}-failed`).annotations[PROVENANCE.EXIT_CODE]).toBe('4');
 
-      const [after] = cluster.podsOfJob(namespace.name, 'fail-after');
+      const [after] = cluster.podsOfJob(namespace.name, 'fail-after-r1');
       expect(cluster.containerState(after, 'oras-pull').terminated.exitCode).toBe(1);
       expect(cluster.kubectlOk(['logs', '-n', namespace.name, after.metadata.name, '-c', 'oras-pull']))
         .toMatch(/input .*\/fail\/three:r1-output is not there: .*timed out after 10(\.0)? s.*The step that produces it may have failed/);
@@ -124,14 +199,14 @@ describeOnNode('workflows on a Kubernetes node', (cluster: KubeCluster) => {
       cluster.apply({ objects: Testing.synth(chart), namespace: namespace.name });
       // Kill oras-pull as the OOM killer would, once the main container waits for it.
       const pid = await cluster.until('oras-pull to wait beside a running main container', 60_000, () => {
-        const [pod] = cluster.podsOfJob(namespace.name, 'orphan-step');
+        const [pod] = cluster.podsOfJob(namespace.name, 'orphan-step-r1');
         const pids = pidsWith('pull', 'oras:5000/orphan/never:r1=/oras-inputs/0');
         return pod && cluster.containerState(pod, 'main')?.running && pids.length === 1 && pids[0];
       });
       const killedAt = Date.now();
       process.kill(pid, 'SIGKILL');
-      expect(await cluster.jobOutcomes(namespace.name, ['orphan-step'], 60_000)).toEqual({ 'orphan-step': 'Failed' });
-      const [pod] = cluster.podsOfJob(namespace.name, 'orphan-step');
+      expect(await cluster.jobOutcomes(namespace.name, ['orphan-step-r1'], 60_000)).toEqual({ 'orphan-step-r1': 'Failed' });
+      const [pod] = cluster.podsOfJob(namespace.name, 'orphan-step-r1');
       const terminated = (container: string) => cluster.containerState(pod, container).terminated;
       expect([terminated('oras-pull').exitCode, terminated('main').exitCode, terminated('oras-push').exitCode]).toEqual([137, NOT_RUN_EXIT_CODE, 0]);
       expect(Date.parse(terminated('oras-push').finishedAt) - killedAt).toBeLessThan(5_000);
@@ -153,8 +228,8 @@ describeOnNode('workflows on a Kubernetes node', (cluster: KubeCluster) => {
       });
       const killedAt = Date.now();
       process.kill(pid, 'SIGKILL');
-      expect(await cluster.jobOutcomes(namespace.name, ['killed-step'], 60_000)).toEqual({ 'killed-step': 'Failed' });
-      const [pod] = cluster.podsOfJob(namespace.name, 'killed-step');
+      expect(await cluster.jobOutcomes(namespace.name, ['killed-step-r1'], 60_000)).toEqual({ 'killed-step-r1': 'Failed' });
+      const [pod] = cluster.podsOfJob(namespace.name, 'killed-step-r1');
       expect(Date.parse(cluster.containerState(pod, 'oras-push').terminated.finishedAt) - killedAt).toBeLessThan(5_000);
       expect(cluster.kubectlOk(['logs', '-n', namespace.name, pod.metadata.name, '-c', 'oras-push']))
         .toContain('the app container ended without reporting an exit code');
@@ -174,8 +249,8 @@ describeOnNode('workflows on a Kubernetes node', (cluster: KubeCluster) => {
         },
       });
       cluster.apply({ objects: Testing.synth(chart), namespace: namespace.name });
-      expect(await cluster.jobOutcomes(namespace.name, ['oom-victim'], 120_000)).toEqual({ 'oom-victim': 'Failed' });
-      const [pod] = cluster.podsOfJob(namespace.name, 'oom-victim');
+      expect(await cluster.jobOutcomes(namespace.name, ['oom-victim-r1'], 120_000)).toEqual({ 'oom-victim-r1': 'Failed' });
+      const [pod] = cluster.podsOfJob(namespace.name, 'oom-victim-r1');
       const main = cluster.containerState(pod, 'main').terminated;
       const push = cluster.containerState(pod, 'oras-push').terminated;
       expect({ reason: main.reason, exitCode: main.exitCode }).toEqual({ reason: 'OOMKilled', exitCode: 137 });
@@ -198,7 +273,7 @@ describeOnNode('workflows on a Kubernetes node', (cluster: KubeCluster) => {
         security: { user: 1000, group: 1000 },
       });
       cluster.apply({ objects: Testing.synth(chart), namespace: namespace.name });
-      expect(await cluster.jobOutcomes(namespace.name, ['argv-echo'], 120_000)).toEqual({ 'argv-echo': 'Complete' });
+      expect(await cluster.jobOutcomes(namespace.name, ['argv-echo-r1'], 120_000)).toEqual({ 'argv-echo-r1': 'Complete' });
       const scratch = mkdtempSync(join(tmpdir(), 'oras-node-'));
       try {
         expect(run(requirePeer('oras'), ['pull', '--plain-http', step.output.reference.replace(/^[^/]+/, address), '-o', scratch]).status).toBe(0);

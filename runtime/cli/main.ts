@@ -1,6 +1,7 @@
 import { Command, signalExitCode, UsageError } from './command';
 import { csiCommand } from './csi-command';
 import { pullCommand, pushCommand, resolveCommand, waitCommand } from './oci-commands';
+import { pruneCommand } from './prune-command';
 import { stepCommand } from './step-commands';
 import { RUNTIME_VERSION } from './version';
 import { webhookCommand } from './webhook-command';
@@ -8,7 +9,7 @@ import { CancelledError } from '../oci/errors';
 import { printable } from '../oci/printable';
 
 /** Every sub-command. */
-const COMMANDS: readonly Command[] = [pushCommand, pullCommand, resolveCommand, waitCommand, stepCommand, webhookCommand, csiCommand];
+const COMMANDS: readonly Command[] = [pushCommand, pullCommand, resolveCommand, waitCommand, stepCommand, pruneCommand, webhookCommand, csiCommand];
 
 function usage(): string {
   const width = Math.max(8, ...COMMANDS.map((c) => c.name.length));

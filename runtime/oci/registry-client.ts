@@ -14,6 +14,8 @@ const ERROR_BODY_LIMIT = 64 * 1024;
 /** The distribution spec's grammar of repository names and tags. */
 const REPOSITORY = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+/** Names asked for per page of the catalog and tag lists. */
+const LIST_PAGE = 1000;
 
 export interface RegistryClientOptions extends TransportOptions {
   readonly credentials?: CredentialSource;
@@ -37,6 +39,8 @@ interface CallOptions {
   readonly ok: number[];
   /** Send no credentials (a URL on another origin than the registry's). */
   readonly anonymous?: boolean;
+  /** The token scope, when it is not the repository's pull or push. */
+  readonly scope?: string;
   readonly signal?: AbortSignal;
 }
 
@@ -170,8 +174,56 @@ export class RegistryClient {
     });
   }
 
+  /** Every repository of the registry (the catalog API, page by page). */
+  public catalog(options: DeadlineOptions = {}): Promise<string[]> {
+    return withDeadline(`listing the repositories of ${this.registry}`, options, (signal) =>
+      this.listPages(new URL(`${this.base}/v2/_catalog?n=${LIST_PAGE}`), 'repositories', { repository: '', scope: 'registry:catalog:*', operation: 'pull', signal }));
+  }
+
+  /** Every tag of a repository, page by page; none for a repository the registry does not know. */
+  public tags(repository: string, options: DeadlineOptions = {}): Promise<string[]> {
+    return withDeadline(`listing the tags of ${this.registry}/${repository}`, options, async (signal) => {
+      const url = this.url(repository, `tags/list?n=${LIST_PAGE}`);
+      try {
+        return await this.listPages(url, 'tags', { repository, operation: 'pull', signal });
+      } catch (err) {
+        if (err instanceof RegistryError && err.status === 404) return [];
+        throw err;
+      }
+    });
+  }
+
+  /** Deletes a manifest, and with it every tag that points at it; its blobs stay until the registry's garbage collection. */
+  public deleteManifest(repository: string, digest: string, options: DeadlineOptions = {}): Promise<void> {
+    assertDigest(digest, `manifest of ${repository}`);
+    return withDeadline(`deleting ${this.registry}/${repository}@${digest}`, options, async (signal) => {
+      const url = this.manifestUrl(repository, digest);
+      const response = await this.retried(signal, () => this.call('DELETE', url, { repository, operation: 'push', scope: `repository:${repository}:delete`, ok: [202, 200], signal }));
+      response.body.resume();
+    });
+  }
+
   public close(): void {
     this.transport.close();
+  }
+
+  /** The names a paginated list holds: it follows each `Link: <…>; rel="next"`. */
+  private async listPages(first: URL, key: 'repositories' | 'tags', options: Omit<CallOptions, 'ok'>): Promise<string[]> {
+    const names: string[] = [];
+    for (let url: URL | undefined = first; url;) {
+      const page: URL = url;
+      const response = await this.retried(options.signal, () => this.call('GET', page, { ...options, ok: [200] }));
+      const body = JSON.parse((await readBody(response.body, MAX_MANIFEST_BYTES, () => new LimitError(`${key} of ${this.registry}`, 'bytes', MAX_MANIFEST_BYTES, 'a list page may hold at most 4 MiB'))).toString('utf8')) as Record<string, unknown>;
+      const list = body[key];
+      if (list !== null && list !== undefined && (!Array.isArray(list) || list.some((n) => typeof n !== 'string'))) {
+        throw new RegistryError('GET', page, 200, 'INVALID_LIST', `"${key}" is not a list of names`);
+      }
+      names.push(...(list as string[] | null ?? []));
+      const next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(header(response, 'link') ?? '');
+      url = next ? new URL(next[1], this.base) : undefined;
+      if (url && url.origin !== new URL(this.base).origin) throw new RegistryError('GET', page, 200, 'INVALID_LINK', `the next page is on another origin (${url.origin})`);
+    }
+    return names;
   }
 
   private retried<T>(signal: AbortSignal | undefined, work: (attempt: number) => Promise<T>): Promise<T> {
@@ -201,9 +253,9 @@ export class RegistryClient {
   }
 
   /** One request, with the auth rounds a challenge asks for; no retries. */
-  private async call(method: 'GET' | 'HEAD' | 'POST' | 'PUT', url: URL, options: CallOptions): Promise<HttpResponse> {
+  private async call(method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE', url: URL, options: CallOptions): Promise<HttpResponse> {
     const { signal } = options;
-    const scopes = [`repository:${options.repository}:${options.operation === 'push' ? 'pull,push' : 'pull'}`];
+    const scopes = [options.scope ?? `repository:${options.repository}:${options.operation === 'push' ? 'pull,push' : 'pull'}`];
     let authorization = options.anonymous ? undefined : await this.authorizer.header(scopes, options.operation, signal);
     for (let round = 0; ; round++) {
       const headers = { ...options.headers, ...(authorization ? { Authorization: authorization } : {}) };
