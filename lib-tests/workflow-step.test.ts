@@ -242,6 +242,98 @@ describe('OrasWorkflowStep', () => {
     expect(names[0]).not.toBe(names[1]);
   });
 
+  test('the full pod spec: env from Secrets and ConfigMaps, volumes, scheduling, GPUs, ephemeral storage, pull secrets, labels, priority', () => {
+    const chart = Testing.chart();
+    const workflow = new OrasWorkflow(chart, 'Wf', { name: 'wf', registry, runId: 'r1', graph: false });
+    const secret = kplus.Secret.fromSecretName(chart, 'Token', 'api-token');
+    const config = kplus.ConfigMap.fromConfigMapName(chart, 'Settings', 'settings');
+    workflow.addStep('train', {
+      image: 'busybox:1.36.1',
+      command: ['train'],
+      env: { MODE: 'fast' },
+      envVariables: {
+        TOKEN: kplus.EnvValue.fromSecretValue({ secret, key: 'token' }),
+        LEVEL: kplus.EnvValue.fromConfigMap(config, 'level'),
+      },
+      envFrom: [kplus.Env.fromConfigMap(config)],
+      resources: { ephemeralStorage: { request: Size.gibibytes(1), limit: Size.gibibytes(4) } },
+      extendedResources: { 'nvidia.com/gpu': '2' },
+      volumes: [
+        { volume: kplus.Volume.fromSecret(chart, 'Creds', secret, { name: 'creds' }), path: '/creds', readOnly: true },
+        { volume: kplus.Volume.fromConfigMap(chart, 'Conf', config, { name: 'conf' }), path: '/etc/app/app.yaml', subPath: 'app.yaml' },
+      ],
+      nodeSelector: { 'kubernetes.io/arch': 'amd64' },
+      tolerations: [{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }],
+      affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'zone', operator: 'In', values: ['a'] }] }] } } },
+      imagePullSecrets: [kplus.Secret.fromSecretName(chart, 'Pull', 'registry-pull')],
+      labels: { team: 'ml' },
+      annotations: { 'example.com/owner': 'ml-team' },
+      priorityClassName: 'batch-high',
+      output: { path: '/out' },
+    });
+    const manifests = Testing.synth(chart);
+    expectValidKubernetes(manifests);
+    const job = manifests.find((m) => m.kind === 'Job');
+    const pod = job.spec.template.spec;
+    const main = pod.containers.find((c: any) => c.name === 'main');
+    expect(main.env).toEqual([
+      { name: 'MODE', value: 'fast' },
+      { name: 'TOKEN', valueFrom: { secretKeyRef: { name: 'api-token', key: 'token' } } },
+      { name: 'LEVEL', valueFrom: { configMapKeyRef: { name: 'settings', key: 'level' } } },
+    ]);
+    expect(main.envFrom).toEqual([{ configMapRef: { name: 'settings' } }]);
+    expect(main.resources.requests['ephemeral-storage']).toBe('1Gi');
+    expect(main.resources.limits).toMatchObject({ 'ephemeral-storage': '4Gi', 'nvidia.com/gpu': '2', 'cpu': '1' });
+    expect(main.volumeMounts).toEqual(expect.arrayContaining([
+      { name: 'creds', mountPath: '/creds', readOnly: true },
+      { name: 'conf', mountPath: '/etc/app/app.yaml', subPath: 'app.yaml' },
+    ]));
+    expect(pod.volumes).toEqual(expect.arrayContaining([
+      expect.objectContaining({ name: 'creds', secret: expect.objectContaining({ secretName: 'api-token' }) }),
+      expect.objectContaining({ name: 'conf', configMap: expect.objectContaining({ name: 'settings' }) }),
+    ]));
+    expect(pod).toMatchObject({
+      nodeSelector: { 'kubernetes.io/arch': 'amd64' },
+      tolerations: [{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }],
+      imagePullSecrets: [{ name: 'registry-pull' }],
+      priorityClassName: 'batch-high',
+    });
+    expect(pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key).toBe('zone');
+    expect(job.metadata.labels).toMatchObject({ 'team': 'ml', 'oras.land/step': 'wf-train' });
+    expect(job.spec.template.metadata.labels.team).toBe('ml');
+    expect(job.metadata.annotations).toEqual({ 'example.com/owner': 'ml-team' });
+    expect(job.spec.template.metadata.annotations).toMatchObject({ 'example.com/owner': 'ml-team', 'kubectl.kubernetes.io/default-container': 'main' });
+    // The runtime containers keep their own resources and env.
+    for (const runtime of pod.containers.filter((c: any) => c.name !== 'main')) {
+      expect(runtime.resources.limits['nvidia.com/gpu']).toBeUndefined();
+      expect(runtime.env).toBeUndefined();
+    }
+  });
+
+  test('secret env values change the memo key by reference, never carry the value', () => {
+    const keyOf = (key: string) => {
+      const chart = Testing.chart();
+      const workflow = new OrasWorkflow(chart, 'Wf', { name: 'wf', registry, runId: 'r1', graph: false });
+      const secret = kplus.Secret.fromSecretName(chart, 'S', 'creds');
+      workflow.addStep('s', { image: 'busybox:1.36.1', command: ['true'], envVariables: { T: kplus.EnvValue.fromSecretValue({ secret, key }) }, output: { path: '/out' } });
+      const pull = Testing.synth(chart).find((m) => m.kind === 'Job').spec.template.spec.containers[0];
+      return pull.args[pull.args.indexOf('--memo-key') + 1];
+    };
+    expect(keyOf('a')).toBe(keyOf('a'));
+    expect(keyOf('a')).not.toBe(keyOf('b'));
+  });
+
+  test.each([
+    [{ labels: { 'oras.land/step': 'x' } }, /the labels oras\.land\/step are set by cdk8s-oras/],
+    [{ env: { A: '1' }, envVariables: { A: kplus.EnvValue.fromValue('2') } }, /the env variables A are given in both env and envVariables/],
+    [{ extendedResources: { cpu: '1' } }, /"cpu" is no extended resource name/],
+    [{ extendedResources: { 'nvidia.com/gpu': '0.5' } }, /nvidia\.com\/gpu needs a whole number of at least 1, not "0\.5"/],
+    [{ volumes: [{ volume: kplus.Volume.fromEmptyDir(Testing.chart(), 'V', 'oras-mine'), path: '/x' }] }, /the volume name "oras-mine" uses the prefix "oras-"/],
+    [{ volumes: [{ volume: kplus.Volume.fromEmptyDir(Testing.chart(), 'V', 'mine'), path: 'x' }] }, /the volume path "x" must be absolute/],
+  ] as [Partial<OrasWorkflowStepProps>, RegExp][])('the pod spec %# is checked at synth time', (props, message) => {
+    expect(() => synthStep(props)).toThrow(message);
+  });
+
   test('a step in a namespaced chart gets its namespace', () => {
     const app = Testing.app();
     const chart = new Chart(app, 'ns', { namespace: 'experiments' });

@@ -84,6 +84,32 @@ export interface StepOutput {
 }
 
 /**
+ * A volume of your own in the main container, such as a Secret, a
+ * ConfigMap or a shared PersistentVolumeClaim.
+ */
+export interface StepVolumeMount {
+  /** The volume (`kplus.Volume.fromSecret(...)` and the like). Its name must not start with "oras-". */
+  readonly volume: kplus.Volume;
+
+  /** Absolute path in the main container. */
+  readonly path: string;
+
+  /**
+   * Mount it read-only.
+   *
+   * @default false
+   */
+  readonly readOnly?: boolean;
+
+  /**
+   * A path inside the volume to mount instead of its root.
+   *
+   * @default - the volume's root
+   */
+  readonly subPath?: string;
+}
+
+/**
  * Security settings of the main container.
  */
 export interface StepSecurityOptions {
@@ -141,11 +167,94 @@ export interface OrasWorkflowStepProps {
   readonly env?: { [name: string]: string };
 
   /**
-   * CPU and memory of the main container.
+   * More environment of the main container, from Secrets, ConfigMaps or
+   * fields of the pod (`kplus.EnvValue.fromSecretValue(...)` and the like).
+   * Memoization keys them by where they come from, not by value.
    *
-   * @default - cpu 100m request / 1 limit, memory 128Mi request / 1Gi limit
+   * @default - none
+   */
+  readonly envVariables?: { [name: string]: kplus.EnvValue };
+
+  /**
+   * Every key of these Secrets and ConfigMaps as environment of the main
+   * container (`kplus.Env.fromSecret(...)`, `kplus.Env.fromConfigMap(...)`).
+   *
+   * @default - none
+   */
+  readonly envFrom?: kplus.EnvFrom[];
+
+  /**
+   * CPU, memory and ephemeral storage of the main container.
+   *
+   * @default - cpu 100m request / 1 limit, memory 128Mi request / 1Gi limit, no ephemeral-storage bound
    */
   readonly resources?: kplus.ContainerResources;
+
+  /**
+   * GPUs and other extended resources of the main container, by resource
+   * name: `{ 'nvidia.com/gpu': '1' }`. They are written as limits, which
+   * Kubernetes also takes as the requests.
+   *
+   * @default - none
+   */
+  readonly extendedResources?: { [name: string]: string };
+
+  /**
+   * Volumes of your own, mounted into the main container.
+   *
+   * @default - none
+   */
+  readonly volumes?: StepVolumeMount[];
+
+  /**
+   * Nodes the pod may run on, by label.
+   *
+   * @default - any node
+   */
+  readonly nodeSelector?: { [label: string]: string };
+
+  /**
+   * Taints the pod tolerates.
+   *
+   * @default - none
+   */
+  readonly tolerations?: kplus.k8s.Toleration[];
+
+  /**
+   * Node and pod affinity of the pod.
+   *
+   * @default - none
+   */
+  readonly affinity?: kplus.k8s.Affinity;
+
+  /**
+   * Secrets with the credentials to pull the step's images.
+   *
+   * @default - none: the node's credentials and the service account's
+   */
+  readonly imagePullSecrets?: kplus.ISecret[];
+
+  /**
+   * Labels of the Job and its pod, besides the ones cdk8s-oras sets
+   * (`app.kubernetes.io/*` and `oras.land/*`, which cannot be replaced).
+   *
+   * @default - none
+   */
+  readonly labels?: { [key: string]: string };
+
+  /**
+   * Annotations of the Job and its pod.
+   *
+   * @default - none
+   */
+  readonly annotations?: { [key: string]: string };
+
+  /**
+   * PriorityClass of the pod.
+   *
+   * @default - the cluster's default priority
+   */
+  readonly priorityClassName?: string;
 
   /**
    * Working directory of the command.
@@ -345,6 +454,19 @@ export class OrasWorkflowStep extends Construct {
     if (props.backoffLimit !== undefined && (!Number.isInteger(props.backoffLimit) || props.backoffLimit < 0)) {
       fail(`backoffLimit must be a whole number of at least 0, not ${props.backoffLimit}.`);
     }
+    const reserved = Object.keys(props.labels ?? {}).filter((key) => /^(app\.kubernetes\.io|oras\.land)\//.test(key));
+    if (reserved.length > 0) fail(`the labels ${reserved.join(', ')} are set by cdk8s-oras (selectors and kubectl rely on them); use other keys.`);
+    const twice = Object.keys(props.envVariables ?? {}).filter((name) => props.env?.[name] !== undefined);
+    if (twice.length > 0) fail(`the env variables ${twice.join(', ')} are given in both env and envVariables; give each once.`);
+    for (const [name, quantity] of Object.entries(props.extendedResources ?? {})) {
+      if (!/^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/.test(name) || ['cpu', 'memory', 'ephemeral-storage'].includes(name)) {
+        fail(`"${name}" is no extended resource name (such as nvidia.com/gpu); cpu, memory and ephemeral storage go in resources.`);
+      }
+      if (!/^[1-9][0-9]*$/.test(quantity)) fail(`the extended resource ${name} needs a whole number of at least 1, not "${quantity}".`);
+    }
+    for (const mount of props.volumes ?? []) {
+      if (!mount.path.startsWith('/')) fail(`the volume path "${mount.path}" must be absolute.`);
+    }
 
     if (props.output) {
       const tag = props.output.tag ?? 'output';
@@ -362,7 +484,12 @@ export class OrasWorkflowStep extends Construct {
     this.job = new ApiObject(this, 'Resource', {
       apiVersion: 'batch/v1',
       kind: 'Job',
-      metadata: { name: this.name, namespace: this.context?.namespace, labels: this.labels() },
+      metadata: {
+        name: this.name,
+        namespace: this.context?.namespace,
+        labels: this.labels(),
+        ...(props.annotations ? { annotations: { ...props.annotations } } : {}),
+      },
       spec: Lazy.any({ produce: () => this.renderJobSpec() }),
     });
     // Fail at construction for what can be checked now (paths, pipe, reserved names).
@@ -405,6 +532,7 @@ export class OrasWorkflowStep extends Construct {
 
   private labels(): Record<string, string> {
     return {
+      ...this.props.labels,
       'app.kubernetes.io/name': 'oras-step',
       'app.kubernetes.io/part-of': 'cdk8s-oras',
       'app.kubernetes.io/instance': this.name,
@@ -421,7 +549,7 @@ export class OrasWorkflowStep extends Construct {
       ...(ttl ? { ttlSecondsAfterFinished: ttl.toSeconds() } : {}),
       template: {
         // oras-pull comes first in the pod: kubectl logs and exec should pick the command's container.
-        metadata: { labels: this.labels(), annotations: { [DEFAULT_CONTAINER_ANNOTATION]: MAIN_CONTAINER } },
+        metadata: { labels: this.labels(), annotations: { ...this.props.annotations, [DEFAULT_CONTAINER_ANNOTATION]: MAIN_CONTAINER } },
         spec: this.renderPodSpec(),
       },
     };
@@ -434,6 +562,10 @@ export class OrasWorkflowStep extends Construct {
   public _basePodSpec(): PodSpecJson {
     const props = this.props;
     const security = props.security ?? {};
+    const env = [
+      ...Object.entries(props.env ?? {}).map(([name, value]) => ({ name, value })),
+      ...Object.entries(props.envVariables ?? {}).map(([name, value]) => ({ name, ...(value.valueFrom !== undefined ? { valueFrom: value.valueFrom } : { value: value.value }) })),
+    ];
     const main: ContainerSpec = {
       name: MAIN_CONTAINER,
       image: props.image,
@@ -441,8 +573,9 @@ export class OrasWorkflowStep extends Construct {
       command: [...props.command],
       ...(props.args ? { args: [...props.args] } : {}),
       ...(props.workingDir ? { workingDir: props.workingDir } : {}),
-      ...(props.env && Object.keys(props.env).length > 0 ? { env: Object.entries(props.env).map(([name, value]) => ({ name, value })) } : {}),
-      resources: renderResources(props.resources, MAIN_RESOURCES),
+      ...(env.length > 0 ? { env } : {}),
+      ...(props.envFrom?.length ? { envFrom: props.envFrom.map((from) => from._toKube()) } : {}),
+      resources: withExtended(renderResources(props.resources, MAIN_RESOURCES), props.extendedResources),
       securityContext: {
         runAsNonRoot: security.ensureNonRoot ?? true,
         runAsUser: security.user ?? RUNTIME_UID,
@@ -452,16 +585,28 @@ export class OrasWorkflowStep extends Construct {
         privileged: false,
         capabilities: { drop: ['ALL'] },
       },
-      volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+      volumeMounts: [
+        { name: 'tmp', mountPath: '/tmp' },
+        ...(props.volumes ?? []).map((m) => ({
+          name: m.volume.name, mountPath: m.path, ...(m.readOnly ? { readOnly: true } : {}), ...(m.subPath ? { subPath: m.subPath } : {}),
+        })),
+      ],
     };
+    const volumes = new Map<string, unknown>();
+    for (const m of props.volumes ?? []) volumes.set(m.volume.name, m.volume._toKube());
     const base: PodSpecJson = {
       restartPolicy: 'Never',
       automountServiceAccountToken: props.serviceAccount !== undefined,
       ...(props.serviceAccount ? { serviceAccountName: props.serviceAccount.name } : {}),
+      ...(props.nodeSelector ? { nodeSelector: { ...props.nodeSelector } } : {}),
+      ...(props.tolerations?.length ? { tolerations: props.tolerations.map((t) => kplus.k8s.toJson_Toleration(t)) } : {}),
+      ...(props.affinity ? { affinity: kplus.k8s.toJson_Affinity(props.affinity) } : {}),
+      ...(props.imagePullSecrets?.length ? { imagePullSecrets: props.imagePullSecrets.map((secret) => ({ name: secret.name })) } : {}),
+      ...(props.priorityClassName ? { priorityClassName: props.priorityClassName } : {}),
       // The runtime containers set runAsNonRoot themselves; the pod follows the main container's choice.
       securityContext: { runAsNonRoot: security.ensureNonRoot ?? true, fsGroup: RUNTIME_UID, seccompProfile: { type: 'RuntimeDefault' } },
       containers: [main],
-      volumes: [{ name: 'tmp', emptyDir: {} }],
+      volumes: [{ name: 'tmp', emptyDir: {} }, ...volumes.values()] as PodSpecJson['volumes'],
     };
     return base;
   }
@@ -512,7 +657,11 @@ export class OrasWorkflowStep extends Construct {
       image: props.image,
       command: props.command,
       args: props.args ?? [],
-      env: Object.entries(props.env ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+      env: [
+        ...Object.entries(props.env ?? {}),
+        ...Object.entries(props.envVariables ?? {}).map(([name, value]) => [name, value.valueFrom ?? value.value]),
+      ].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+      envFrom: (props.envFrom ?? []).map((from) => from._toKube()),
       workingDir: props.workingDir ?? null,
       user: [props.security?.user ?? RUNTIME_UID, props.security?.group ?? RUNTIME_UID],
       inputs: this.inputList.map((i) => i.path),
@@ -551,6 +700,11 @@ function injectionConnection(registry: IOrasRegistry): InjectionConnection {
     credentialsSecret: registry.credentials?.name,
     caBundle: registry.caBundle,
   };
+}
+
+/** Extended resources (GPUs) as limits: Kubernetes takes a limit without a request as both. */
+function withExtended(resources: Record<string, Record<string, string>>, extended: { [name: string]: string } | undefined) {
+  return extended ? { ...resources, limits: { ...resources.limits, ...extended } } : resources;
 }
 
 /** A construct id as a DNS label part. */
