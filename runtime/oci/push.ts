@@ -9,12 +9,16 @@ import { createGzip } from 'node:zlib';
 import { forEachLimited } from './concurrency';
 import { DeadlineOptions, withDeadline } from './deadline';
 import { DigestStream } from './digest';
+import { RegistryError } from './errors';
 import { Annotation, Descriptor, EMPTY_CONFIG, Manifest, MediaType } from './media-types';
 import { titleForPath } from './paths';
 import { Reporter, SilentReporter } from './progress';
 import { Reference } from './reference';
 import { RegistryClient } from './registry-client';
 import { tarDirectory } from './tar';
+
+/** What a registry answers to a manifest whose blobs it does not have. */
+const BLOB_UNKNOWN = new Set(['MANIFEST_BLOB_UNKNOWN', 'BLOB_UNKNOWN']);
 
 /** One file or directory to push, with an optional media type (`path[:type]` on the command line). */
 export interface PushItem {
@@ -102,13 +106,14 @@ async function pushWithin(
     const config: Descriptor = annotations.$config ? { ...EMPTY_CONFIG, annotations: annotations.$config } : { ...EMPTY_CONFIG };
     const configBytes = Buffer.from(EMPTY_CONFIG.data, 'base64');
     const uploads: Layer[] = [{ descriptor: config, open: () => Readable.from([configBytes]) }, ...layers];
-    await forEachLimited(uploads, options.concurrency ?? 3, async (layer) => {
+    const upload = () => forEachLimited(uploads, options.concurrency ?? 3, async (layer) => {
       const title = layer.descriptor.annotations?.[Annotation.TITLE] ?? '(config)';
       const { digest, size } = layer.descriptor;
       const open = () => layer.open().pipe(reporter.track(digest, title, size));
       const result = await client.pushBlob(reference.repository, layer.descriptor, open, { signal });
       reporter.event(result === 'exists' ? 'exists' : 'uploaded', { title, digest: layer.descriptor.digest, size: layer.descriptor.size });
     });
+    await upload();
 
     const manifest: Manifest = {
       schemaVersion: 2,
@@ -119,7 +124,14 @@ async function pushWithin(
       annotations: { [Annotation.CREATED]: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'), ...annotations.$manifest },
     };
     const raw = Buffer.from(JSON.stringify(manifest));
-    const digest = await client.pushManifest(reference.repository, reference.manifestReference, raw, MediaType.OCI_MANIFEST, { signal });
+    const digest = await client.pushManifest(reference.repository, reference.manifestReference, raw, MediaType.OCI_MANIFEST, { signal })
+      .catch(async (err: unknown) => {
+        // The registry lost blobs between upload and manifest (a garbage collection at its restart): upload what is missing, once.
+        if (!(err instanceof RegistryError && BLOB_UNKNOWN.has(err.code))) throw err;
+        reporter.event('retrying', { reference: reference.text, message: `${err.message}; uploading the missing blobs again` });
+        await upload();
+        return client.pushManifest(reference.repository, reference.manifestReference, raw, MediaType.OCI_MANIFEST, { signal });
+      });
     if (reference.digest && reference.digest !== digest) {
       throw new Error(`the manifest's digest is ${digest}, not ${reference.digest} as the reference demands`);
     }
