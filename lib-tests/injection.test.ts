@@ -211,6 +211,16 @@ describe('injectOras', () => {
     expect(injectOras(once, settings())).toEqual(once);
   });
 
+  test('shell "runtime": an init container copies the runtime\'s static busybox, which runs the wrapper; still idempotent', () => {
+    const once = injectOras(base(), settings({ shell: 'runtime', memoKey: 'a'.repeat(64) }));
+    expect(once.initContainers?.map((c) => c.name)).toEqual(['oras-shell']);
+    expect(once.containers[1].command?.slice(0, 5)).toEqual(['/oras/bin/busybox', 'sh', '-c', WRAPPER_SCRIPT_IN_SPEC, 'oras-wrap']);
+    expect(isInjected(once)).toBe(true);
+    expect(injectOras(once, settings({ shell: 'runtime' }))).toEqual(once);
+    expect(() => injectOras({ ...base(), initContainers: [{ name: 'oras-shell', image: 'x:1' }] }, settings()))
+      .toThrow(/the container name "oras-shell" is reserved for cdk8s-oras/);
+  });
+
   test('paths are resolved before use: ".", ".." and extra slashes', () => {
     const spec = injectOras(base(), settings({
       inputs: [{ reference: 'r:5000/a:1', path: '/in/./a/' }, { reference: 'r:5000/b:1', path: '/in//a' }],

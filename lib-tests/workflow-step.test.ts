@@ -35,10 +35,15 @@ describe('OrasWorkflowStep', () => {
     expect(job.metadata.labels).toMatchObject({ 'oras.land/step': 'wf-build', 'oras.land/run-id': 'r1', 'oras.land/workflow': 'wf' });
     expect(job.spec.backoffLimit).toBe(0);
     expect(step.output.reference).toBe('cache:5000/wf/build:r1-output');
-    expect(main.command).toEqual(['/bin/sh', '-c', WRAPPER_SCRIPT_IN_SPEC, 'oras-wrap', '--state', '/oras/state', '--', 'make', 'all', 'V=1']);
+    // The runtime's static busybox runs the wrapper; an init container copies it into the pod.
+    expect(main.command).toEqual(['/oras/bin/busybox', 'sh', '-c', WRAPPER_SCRIPT_IN_SPEC, 'oras-wrap', '--state', '/oras/state', '--', 'make', 'all', 'V=1']);
+    expect(main.volumeMounts).toContainEqual({ name: 'oras-shell', mountPath: '/oras/bin', readOnly: true });
+    expect(pod.initContainers).toEqual([expect.objectContaining({
+      name: 'oras-shell', command: ['/app/busybox', 'cp', '/app/busybox', '/oras/bin/busybox'], volumeMounts: [{ name: 'oras-shell', mountPath: '/oras/bin' }],
+    })]);
+    expect(pod.initContainers[0].securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true });
     expect(main.securityContext).toMatchObject({ runAsUser: 65532, runAsNonRoot: true, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
     expect(main.volumeMounts).toContainEqual({ name: 'tmp', mountPath: '/tmp' });
-    expect(pod.initContainers).toBeUndefined();
     expect(pod.containers.map((c: any) => c.name)).toEqual(['main', 'oras-push']);
     expect(job.spec.template.metadata.annotations).toEqual({ 'kubectl.kubernetes.io/default-container': 'main' });
     expect(pod.automountServiceAccountToken).toBe(false);
@@ -93,7 +98,7 @@ describe('OrasWorkflowStep', () => {
     expect(step.output.reference).toBe('cache:5000/team/results:r1-v2');
     expect(pod.containers.map((c: any) => c.name)).toEqual(['oras-pull', 'main', 'oras-push']);
     const [pull, , push] = pod.containers;
-    expect(main.command.slice(4, 11)).toEqual(['--state', '/oras/state', '--stdout', '/results/stdout.txt', '--await-pull', '180', '--']);
+    expect(main.command.slice(5, 12)).toEqual(['--state', '/oras/state', '--stdout', '/results/stdout.txt', '--await-pull', '180', '--']);
     expect(push.args).toEqual(expect.arrayContaining(['--failure-to', 'cache:5000/team/results:r1-v2-failed', '--no-unpack', '--start-timeout', '180s']));
     expect(pull.args).toEqual(expect.arrayContaining(['--timeout', '120s']));
     for (const c of [pull, push]) expect(c.image).toBe('mirror.example.com/oras-runtime:9.9.9');
@@ -109,7 +114,7 @@ describe('OrasWorkflowStep', () => {
     const c = jobs.find((j) => j.metadata.name === 'wf-c-r1').spec.template.spec;
     expect(c.containers.map((container: any) => container.name)).toEqual(['oras-pull', 'main']);
     expect(c.containers[0].args).toEqual(expect.arrayContaining(['--timeout', '1800s']));
-    expect(c.containers[1].command.slice(4, 9)).toEqual(['--state', '/oras/state', '--await-pull', '600', '--']);
+    expect(c.containers[1].command.slice(5, 10)).toEqual(['--state', '/oras/state', '--await-pull', '600', '--']);
     expect(c.containers[1].volumeMounts).toEqual(expect.arrayContaining([
       { name: 'oras-input-0', mountPath: '/in/a', readOnly: true },
       { name: 'oras-input-1', mountPath: '/in/b', readOnly: true },

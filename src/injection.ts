@@ -133,6 +133,14 @@ export interface InjectionSettings {
   /** Log the resolved settings from the runtime containers. */
   readonly debug?: boolean;
   /**
+   * Which shell runs the wrapper in the app containers: 'image' is the
+   * image's /bin/sh (the operator prototype's way); 'runtime' is a static
+   * busybox that an init container copies from the runtime image, so that
+   * images without a shell (distroless, scratch) work, and the wrapper's
+   * tools (sleep, cp, mkfifo, tee) are busybox's. Default 'image'.
+   */
+  readonly shell?: 'image' | 'runtime';
+  /**
    * Memoize the output: the hex digest of what defines the command (image,
    * argv, env, paths). oras-pull adds the inputs' content to it, and reuses
    * an output made for the same key instead of running the command.
@@ -142,6 +150,9 @@ export interface InjectionSettings {
 }
 
 export const PULL_CONTAINER = 'oras-pull';
+/** The init container that copies the runtime's static shell into the pod (InjectionSettings.shell 'runtime'). */
+export const SHELL_CONTAINER = 'oras-shell';
+export const SHELL_VOLUME = 'oras-shell';
 export const PUSH_CONTAINER = 'oras-push';
 /** The emptyDir the runtime containers and the wrapper share their state in. */
 export const RUNTIME_VOLUME = 'oras-runtime';
@@ -205,7 +216,13 @@ export class InjectionError extends Error {
   }
 }
 
+/** Where the init container SHELL_CONTAINER puts the runtime's static busybox, for app images without a shell. */
+const SHELL_DIR = `${RUNTIME_MOUNT}/bin`;
+const STATIC_SHELL = `${SHELL_DIR}/busybox`;
+/** The static busybox in the runtime image (runtime/Dockerfile). */
+const RUNTIME_BUSYBOX = '/app/busybox';
 const WRAPPED_COMMAND_MARK = ['/bin/sh', '-c', WRAPPER_SCRIPT_IN_SPEC, WRAPPER_NAME];
+const STATIC_WRAPPED_COMMAND_MARK = [STATIC_SHELL, 'sh', '-c', WRAPPER_SCRIPT_IN_SPEC, WRAPPER_NAME];
 /**
  * What earlier versions wrote: an init container that installed the wrapper as a file. Such a pod
  * (say one that a Job prepared by an earlier webhook creates now) is prepared too: it names the
@@ -230,7 +247,7 @@ export function isInjected(spec: PodSpecJson): boolean {
   const legacyPull = (spec.initContainers ?? [])
     .find((c) => c.name === PULL_CONTAINER && hasPrefix(c.args, LEGACY_PULL_ARGS_MARK) && mounts(c, RUNTIME_MOUNT));
   return (spec.volumes ?? []).some((v) => v.name === RUNTIME_VOLUME)
-    && spec.containers.some((c) => (hasPrefix(c.command, WRAPPED_COMMAND_MARK) && mounts(c, STATE_DIR))
+    && spec.containers.some((c) => ((hasPrefix(c.command, WRAPPED_COMMAND_MARK) || hasPrefix(c.command, STATIC_WRAPPED_COMMAND_MARK)) && mounts(c, STATE_DIR))
       || (legacyPull !== undefined && hasPrefix(c.command, LEGACY_COMMAND_MARK)));
 }
 
@@ -322,11 +339,22 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
   // A restarted app container would run the command twice and confuse oras-push.
   result.restartPolicy = 'Never';
 
+  const staticShell = settings.shell === 'runtime';
+  if (staticShell) {
+    result.volumes.push({ name: SHELL_VOLUME, emptyDir: {} });
+    result.initContainers = [...(result.initContainers ?? []), {
+      ...runtimeBase(SHELL_CONTAINER),
+      command: [RUNTIME_BUSYBOX, 'cp', RUNTIME_BUSYBOX, STATIC_SHELL],
+      resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } },
+      volumeMounts: [{ name: SHELL_VOLUME, mountPath: SHELL_DIR }],
+    }];
+  }
+
   for (const app of launchers) {
     const argv = [...(app.command ?? []), ...(app.args ?? [])];
     const stdoutFile = output?.stdoutFile;
     app.command = [
-      ...WRAPPED_COMMAND_MARK,
+      ...(staticShell ? STATIC_WRAPPED_COMMAND_MARK : WRAPPED_COMMAND_MARK),
       '--state', STATE_DIR,
       ...(several ? ['--id', app.name] : []),
       ...(stdoutFile ? ['--stdout', copy ? stdoutFile : normalize(stdoutFile.startsWith('/') ? stdoutFile : `${output!.path}/${stdoutFile}`)] : []),
@@ -340,6 +368,7 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
     app.volumeMounts = [
       ...(app.volumeMounts ?? []),
       { name: RUNTIME_VOLUME, mountPath: STATE_DIR },
+      ...(staticShell ? [{ name: SHELL_VOLUME, mountPath: SHELL_DIR, readOnly: true }] : []),
       ...(copy
         ? [
           ...(paths.length > 0 ? [{ name: INPUTS_VOLUME, mountPath: INPUTS_MOUNT, readOnly: true }] : []),
@@ -537,7 +566,7 @@ function validate(spec: PodSpecJson, settings: InjectionSettings): void {
     }
   }
   const taken = new Set([...spec.containers, ...(spec.initContainers ?? [])].map((c) => c.name));
-  for (const reserved of [PULL_CONTAINER, PUSH_CONTAINER]) {
+  for (const reserved of [PULL_CONTAINER, PUSH_CONTAINER, SHELL_CONTAINER]) {
     if (taken.has(reserved)) throw new InjectionError(`the container name "${reserved}" is reserved for cdk8s-oras; rename that container`);
   }
   for (const volume of spec.volumes ?? []) {

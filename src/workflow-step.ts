@@ -146,7 +146,7 @@ export interface StepSecurityOptions {
  * Properties of an `OrasWorkflowStep`.
  */
 export interface OrasWorkflowStepProps {
-  /** Image of the main container, pinned by tag or digest. It needs /bin/sh. */
+  /** Image of the main container, pinned by tag or digest. It needs no shell: distroless and scratch images work. */
   readonly image: string;
 
   /** The command, run exactly as given (no shell unless you name one). */
@@ -377,7 +377,7 @@ export interface OrasWorkflowStepProps {
 
   /**
    * File name in the output directory that receives the command's stdout; it
-   * stays in the container log too. Needs `output`, and mkfifo and tee in the image.
+   * stays in the container log too. Needs `output`.
    *
    * @default - stdout only goes to the log
    */
@@ -405,9 +405,10 @@ const MAIN_CONTAINER = 'main';
  * command starts, and its output is pushed after the command exits 0.
  *
  * The command runs through a small POSIX sh wrapper that keeps the argv
- * exactly, forwards signals and passes the exit code on, so the image needs
- * /bin/sh. Images without a shell cannot be wrapped: synth succeeds, but the
- * main container fails at start with "/bin/sh: no such file or directory".
+ * exactly, forwards signals and passes the exit code on. A static busybox,
+ * copied from the runtime image by the init container `oras-shell`, runs
+ * it, so the image needs no shell of its own (distroless and scratch images
+ * work); the command itself runs as given, never through a shell unless you name one.
  */
 export class OrasWorkflowStep extends Construct {
   /** Name of the Job: inside a workflow, the step's name and the run id (`<workflow>-<id>-<run>`). */
@@ -639,6 +640,8 @@ export class OrasWorkflowStep extends Construct {
       containers: [MAIN_CONTAINER],
       // Volumes at the paths: nothing is copied, and the paths are absolute, so nothing is resolved at run time.
       placement: 'mount',
+      // The runtime's static shell runs the wrapper: images without /bin/sh work too.
+      shell: 'runtime',
       inputTimeoutSeconds: (props.inputTimeout ?? this.context?.inputTimeout ?? Duration.minutes(30)).toSeconds(),
       startTimeoutSeconds: (props.startTimeout ?? Duration.minutes(10)).toSeconds(),
       debug: props.debug,

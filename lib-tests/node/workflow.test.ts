@@ -147,6 +147,44 @@ describeOnNode('workflows on a Kubernetes node', (cluster: KubeCluster) => {
     });
   });
 
+  describe('an image without a shell (distroless, scratch)', () => {
+    const namespace = useNamespace(cluster, 'shellless');
+    let address = '';
+
+    beforeAll(async () => {
+      address = await cluster.deployRegistry(namespace.name, 120);
+    });
+
+    test('the runtime\'s static shell runs the wrapper: the step reads its input, writes its output, pipes stdout and ends with its exit code', async () => {
+      const { chart, workflow } = workflowNamed('bare');
+      const source = workflow.addStep('source', { image: NODE_IMAGES.busybox, command: ['sh', '-c', 'echo "from busybox" > /out/source.txt'], output: { path: '/out' } });
+      const bare = workflow.addStep('bare', {
+        image: NODE_IMAGES.shellless,
+        command: ['/busybox', 'cat', '/in/source.txt'],
+        inputs: [{ artifact: source.output, path: '/in' }],
+        output: { path: '/out' },
+        outputPipe: 'stdout.txt',
+      });
+      const failing = workflow.addStep('failing', { image: NODE_IMAGES.shellless, command: ['/busybox', 'false'], memoize: false });
+      cluster.apply({ objects: Testing.synth(chart), namespace: namespace.name });
+      expect(await cluster.jobOutcomes(namespace.name, [source.name, bare.name, failing.name], 120_000))
+        .toEqual({ [source.name]: 'Complete', [bare.name]: 'Complete', [failing.name]: 'Failed' });
+      // The image really has no shell.
+      const [pod] = cluster.podsOfJob(namespace.name, bare.name);
+      expect(cluster.containerState(pod, 'oras-shell').terminated.exitCode).toBe(0);
+      expect(cluster.kubectlOk(['logs', '-n', namespace.name, pod.metadata.name, '-c', 'main'])).toBe('from busybox\n');
+      const scratch = mkdtempSync(join(tmpdir(), 'oras-node-'));
+      try {
+        expect(run(requirePeer('oras'), ['pull', '--plain-http', bare.output.reference.replace(/^[^/]+/, address), '-o', scratch]).status).toBe(0);
+        expect(readFileSync(join(scratch, 'stdout.txt'), 'utf8')).toBe('from busybox\n');
+      } finally {
+        rmSync(scratch, { recursive: true, force: true });
+      }
+      const [failed] = cluster.podsOfJob(namespace.name, failing.name);
+      expect(cluster.containerState(failed, 'main').terminated.exitCode).toBe(1);
+    });
+  });
+
   describe('steps that fail', () => {
     const namespace = useNamespace(cluster, 'failing');
     let address = '';

@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { dirname, join } from 'path';
 import { PEERS_BIN, requirePeer, run } from './peers';
@@ -62,13 +62,16 @@ export function buildRuntimeImage(): RuntimeImageBuild {
  * - the registry: Debian's docker-registry, which is CNCF distribution 2.8,
  *   with the official image's configuration file and entry point;
  * - busybox: Debian's busybox-static with every applet;
- * - pause: the pod sandbox, compiled from the kubernetes module's pause.c.
+ * - pause: the pod sandbox, compiled from the kubernetes module's pause.c;
+ * - shellless: a distroless-style image with no shell and no PATH: one static
+ *   program, /busybox (which only `/busybox <applet>` runs), and uid 65532.
  */
 export const NODE_IMAGES = {
   runtime: OrasRuntimeImage.default().image,
   registry: DEFAULT_REGISTRY_IMAGE,
   busybox: 'docker.io/library/busybox:1.36.1',
   pause: 'registry.k8s.io/pause:3.9',
+  shellless: 'localhost/cdk8s-oras/shellless:1',
 } as const;
 
 /** The official registry image's /etc/docker/registry/config.yml. */
@@ -140,6 +143,12 @@ export function buildNodeImages(dir: string): string[] {
   });
   importRootfs(NODE_IMAGES.pause, ['ENTRYPOINT ["/pause"]', 'USER 65535:65535'], (rootfs) => {
     copyFileSync(requirePeer('pause'), join(rootfs, 'pause'));
+  });
+  importRootfs(NODE_IMAGES.shellless, ['USER 65532:65532', 'ENTRYPOINT ["/busybox"]'], (rootfs) => {
+    copyFileSync(requirePeer('busybox'), join(rootfs, 'busybox'));
+    chmodSync(join(rootfs, 'busybox'), 0o755);
+    mkdirSync(join(rootfs, 'etc'));
+    writeFileSync(join(rootfs, 'etc', 'passwd'), 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n');
   });
   return Object.values(NODE_IMAGES).map((image) => {
     const archive = join(dir, `${image.replace(/[^a-zA-Z0-9.]+/g, '_')}.tar`);

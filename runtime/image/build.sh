@@ -7,6 +7,8 @@
 # Environment:
 #   ORAS_RUNTIME_BASE_IMAGE  the base image (default: the Dockerfile's official Node image).
 #                            A localhost/ base is never pulled.
+#   ORAS_RUNTIME_SHELL_IMAGE the image whose static /bin/busybox step pods use (default: the
+#                            Dockerfile's busybox:musl; with --offline, the offline base's)
 #   ORAS_RUNTIME_IMAGE       the tag (default: what OrasRuntimeImage.default() references,
 #                            ghcr.io/cdk8s-oras/oras-runtime:<package version>)
 #   ORAS_RUNTIME_ENGINE      podman (default when installed) or docker
@@ -39,9 +41,12 @@ repository=$(sed -n "s/^ *public static readonly DEFAULT_REPOSITORY = '\([^']*\)
 image=${ORAS_RUNTIME_IMAGE:-$repository:$version}
 
 base=${ORAS_RUNTIME_BASE_IMAGE:-}
+shell=${ORAS_RUNTIME_SHELL_IMAGE:-}
 if $offline; then
   [ -z "$base" ] || die "--offline and ORAS_RUNTIME_BASE_IMAGE both pick the base; give one"
   base=$(bash "$root/runtime/image/build-base.sh")
+  # That base holds this machine's static busybox (busybox-static) at /bin/busybox.
+  shell=${shell:-$base}
 fi
 
 # Bundle when a bundle is missing or a source is newer than the oldest bundle (same as `npx projen runtime:bundle`).
@@ -71,6 +76,7 @@ if [ -n "$base" ]; then
   # A local base must never be looked up in a registry.
   if [[ "$base" == localhost/* && "$engine" == podman ]]; then args+=(--pull=never); fi
 fi
+if [ -n "$shell" ]; then args+=(--build-arg "SHELL_IMAGE=$shell"); fi
 previous=$("$engine" image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 echo "runtime:image: $engine ${args[*]} $root" >&2
 if ! "$engine" "${args[@]}" "$root" >&2; then

@@ -9,6 +9,7 @@ import { parseReference, Reference } from '../oci/reference';
 import { RegistryClient } from '../oci/registry-client';
 import { waitFor } from '../oci/wait';
 import { contentDigest, memoKey, memoTag, reuseOutput } from './memo';
+import { REGISTRY_WAIT_MS } from './push-output';
 import { PROVENANCE } from '../../src/injection';
 
 /** A waiting step asks the registry at least this often, so it starts soon after its producer ends. */
@@ -139,9 +140,15 @@ async function reuse(options: PullInputsOptions, memo: MemoOptions, key: string,
   const client = options.clientFor(to);
   try {
     const inputs = JSON.stringify(resolved.map((r) => `${r.reference.text}@${r.digest}`));
-    return await reuseOutput({
-      client, to, key, reporter: options.reporter, signal: options.signal,
+    // The registry may still be starting (a workflow applied with its registry): wait for it as oras-push does.
+    return await waitFor((signal) => reuseOutput({
+      client, to, key, reporter: options.reporter, signal,
       annotations: { ...memo.annotations, [PROVENANCE.INPUTS]: inputs },
+    }), {
+      timeoutMs: REGISTRY_WAIT_MS,
+      maxDelayMs: POLL_MAX_MS,
+      onRetry: (message) => options.reporter.event('waiting', { reference: to.text, message }),
+      signal: options.signal,
     });
   } catch (err) {
     throw new Error(`looking up a memoized output in ${to.registry}/${to.repository}: ${(err as Error).message}`, { cause: err });

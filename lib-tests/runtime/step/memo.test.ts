@@ -132,6 +132,27 @@ describeWithPeers(['docker-registry'], 'memoization: a step whose key has an out
     expect(again.ran).toBe(true);
   });
 
+  test('a registry that does not answer yet (applied with the workflow) is waited for, not taken for a failure', async () => {
+    const state = join(scratch, 'state');
+    let refused = 0;
+    const starting = () => {
+      const client = clientFor();
+      const fetchManifest = client.fetchManifest.bind(client);
+      client.fetchManifest = (...args: Parameters<RegistryClient['fetchManifest']>) => {
+        if (refused++ < 2) return Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
+        return fetchManifest(...args);
+      };
+      return client;
+    };
+    const result = await pullInputs({
+      state, timeoutMs: 5000, inputs: [], clientFor: starting, reporter: new SilentReporter(),
+      memo: { definition: 'b'.repeat(64), to: `${registry.host}/wf/starting:s1-output`, annotations: {} },
+    });
+    expect(result).toEqual([]);
+    expect(refused).toBe(3);
+    expect(JSON.parse(readFileSync(join(state, StateFile.MEMO), 'utf8')).tag).toMatch(/^memo-[0-9a-f]{64}$/);
+  });
+
   test('the key is the definition and the inputs\' content, in order', () => {
     const manifest = { schemaVersion: 2 as const, layers: [], annotations: { 'org.opencontainers.image.created': '2026-01-01T00:00:00Z' } };
     const later = { ...manifest, annotations: { 'org.opencontainers.image.created': '2026-12-01T00:00:00Z' } };
