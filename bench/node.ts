@@ -8,12 +8,17 @@
 //    kernel's /proc/uptime, read by this process and by the command itself.
 // 2. `kubectl apply -f dist/` until every Deployment and DaemonSet is Ready,
 //    and until the hello workflow has completed.
+// 3. A 20-step workflow (4 chains of 5 steps, each adding 2 MiB to what it
+//    read), a cold run and then a rerun of the same definition (fully
+//    memoized): wall time from apply to the last Job complete, and the bytes
+//    the registry's network interface moved (its /proc/<pid>/net/dev).
 //
 //   npx projen bench:node [runs]      (default 5 for steps, 3 for dist/)
 import { readFileSync, mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { Testing } from 'cdk8s';
+import { Size, Testing } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-27';
 import { buildNodeImages, NODE_IMAGES } from '../lib-tests/util/images';
 import { KubeNode, orasPushFile } from '../lib-tests/util/kube-node';
 import { median } from '../lib-tests/util/measure';
@@ -81,10 +86,11 @@ async function stepOverhead(node: KubeNode): Promise<string[]> {
   orasPushFile(`${address}/bench/input:v1`, 'data.bin', Buffer.alloc(100 * 1024 * 1024, 7));
 
   const cases = [
-    { name: 'empty I/O', command: timed('true'), inputs: false, copy: false },
-    { name: '100 MB input', command: timed('wc -c /in/data.bin'), inputs: true, copy: false },
+    { name: 'empty I/O', command: timed('true'), inputs: false, copy: false, imageShell: false },
+    { name: 'empty I/O, useImageShell (no init container)', command: timed('true'), inputs: false, copy: false, imageShell: true },
+    { name: '100 MB input', command: timed('wc -c /in/data.bin'), inputs: true, copy: false, imageShell: false },
     // Copied into the step's /tmp emptyDir, which its non-root user may write (its root file system is read-only).
-    { name: '100 MB input, copied (annotated pods)', command: timed('wc -c /tmp/in/data.bin > /tmp/count.txt'), inputs: true, copy: true },
+    { name: '100 MB input, copied (annotated pods)', command: timed('wc -c /tmp/in/data.bin > /tmp/count.txt'), inputs: true, copy: true, imageShell: true },
   ];
   const rows: string[] = [];
   for (const benchCase of cases) {
@@ -94,9 +100,12 @@ async function stepOverhead(node: KubeNode): Promise<string[]> {
       const chart = Testing.chart();
       const registry = OrasRegistry.fromHost('oras:5000', { plainHttp: true });
       const workflow = new OrasWorkflow(chart, 'Bench', { name: 'bench', registry, runId: `r${i}`, graph: false });
-      const step = workflow.addStep(`step${benchCase.inputs ? 'in' : ''}${benchCase.copy ? 'copy' : ''}`, {
+      const step = workflow.addStep(`step${benchCase.inputs ? 'in' : ''}${benchCase.copy ? 'copy' : ''}${benchCase.imageShell ? 'sh' : ''}`, {
         image: NODE_IMAGES.busybox,
         command: benchCase.command,
+        // Every run must run its command: the overhead of a step that works.
+        memoize: false,
+        useImageShell: benchCase.imageShell,
         inputs: benchCase.inputs ? [{ artifact: registry.artifact('bench/input', 'v1'), path: benchCase.copy ? '/tmp/in' : '/in', external: true }] : [],
         output: { path: benchCase.copy ? '/tmp/count.txt' : '/out' },
       });
@@ -146,6 +155,55 @@ async function distToReady(node: KubeNode): Promise<string[]> {
   ];
 }
 
+/** Bytes received and sent by the network interface of the process whose argv holds `word` (its pod's). */
+function interfaceBytes(word: string): number {
+  const pid = run('pgrep', ['-f', word]).stdout.trim().split('\n')[0];
+  if (!pid) throw new Error(`no process matches ${word}`);
+  const eth0 = readFileSync(`/proc/${pid}/net/dev`, 'utf8').split('\n').find((line) => line.trim().startsWith('eth0:'));
+  if (!eth0) throw new Error(`process ${pid} has no eth0`);
+  const fields = eth0.split(':')[1].trim().split(/\s+/).map(Number);
+  return fields[0] + fields[8];
+}
+
+async function rerun(node: KubeNode): Promise<string[]> {
+  const namespace = 'bench-rerun';
+  node.kubectlOk(['create', 'namespace', namespace]);
+  await node.deployRegistry(namespace, 180);
+  const synth = (runId: string) => {
+    const chart = Testing.chart();
+    const workflow = new OrasWorkflow(chart, 'Twenty', { name: 'twenty', registry: OrasRegistry.fromHost('oras:5000', { plainHttp: true }), runId, graph: false });
+    for (let chain = 0; chain < 4; chain++) {
+      let previous: ReturnType<typeof workflow.addStep> | undefined;
+      for (let k = 0; k < 5; k++) {
+        previous = workflow.addStep(`c${chain}s${k}`, {
+          image: NODE_IMAGES.busybox,
+          command: ['sh', '-c', `${previous ? 'cp /in/* /out/ && ' : ''}head -c 2097152 /dev/urandom > /out/part-${k}.bin`],
+          inputs: previous ? [{ artifact: previous.output, path: '/in' }] : [],
+          output: { path: '/out' },
+          resources: { cpu: { request: kplus.Cpu.millis(50) }, memory: { request: Size.mebibytes(32) } },
+        });
+      }
+    }
+    return { objects: Testing.synth(chart), names: workflow.steps.map((s) => s.name) };
+  };
+  const rows: string[] = [];
+  for (const [label, runId] of [['cold run', 'cold'], ['rerun, every step memoized', 'warm']]) {
+    const { objects, names } = synth(runId);
+    const bytesBefore = interfaceBytes('registry serve');
+    const started = Date.now();
+    node.apply({ objects, namespace });
+    const outcomes = await node.jobOutcomes(namespace, names, 900_000);
+    const seconds = (Date.now() - started) / 1000;
+    if (Object.values(outcomes).some((o) => o !== 'Complete')) throw new Error(`${label}: ${JSON.stringify(outcomes)}\n${node.describe(namespace)}`);
+    const moved = interfaceBytes('registry serve') - bytesBefore;
+    const memoized = names.filter((name) => /^oras-wrap: memoized/.test(node.kubectlOk(['logs', '-n', namespace, `job/${name}`, '-c', 'main']))).length;
+    rows.push(`| ${label} | ${seconds.toFixed(1)} s | ${(moved / 1024 / 1024).toFixed(1)} MiB | ${memoized} of ${names.length} |`);
+    process.stderr.write('.');
+  }
+  node.kubectl(['delete', 'namespace', namespace, '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 });
+  return rows;
+}
+
 async function main(): Promise<void> {
   const images = mkdtempSync(join(tmpdir(), 'oras-bench-images-'));
   const node = await KubeNode.start({ imageArchives: buildNodeImages(images) });
@@ -153,6 +211,7 @@ async function main(): Promise<void> {
   try {
     const steps = await stepOverhead(node);
     const dist = await distToReady(node);
+    const reruns = await rerun(node);
     const date = new Date().toISOString().slice(0, 10);
     console.log(`\n${date}, one node (kubelet ${run(requirePeer('kubelet'), ['--version']).stdout.trim()}, containerd), medians of ${runs} runs\n`);
     console.log('| case | start: bare | start: step | end: bare | end: step | added in total |');
@@ -162,6 +221,10 @@ async function main(): Promise<void> {
     console.log('| until | time |');
     console.log('|---|---|');
     for (const row of dist) console.log(row);
+    console.log(`\n${date}, a 20-step workflow (4 chains of 5, 2 MiB added per step) on the same node, one run each\n`);
+    console.log('| run | apply to last Job complete | registry bytes moved | steps memoized |');
+    console.log('|---|---|---|---|');
+    for (const row of reruns) console.log(row);
   } finally {
     await node.stop();
   }

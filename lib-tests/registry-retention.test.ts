@@ -36,7 +36,10 @@ describe('RegistryRetention', () => {
     const binding = objects.find((o) => o.kind === 'RoleBinding');
     expect(binding).toMatchObject({ metadata: { namespace: 'cache' }, roleRef: { kind: 'Role', name: 'oras-prune' }, subjects: [{ kind: 'ServiceAccount', name: 'oras-prune' }] });
 
-    const [collect] = deployment.spec.template.spec.initContainers;
+    const [prepare, collect] = deployment.spec.template.spec.initContainers;
+    expect(prepare).toMatchObject({ name: 'prepare-storage', image: OrasRuntimeImage.default().image,
+      command: ['/app/busybox', 'mkdir', '-p', '/var/lib/registry/docker/registry/v2/repositories', '/var/lib/registry/docker/registry/v2/blobs'] });
+    expect(prepare.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
     expect(collect).toMatchObject({ name: 'collect-garbage', command: ['/bin/registry', 'garbage-collect', '/etc/docker/registry/config.yml'] });
     expect(collect.volumeMounts).toEqual(deployment.spec.template.spec.containers[0].volumeMounts);
     expect(collect.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });

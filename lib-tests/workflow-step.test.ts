@@ -216,6 +216,14 @@ describe('OrasWorkflowStep', () => {
     expect(push.args).toContain('--memoize');
   });
 
+  test('useImageShell: no init container, the image\'s /bin/sh runs the wrapper', () => {
+    const { pod, main, manifests } = synthStep({ useImageShell: true });
+    expectValidKubernetes(manifests);
+    expect(pod.initContainers).toBeUndefined();
+    expect(main.command.slice(0, 2)).toEqual(['/bin/sh', '-c']);
+    expect(main.volumeMounts.some((m: any) => m.name === 'oras-shell')).toBe(false);
+  });
+
   test('the memo key changes with what the command computes from, not with how the pod runs', () => {
     const keyOf = (props: Partial<OrasWorkflowStepProps>) => {
       const pull = synthStep(props).pod.containers[0];

@@ -4,6 +4,7 @@ import { Construct } from 'constructs';
 import { OrasArtifact, validateHost } from './artifact';
 import { CaBundle } from './ca-bundle';
 import { addRetention, RegistryRetention } from './registry-retention';
+import { OrasRuntimeImage } from './runtime-image';
 import { RegistryStorage } from './registry-storage';
 
 /** The port every cdk8s-oras registry Service listens on (the `oras-cache` annotation assumes it). */
@@ -346,6 +347,17 @@ export class OrasRegistry extends Construct implements IOrasRegistry {
 
     if (props.retention) {
       if (storage._persistent) {
+        const hardened = { user: REGISTRY_UID, group: REGISTRY_UID, ensureNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, privileged: false };
+        // garbage-collect fails on a storage without these two (a new volume); the runtime image's busybox makes them.
+        this.deployment.addInitContainer({
+          name: 'prepare-storage',
+          image: (props.retention.runtimeImage ?? OrasRuntimeImage.default()).image,
+          imagePullPolicy: kplus.ImagePullPolicy.IF_NOT_PRESENT,
+          command: ['/app/busybox', 'mkdir', '-p', `${STORAGE_PATH}/docker/registry/v2/repositories`, `${STORAGE_PATH}/docker/registry/v2/blobs`],
+          volumeMounts,
+          resources: { cpu: { request: kplus.Cpu.millis(10), limit: kplus.Cpu.millis(100) }, memory: { request: Size.mebibytes(16), limit: Size.mebibytes(32) } },
+          securityContext: hardened,
+        });
         // The registry's own garbage collection, before it serves: no push can run meanwhile (see RegistryRetention).
         this.deployment.addInitContainer({
           name: 'collect-garbage',
@@ -358,9 +370,12 @@ export class OrasRegistry extends Construct implements IOrasRegistry {
             cpu: { request: kplus.Cpu.millis(100), limit: kplus.Cpu.units(1) },
             memory: { request: Size.mebibytes(128), limit: Size.gibibytes(1) },
           },
-          securityContext: { user: REGISTRY_UID, group: REGISTRY_UID, ensureNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, privileged: false },
+          securityContext: hardened,
         });
-        ApiObject.of(this.deployment).addJsonPatch(JsonPatch.add('/spec/template/spec/initContainers/0/securityContext/capabilities', { drop: ['ALL'] }));
+        ApiObject.of(this.deployment).addJsonPatch(
+          JsonPatch.add('/spec/template/spec/initContainers/0/securityContext/capabilities', { drop: ['ALL'] }),
+          JsonPatch.add('/spec/template/spec/initContainers/1/securityContext/capabilities', { drop: ['ALL'] }),
+        );
       }
       this.pruneJob = addRetention(this, {
         name: this.name, namespace: this.namespace, host: this.host, plainHttp: this.plainHttp, insecure: this.insecure,
