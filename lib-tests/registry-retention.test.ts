@@ -1,10 +1,10 @@
 import { Chart, Cron, Duration, Size, Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { CaBundle, OrasRegistry, OrasRuntimeImage, RegistryRetention, RegistryStorage } from '../src';
-import { main } from '../runtime/cli/main';
 import { Distribution } from './util/distribution';
 import { expectValidKubernetes } from './util/kubernetes-schema';
 import { describeWithPeers } from './util/peers';
+import { main } from '../runtime/cli/main';
 
 function synth(retention: RegistryRetention, props: Record<string, unknown> = {}) {
   const app = Testing.app();
@@ -37,8 +37,11 @@ describe('RegistryRetention', () => {
     expect(binding).toMatchObject({ metadata: { namespace: 'cache' }, roleRef: { kind: 'Role', name: 'oras-prune' }, subjects: [{ kind: 'ServiceAccount', name: 'oras-prune' }] });
 
     const [prepare, collect] = deployment.spec.template.spec.initContainers;
-    expect(prepare).toMatchObject({ name: 'prepare-storage', image: OrasRuntimeImage.default().image,
-      command: ['/app/busybox', 'mkdir', '-p', '/var/lib/registry/docker/registry/v2/repositories', '/var/lib/registry/docker/registry/v2/blobs'] });
+    expect(prepare).toMatchObject({
+      name: 'prepare-storage',
+      image: OrasRuntimeImage.default().image,
+      command: ['/app/busybox', 'mkdir', '-p', '/var/lib/registry/docker/registry/v2/repositories', '/var/lib/registry/docker/registry/v2/blobs'],
+    });
     expect(prepare.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
     expect(collect).toMatchObject({ name: 'collect-garbage', command: ['/bin/registry', 'garbage-collect', '/etc/docker/registry/config.yml'] });
     expect(collect.volumeMounts).toEqual(deployment.spec.template.spec.containers[0].volumeMounts);

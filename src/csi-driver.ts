@@ -4,6 +4,7 @@ import { Construct } from 'constructs';
 import { OrasArtifact } from './artifact';
 import { CaBundle } from './ca-bundle';
 import { CSI_ATTRIBUTE } from './csi-attributes';
+import { hardenedSecurityContext } from './hardening';
 import { caVolumeSource } from './injection';
 import { renderResources } from './resources';
 import { OrasRuntimeImage } from './runtime-image';
@@ -311,15 +312,8 @@ export class OrasCsiDriver extends Construct {
         '--health-port', String(HEALTH_PORT),
       ]),
     ];
-    const sidecarSecurity = {
-      // The plugin creates its socket as root, and connecting needs write permission on it.
-      runAsUser: 0,
-      runAsNonRoot: false,
-      readOnlyRootFilesystem: true,
-      allowPrivilegeEscalation: false,
-      privileged: false,
-      capabilities: { drop: ['ALL'] },
-    };
+    // The plugin creates its socket as root, and connecting needs write permission on it.
+    const sidecarSecurity = hardenedSecurityContext({ user: 0, nonRoot: false });
     const sidecarResources = { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } };
     // The sidecars only connect to the socket, which a read-only mount allows.
     const socketMount = { name: 'plugin-dir', mountPath: SOCKET_DIR, readOnly: true };

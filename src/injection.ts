@@ -22,6 +22,7 @@
  * @internal Not part of the jsii API; the runtime imports it directly.
  */
 
+import { hardenedSecurityContext } from './hardening';
 import { RUNTIME_MOUNT, WRAPPER_SCRIPT_IN_SPEC } from './wrapper';
 
 /** The subset of a Kubernetes container this transform reads and writes. */
@@ -223,6 +224,7 @@ const STATIC_SHELL = `${SHELL_DIR}/busybox`;
 const RUNTIME_BUSYBOX = '/app/busybox';
 const WRAPPED_COMMAND_MARK = ['/bin/sh', '-c', WRAPPER_SCRIPT_IN_SPEC, WRAPPER_NAME];
 const STATIC_WRAPPED_COMMAND_MARK = [STATIC_SHELL, 'sh', '-c', WRAPPER_SCRIPT_IN_SPEC, WRAPPER_NAME];
+const WRAPPED_MARKS = [WRAPPED_COMMAND_MARK, STATIC_WRAPPED_COMMAND_MARK];
 /**
  * What earlier versions wrote: an init container that installed the wrapper as a file. Such a pod
  * (say one that a Job prepared by an earlier webhook creates now) is prepared too: it names the
@@ -247,7 +249,7 @@ export function isInjected(spec: PodSpecJson): boolean {
   const legacyPull = (spec.initContainers ?? [])
     .find((c) => c.name === PULL_CONTAINER && hasPrefix(c.args, LEGACY_PULL_ARGS_MARK) && mounts(c, RUNTIME_MOUNT));
   return (spec.volumes ?? []).some((v) => v.name === RUNTIME_VOLUME)
-    && spec.containers.some((c) => ((hasPrefix(c.command, WRAPPED_COMMAND_MARK) || hasPrefix(c.command, STATIC_WRAPPED_COMMAND_MARK)) && mounts(c, STATE_DIR))
+    && spec.containers.some((c) => (WRAPPED_MARKS.some((mark) => hasPrefix(c.command, mark)) && mounts(c, STATE_DIR))
       || (legacyPull !== undefined && hasPrefix(c.command, LEGACY_COMMAND_MARK)));
 }
 
@@ -295,15 +297,7 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
     image: settings.runtimeImage,
     imagePullPolicy: 'IfNotPresent',
     ...(settings.registry.envSecret ? { envFrom: [{ secretRef: { name: settings.registry.envSecret } }] } : {}),
-    securityContext: {
-      runAsNonRoot: true,
-      runAsUser: RUNTIME_UID,
-      runAsGroup: RUNTIME_UID,
-      readOnlyRootFilesystem: true,
-      allowPrivilegeEscalation: false,
-      privileged: false,
-      capabilities: { drop: ['ALL'] },
-    },
+    securityContext: hardenedSecurityContext({ user: RUNTIME_UID, group: RUNTIME_UID }),
     resources: {
       requests: { cpu: '50m', memory: '64Mi' },
       limits: { cpu: '1', memory: '512Mi' },
@@ -433,7 +427,7 @@ function quote(path: string): string {
 }
 
 /** Each registry oras-pull reaches, by host: the input's own settings, else the step's registry for its host, else HTTPS with no credentials. */
-function pullConnections(targets: readonly { reference: string; registry?: InjectionConnection }[], step: InjectionConnection): InjectionConnection[] {
+function pullConnections(targets: readonly Pick<InjectionInput, 'reference' | 'registry'>[], step: InjectionConnection): InjectionConnection[] {
   const byHost = new Map<string, { reference: string; connection: InjectionConnection }>();
   for (const input of targets) {
     const host = referenceHost(input.reference);

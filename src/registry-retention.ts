@@ -2,6 +2,7 @@ import { ApiObject, Cron, Duration, JsonPatch, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { CaBundle } from './ca-bundle';
+import { dropAllCapabilities, hardenedContainerProps } from './hardening';
 import { OrasRuntimeImage } from './runtime-image';
 
 /**
@@ -156,12 +157,12 @@ export function addRetention(scope: Construct, target: RetentionTarget, retentio
         cpu: { request: kplus.Cpu.millis(50), limit: kplus.Cpu.units(1) },
         memory: { request: Size.mebibytes(64), limit: Size.mebibytes(512) },
       },
-      securityContext: { user: RUNTIME_UID, group: RUNTIME_UID, ensureNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, privileged: false },
+      securityContext: hardenedContainerProps(RUNTIME_UID),
     }],
   });
   ApiObject.of(cronJob).addJsonPatch(
     JsonPatch.add('/spec/jobTemplate/spec/template/spec/securityContext/seccompProfile', { type: 'RuntimeDefault' }),
-    JsonPatch.add('/spec/jobTemplate/spec/template/spec/containers/0/securityContext/capabilities', { drop: ['ALL'] }),
+    ...dropAllCapabilities('/spec/jobTemplate/spec/template/spec/containers/0'),
   );
   return cronJob;
 }

@@ -3,9 +3,10 @@ import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { OrasArtifact, validateHost } from './artifact';
 import { CaBundle } from './ca-bundle';
+import { dropAllCapabilities, hardenedContainerProps } from './hardening';
 import { addRetention, RegistryRetention } from './registry-retention';
-import { OrasRuntimeImage } from './runtime-image';
 import { RegistryStorage } from './registry-storage';
+import { OrasRuntimeImage } from './runtime-image';
 
 /** The port every cdk8s-oras registry Service listens on (the `oras-cache` annotation assumes it). */
 export const REGISTRY_PORT = 5000;
@@ -329,25 +330,17 @@ export class OrasRegistry extends Construct implements IOrasRegistry {
           cpu: { request: kplus.Cpu.millis(100), limit: kplus.Cpu.units(1) },
           memory: { request: Size.mebibytes(128), limit: Size.gibibytes(1) },
         },
-        securityContext: {
-          user: REGISTRY_UID,
-          group: REGISTRY_UID,
-          ensureNonRoot: true,
-          readOnlyRootFilesystem: true,
-          allowPrivilegeEscalation: false,
-          privileged: false,
-        },
+        securityContext: hardenedContainerProps(REGISTRY_UID),
       }],
     });
     // cdk8s-plus-27 has no "ALL" capability nor seccompProfile; both are plain Kubernetes fields.
     ApiObject.of(this.deployment).addJsonPatch(
       JsonPatch.add('/spec/template/spec/securityContext/seccompProfile', { type: 'RuntimeDefault' }),
-      JsonPatch.add('/spec/template/spec/containers/0/securityContext/capabilities', { drop: ['ALL'] }),
+      ...dropAllCapabilities('/spec/template/spec/containers/0'),
     );
 
     if (props.retention) {
       if (storage._persistent) {
-        const hardened = { user: REGISTRY_UID, group: REGISTRY_UID, ensureNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, privileged: false };
         // garbage-collect fails on a storage without these two (a new volume); the runtime image's busybox makes them.
         this.deployment.addInitContainer({
           name: 'prepare-storage',
@@ -355,8 +348,11 @@ export class OrasRegistry extends Construct implements IOrasRegistry {
           imagePullPolicy: kplus.ImagePullPolicy.IF_NOT_PRESENT,
           command: ['/app/busybox', 'mkdir', '-p', `${STORAGE_PATH}/docker/registry/v2/repositories`, `${STORAGE_PATH}/docker/registry/v2/blobs`],
           volumeMounts,
-          resources: { cpu: { request: kplus.Cpu.millis(10), limit: kplus.Cpu.millis(100) }, memory: { request: Size.mebibytes(16), limit: Size.mebibytes(32) } },
-          securityContext: hardened,
+          resources: {
+            cpu: { request: kplus.Cpu.millis(10), limit: kplus.Cpu.millis(100) },
+            memory: { request: Size.mebibytes(16), limit: Size.mebibytes(32) },
+          },
+          securityContext: hardenedContainerProps(REGISTRY_UID),
         });
         // The registry's own garbage collection, before it serves: no push can run meanwhile (see RegistryRetention).
         this.deployment.addInitContainer({
@@ -370,16 +366,21 @@ export class OrasRegistry extends Construct implements IOrasRegistry {
             cpu: { request: kplus.Cpu.millis(100), limit: kplus.Cpu.units(1) },
             memory: { request: Size.mebibytes(128), limit: Size.gibibytes(1) },
           },
-          securityContext: hardened,
+          securityContext: hardenedContainerProps(REGISTRY_UID),
         });
-        ApiObject.of(this.deployment).addJsonPatch(
-          JsonPatch.add('/spec/template/spec/initContainers/0/securityContext/capabilities', { drop: ['ALL'] }),
-          JsonPatch.add('/spec/template/spec/initContainers/1/securityContext/capabilities', { drop: ['ALL'] }),
-        );
+        ApiObject.of(this.deployment).addJsonPatch(...dropAllCapabilities('/spec/template/spec/initContainers/0', '/spec/template/spec/initContainers/1'));
       }
       this.pruneJob = addRetention(this, {
-        name: this.name, namespace: this.namespace, host: this.host, plainHttp: this.plainHttp, insecure: this.insecure,
-        credentials: this.credentials, caBundle: this.caBundle, deployment: this.deployment, labels, persistent: storage._persistent,
+        name: this.name,
+        namespace: this.namespace,
+        host: this.host,
+        plainHttp: this.plainHttp,
+        insecure: this.insecure,
+        credentials: this.credentials,
+        caBundle: this.caBundle,
+        deployment: this.deployment,
+        labels,
+        persistent: storage._persistent,
       }, props.retention, `OrasRegistry "${this.node.path}"`);
     }
 

@@ -1,5 +1,6 @@
 import { ApiObject, Chart, Duration } from 'cdk8s';
 import { Construct } from 'constructs';
+import { hardenedSecurityContext } from './hardening';
 import { OrasRuntimeImage } from './runtime-image';
 
 const PORT = 8443;
@@ -240,13 +241,7 @@ export class OrasWebhook extends Construct {
               readinessProbe: probe('/readyz'),
               livenessProbe: probe('/healthz'),
               resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } },
-              securityContext: {
-                runAsNonRoot: true,
-                readOnlyRootFilesystem: true,
-                allowPrivilegeEscalation: false,
-                privileged: false,
-                capabilities: { drop: ['ALL'] },
-              },
+              securityContext: hardenedSecurityContext(),
               ...(tls._selfManaged ? {} : { volumeMounts: [{ name: 'tls', mountPath: '/tls', readOnly: true }] }),
             }],
             ...(tls._selfManaged ? {} : { volumes: [{ name: 'tls', secret: { secretName } }] }),

@@ -3,6 +3,7 @@ import { ApiObject, Duration, Lazy, Names, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { OrasArtifact } from './artifact';
+import { hardenedSecurityContext } from './hardening';
 import { ContainerSpec, DEFAULT_CONTAINER_ANNOTATION, injectOras, InjectionConnection, InjectionError, InjectionSettings, PodSpecJson, PROVENANCE, RUNTIME_UID } from './injection';
 import { assertPinnedImage, IOrasRegistry } from './registry';
 import { renderResources } from './resources';
@@ -575,7 +576,8 @@ export class OrasWorkflowStep extends Construct {
     const security = props.security ?? {};
     const env = [
       ...Object.entries(props.env ?? {}).map(([name, value]) => ({ name, value })),
-      ...Object.entries(props.envVariables ?? {}).map(([name, value]) => ({ name, ...(value.valueFrom !== undefined ? { valueFrom: value.valueFrom } : { value: value.value }) })),
+      ...Object.entries(props.envVariables ?? {})
+        .map(([name, value]) => ({ name, ...(value.valueFrom !== undefined ? { valueFrom: value.valueFrom } : { value: value.value }) })),
     ];
     const main: ContainerSpec = {
       name: MAIN_CONTAINER,
@@ -587,15 +589,12 @@ export class OrasWorkflowStep extends Construct {
       ...(env.length > 0 ? { env } : {}),
       ...(props.envFrom?.length ? { envFrom: props.envFrom.map((from) => from._toKube()) } : {}),
       resources: withExtended(renderResources(props.resources, MAIN_RESOURCES), props.extendedResources),
-      securityContext: {
-        runAsNonRoot: security.ensureNonRoot ?? true,
-        runAsUser: security.user ?? RUNTIME_UID,
-        runAsGroup: security.group ?? RUNTIME_UID,
+      securityContext: hardenedSecurityContext({
+        user: security.user ?? RUNTIME_UID,
+        group: security.group ?? RUNTIME_UID,
+        nonRoot: security.ensureNonRoot ?? true,
         readOnlyRootFilesystem: security.readOnlyRootFilesystem ?? true,
-        allowPrivilegeEscalation: false,
-        privileged: false,
-        capabilities: { drop: ['ALL'] },
-      },
+      }),
       volumeMounts: [
         { name: 'tmp', mountPath: '/tmp' },
         ...(props.volumes ?? []).map((m) => ({

@@ -3,11 +3,11 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs'
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { Size, Testing } from 'cdk8s';
-import { OrasRegistry, RegistryStorage } from '../../src';
-import { PROVENANCE } from '../../src/injection';
 import { push } from '../../runtime/oci/push';
 import { parseReference } from '../../runtime/oci/reference';
 import { RegistryClient } from '../../runtime/oci/registry-client';
+import { OrasRegistry, RegistryStorage } from '../../src';
+import { PROVENANCE } from '../../src/injection';
 import { KubeCluster } from '../util/kube-node';
 import { describeOnNode, useNamespace } from '../util/node';
 import { requirePeer, run } from '../util/peers';

@@ -90,7 +90,7 @@ describeWithPeers(['podman', 'busybox'], 'the runtime image (runtime/Dockerfile 
 
   test('the build refuses bundles of another version than it is labelled with', () => {
     const result = podman('build', '-f', join(root, 'runtime', 'Dockerfile'), '--network', 'none', '--pull=never',
-      '--build-arg', `BASE_IMAGE=${buildNodeBaseImage()}`, '--build-arg', 'VERSION=0.0.0-other', root);
+      '--build-arg', `BASE_IMAGE=${buildNodeBaseImage()}`, '--build-arg', `SHELL_IMAGE=${buildNodeBaseImage()}`, '--build-arg', 'VERSION=0.0.0-other', root);
     expect(result.status).not.toBe(0);
     expect(result.output).toContain(`runtime/build holds oras-runtime ${version}, not 0.0.0-other`);
   });

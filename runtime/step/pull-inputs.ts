@@ -1,5 +1,8 @@
 import { mkdir } from 'node:fs/promises';
+import { contentDigest, memoKey, memoTag, reuseOutput } from './memo';
+import { REGISTRY_WAIT_MS } from './push-output';
 import { PulledInput, writeStateFile } from './state';
+import { PROVENANCE } from '../../src/injection';
 import { StateFile } from '../../src/wrapper';
 import { AuthError, TimeoutError } from '../oci/errors';
 import { printable } from '../oci/printable';
@@ -8,9 +11,6 @@ import { pull } from '../oci/pull';
 import { parseReference, Reference } from '../oci/reference';
 import { RegistryClient } from '../oci/registry-client';
 import { waitFor } from '../oci/wait';
-import { contentDigest, memoKey, memoTag, reuseOutput } from './memo';
-import { REGISTRY_WAIT_MS } from './push-output';
-import { PROVENANCE } from '../../src/injection';
 
 /** A waiting step asks the registry at least this often, so it starts soon after its producer ends. */
 const POLL_MAX_MS = 2_000;
@@ -98,7 +98,7 @@ async function resolveEach(options: PullInputsOptions): Promise<Resolved[]> {
     const client = options.clientFor(reference);
     try {
       const found = await waitFor(async (signal) => (options.memo
-        ? (await client.fetchManifest(reference.repository, reference.manifestReference, undefined, { signal }))
+        ? (client.fetchManifest(reference.repository, reference.manifestReference, undefined, { signal }))
         : { descriptor: await client.resolve(reference.repository, reference.manifestReference, { signal }), manifest: undefined }), {
         timeoutMs: Math.max(deadline - Date.now(), 1),
         onRetry: (message) => options.reporter.event('waiting', { reference: reference.text, message }),
@@ -142,7 +142,11 @@ async function reuse(options: PullInputsOptions, memo: MemoOptions, key: string,
     const inputs = JSON.stringify(resolved.map((r) => `${r.reference.text}@${r.digest}`));
     // The registry may still be starting (a workflow applied with its registry): wait for it as oras-push does.
     return await waitFor((signal) => reuseOutput({
-      client, to, key, reporter: options.reporter, signal,
+      client,
+      to,
+      key,
+      reporter: options.reporter,
+      signal,
       annotations: { ...memo.annotations, [PROVENANCE.INPUTS]: inputs },
     }), {
       timeoutMs: REGISTRY_WAIT_MS,

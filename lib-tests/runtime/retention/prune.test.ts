@@ -3,13 +3,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { stringify } from 'yaml';
-import { PROVENANCE } from '../../../src/injection';
 import { Reporter, SilentReporter } from '../../../runtime/oci/progress';
 import { push } from '../../../runtime/oci/push';
 import { parseReference } from '../../../runtime/oci/reference';
 import { RegistryClient } from '../../../runtime/oci/registry-client';
 import { prune } from '../../../runtime/retention/prune';
 import { memoTag } from '../../../runtime/step/memo';
+import { PROVENANCE } from '../../../src/injection';
 import { Distribution } from '../../util/distribution';
 import { describeWithPeers, requirePeer, run } from '../../util/peers';
 
@@ -36,16 +36,16 @@ describeWithPeers(['docker-registry', 'oras'], 'prune and the registry\'s garbag
   const client = () => new RegistryClient(registry.host, { plainHttp: true, retryBaseMs: 5 });
 
   /** One output of run `run` of workflow `workflow`: 256 KiB of random bytes, created `daysAgo` before NOW. */
-  async function output(workflow: string, step: string, run: string, daysAgo: number, extraTags: string[] = []): Promise<string> {
+  async function output(workflow: string, step: string, runId: string, daysAgo: number, extraTags: string[] = []): Promise<string> {
     const dir = mkdtempSync(join(scratch, 'out-'));
     const data = randomBytes(256 * 1024);
     writeFileSync(join(dir, 'data.bin'), data);
-    const reference = parseReference(`${registry.host}/${workflow}/${step}:${run}-output`);
+    const reference = parseReference(`${registry.host}/${workflow}/${step}:${runId}-output`);
     contents.set(reference.text, data);
     const c = client();
     try {
       const created = new Date(NOW.getTime() - daysAgo * DAY).toISOString().replace(/\.\d{3}Z$/, 'Z');
-      const annotations = { $manifest: { [PROVENANCE.WORKFLOW]: workflow, [PROVENANCE.RUN_ID]: run, 'org.opencontainers.image.created': created } };
+      const annotations = { $manifest: { [PROVENANCE.WORKFLOW]: workflow, [PROVENANCE.RUN_ID]: runId, 'org.opencontainers.image.created': created } };
       return (await push(c, reference, [{ path: 'data.bin' }], { cwd: dir, annotations, alsoTags: extraTags })).digest;
     } finally {
       c.close();
@@ -65,9 +65,9 @@ describeWithPeers(['docker-registry', 'oras'], 'prune and the registry\'s garbag
 
   test('keep the last 2 runs per workflow: older runs go, hand-made tags and foreign artifacts stay, GC frees the disk, kept runs pull byte for byte', async () => {
     // Workflow "etl": four runs of two steps; r1 also tagged "golden" by hand, r4 holds a memo tag.
-    for (const [run, age] of [['r1', 40], ['r2', 30], ['r3', 20], ['r4', 10]] as const) {
-      await output('etl', 'extract', run, age, run === 'r1' ? ['golden'] : []);
-      await output('etl', 'load', run, age, run === 'r4' ? [memoTag('f'.repeat(64))] : []);
+    for (const [runId, age] of [['r1', 40], ['r2', 30], ['r3', 20], ['r4', 10]] as const) {
+      await output('etl', 'extract', runId, age, runId === 'r1' ? ['golden'] : []);
+      await output('etl', 'load', runId, age, runId === 'r4' ? [memoTag('f'.repeat(64))] : []);
     }
     // Workflow "train": one old run, kept by --keep-last 2 per workflow.
     await output('train', 'fit', 't1', 90);

@@ -1,8 +1,6 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { PROVENANCE } from '../../../src/injection';
-import { StateFile } from '../../../src/wrapper';
 import { SilentReporter } from '../../../runtime/oci/progress';
 import { push } from '../../../runtime/oci/push';
 import { parseReference } from '../../../runtime/oci/reference';
@@ -10,6 +8,8 @@ import { RegistryClient } from '../../../runtime/oci/registry-client';
 import { contentDigest, memoKey, memoTag } from '../../../runtime/step/memo';
 import { pullInputs } from '../../../runtime/step/pull-inputs';
 import { pushOutput } from '../../../runtime/step/push-output';
+import { PROVENANCE } from '../../../src/injection';
+import { StateFile } from '../../../src/wrapper';
 import { Distribution } from '../../util/distribution';
 import { describeWithPeers } from '../../util/peers';
 
@@ -57,7 +57,11 @@ describeWithPeers(['docker-registry'], 'memoization: a step whose key has an out
     const to = `${registry.host}/wf/step:${run}-output`;
     const annotations = { [PROVENANCE.STEP]: 'wf-step', [PROVENANCE.RUN_ID]: run };
     const pulled = await pullInputs({
-      state, timeoutMs: 5000, inputs: [{ reference: input, dir: join(scratch, `in-${run}`) }], clientFor, reporter: new SilentReporter(),
+      state,
+      timeoutMs: 5000,
+      inputs: [{ reference: input, dir: join(scratch, `in-${run}`) }],
+      clientFor,
+      reporter: new SilentReporter(),
       memo: { definition: DEFINITION, to, annotations },
     });
     let ran = false;
@@ -67,8 +71,16 @@ describeWithPeers(['docker-registry'], 'memoization: a step whose key has an out
       writeFileSync(join(state, StateFile.EXIT_CODE), `${exitCode}\n`);
     }
     const code = await pushOutput({
-      state, dirs: [out], to, failureTo: `${to}-failed`, unpack: true, annotations, startTimeoutMs: 5000, clientFor,
-      reporter: new SilentReporter(), memoize: true,
+      state,
+      dirs: [out],
+      to,
+      failureTo: `${to}-failed`,
+      unpack: true,
+      annotations,
+      startTimeoutMs: 5000,
+      clientFor,
+      reporter: new SilentReporter(),
+      memoize: true,
     });
     expect(code).toBe(0);
     const client = clientFor();
@@ -104,7 +116,7 @@ describeWithPeers(['docker-registry'], 'memoization: a step whose key has an out
     expect(contentDigest(second.manifest!)).toBe(contentDigest(first.manifest!));
     // Manifests only: no blob is pulled or uploaded (oras-push's warm-up asks for one with HEAD).
     expect(requests.filter((r) => r.includes('/blobs/') && !r.startsWith('HEAD '))).toEqual([]);
-    expect(requests.filter((r) => r.startsWith('PUT '))).toEqual([`PUT /v2/wf/step/manifests/r2-output`, `PUT /v2/wf/step/manifests/${memoTag(key)}`]);
+    expect(requests.filter((r) => r.startsWith('PUT '))).toEqual(['PUT /v2/wf/step/manifests/r2-output', `PUT /v2/wf/step/manifests/${memoTag(key)}`]);
     // The memo tag follows the newest run, so retention of old runs keeps it.
     const client = clientFor();
     const memo = await client.resolve('wf/step', memoTag(key)).finally(() => client.close());
@@ -145,7 +157,11 @@ describeWithPeers(['docker-registry'], 'memoization: a step whose key has an out
       return client;
     };
     const result = await pullInputs({
-      state, timeoutMs: 5000, inputs: [], clientFor: starting, reporter: new SilentReporter(),
+      state,
+      timeoutMs: 5000,
+      inputs: [],
+      clientFor: starting,
+      reporter: new SilentReporter(),
       memo: { definition: 'b'.repeat(64), to: `${registry.host}/wf/starting:s1-output`, annotations: {} },
     });
     expect(result).toEqual([]);

@@ -3,7 +3,7 @@ import { Operation } from 'fast-json-patch';
 import { annotatedPod, eventually, LocalWebhook, reviewOf } from './local-webhook';
 import { PREFIX } from '../../../runtime/webhook/annotations';
 import { OrasArtifact, OrasRegistry, OrasRuntimeImage, OrasWorkflow } from '../../../src';
-import { injectOras } from '../../../src/injection';
+import { injectOras, PROVENANCE } from '../../../src/injection';
 import { WRAPPER_SCRIPT_IN_SPEC } from '../../../src/wrapper';
 import { expectValidKubernetes } from '../../util/kubernetes-schema';
 import { describeWithPeers } from '../../util/peers';
@@ -65,9 +65,13 @@ describeWithPeers(['openssl'], 'oras-runtime webhook over real HTTPS', () => {
       },
       spec: step._basePodSpec(),
     });
-    // The same function with the same settings: only the placement differs, volumes for typed steps, copies for annotated pods.
-    expect(synthesized).toEqual(injectOras(step._basePodSpec(), step._injectionSettings()));
-    expect(patched.spec).toEqual(injectOras(step._basePodSpec(), { ...step._injectionSettings(), placement: 'copy' }));
+    // The same function with the same settings, but for what only typed steps have: volumes (annotated pods copy),
+    // the runtime's static shell (annotated pods use the image's), memoization and the workflow's provenance.
+    const settings = step._injectionSettings();
+    expect(synthesized).toEqual(injectOras(step._basePodSpec(), settings));
+    expect(patched.spec).toEqual(injectOras(step._basePodSpec(), {
+      ...settings, placement: 'copy', shell: 'image', memoKey: undefined, output: { ...settings.output!, annotations: { [PROVENANCE.STEP]: step.name, [PROVENANCE.IMAGE]: 'busybox:1.36.1' } },
+    }));
     expect(synthesized.containers.map((c: any) => c.name)).toEqual(['oras-pull', 'main', 'oras-push']);
     expect(patched.spec.containers.map((c: any) => c.name)).toEqual(['oras-pull', 'main', 'oras-push']);
     expect(patched.metadata.annotations['kubectl.kubernetes.io/default-container']).toBe(template.metadata.annotations['kubectl.kubernetes.io/default-container']);
