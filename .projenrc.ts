@@ -91,6 +91,11 @@ project.addTask('bench:node', {
   exec: 'ts-node --project bench/tsconfig.json bench/node.ts',
   receiveArgs: true,
 });
+project.addTask('bench:dag', {
+  description: 'Benchmark on a Kubernetes node: a 200-step DAG with suspended Jobs against pods that wait for their inputs (as root)',
+  exec: 'ts-node --project bench/tsconfig.json bench/dag.ts',
+  receiveArgs: true,
+});
 project.addTask('bench:synth', {
   description: 'Benchmark the synth time of a generated 500-step workflow',
   exec: 'ts-node --project bench/tsconfig.json bench/synth.ts',
