@@ -1,4 +1,5 @@
 import { Chart, Testing } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-27';
 import { OrasArtifact, OrasRegistry, OrasWorkflow } from '../src';
 import { expectValidKubernetes } from './util/kubernetes-schema';
 
@@ -39,10 +40,14 @@ describe('OrasWorkflow', () => {
     expect(graph.metadata.name).toBe('wf-graph');
     expect(graph.data['workflow.mmd']).toBe([
       'flowchart LR',
+      '  %% A step with inputs from other steps starts as a suspended Job (dashed border); the last of its producers',
+      '  %% to push resumes it, and a producer that fails labels every Job downstream oras.land/blocked-by.',
+      '  classDef suspended stroke-dasharray: 5 5',
       '  s0["wf-a"]',
       '  s1["wf-b"]',
       '  s2["wf-c"]',
       '  s3["wf-d"]',
+      '  class s2 suspended',
       '  s0 -->|"wf/a:r1-output"| s2',
       '  s1 -->|"wf/b:r1-output"| s2',
       '  x3_0[("ghcr.io/acme/data:v1")] -.-> s3',
@@ -50,6 +55,63 @@ describe('OrasWorkflow', () => {
     ].join('\n'));
     expect(wf.steps.map((s) => s.name)).toEqual(['wf-a-r1', 'wf-b-r1', 'wf-c-r1', 'wf-d-r1']);
     expect(wf.steps.map((s) => s.stepName)).toEqual(['wf-a', 'wf-b', 'wf-c', 'wf-d']);
+  });
+
+  test('steps with inputs from other steps start suspended; their producers may resume them, and block everything downstream', () => {
+    const { chart, wf } = workflow();
+    const a = wf.addStep('a', { image, command: ['true'], output: { path: '/out' } });
+    const b = wf.addStep('b', { image, command: ['true'], output: { path: '/out' }, inputs: [{ artifact: a.output, path: '/in' }] });
+    const ext = wf.addStep('ext', { image, command: ['true'], output: { path: '/out' }, inputs: [{ artifact: OrasArtifact.fromReference('ghcr.io/acme/data:v1'), path: '/in', external: true }] });
+    const mine = kplus.ServiceAccount.fromServiceAccountName(chart, 'Mine', 'my-account');
+    wf.addStep('c', {
+      image,
+      command: ['true'],
+      serviceAccount: mine,
+      inputs: [{ artifact: a.output, path: '/a' }, { artifact: b.output, path: '/b' }, { artifact: ext.output, path: '/e' }],
+    });
+    const manifests = Testing.synth(chart);
+    expectValidKubernetes(manifests);
+    const job = (name: string) => manifests.find((m) => m.kind === 'Job' && m.metadata.name === name);
+    const push = (name: string) => job(name).spec.template.spec.containers.find((c: any) => c.name === 'oras-push');
+
+    // Only steps that read other steps' outputs wait, suspended; an external input keeps the waiting path.
+    expect(['wf-a-r1', 'wf-b-r1', 'wf-ext-r1', 'wf-c-r1'].map((n) => job(n).spec.suspend)).toEqual([undefined, true, undefined, true]);
+    expect(job('wf-c-r1').metadata.annotations).toEqual({ 'oras.land/waits-for': 'wf-a-r1,wf-b-r1,wf-ext-r1' });
+    const resumes = (name: string) => push(name).args.filter((_: string, i: number, args: string[]) => args[i - 1] === '--resume');
+    const blocks = (name: string) => push(name).args.filter((_: string, i: number, args: string[]) => args[i - 1] === '--block');
+    const needs = 'cache:5000/wf/a:r1-output,cache:5000/wf/b:r1-output,cache:5000/wf/ext:r1-output';
+    expect(resumes('wf-a-r1')).toEqual(['wf-b-r1=cache:5000/wf/a:r1-output', `wf-c-r1=${needs}`]);
+    expect(blocks('wf-a-r1')).toEqual(['wf-b-r1', 'wf-c-r1']);
+    expect(resumes('wf-ext-r1')).toEqual([`wf-c-r1=${needs}`]);
+
+    // Only oras-push sees a token: a projected one, of the workflow's account (or the step's own).
+    const a0 = job('wf-a-r1').spec.template.spec;
+    expect(a0).toMatchObject({ serviceAccountName: 'wf-steps', automountServiceAccountToken: false });
+    expect(push('wf-a-r1').volumeMounts).toContainEqual({ name: 'oras-kube-api', mountPath: '/var/run/secrets/kubernetes.io/serviceaccount', readOnly: true });
+    for (const c of a0.containers.filter((x: any) => x.name !== 'oras-push')) expect(c.volumeMounts.some((m: any) => m.name === 'oras-kube-api')).toBe(false);
+    expect(a0.volumes.find((v: any) => v.name === 'oras-kube-api').projected.sources[0]).toEqual({ serviceAccountToken: { path: 'token', expirationSeconds: 3607 } });
+    expect(job('wf-c-r1').spec.template.spec.serviceAccountName).toBe('my-account');
+    // A step with no dependents gets no token.
+    expect(job('wf-c-r1').spec.template.spec.volumes.some((v: any) => v.name === 'oras-kube-api')).toBe(false);
+
+    expect(manifests.find((m) => m.kind === 'Role').rules).toEqual([{ apiGroups: ['batch'], resources: ['jobs'], verbs: ['get', 'patch'] }]);
+    expect(manifests.find((m) => m.kind === 'RoleBinding').subjects.map((s: any) => s.name)).toEqual(['wf-steps', 'my-account']);
+    expect(manifests.find((m) => m.kind === 'ServiceAccount')).toMatchObject({ metadata: { name: 'wf-steps' }, automountServiceAccountToken: false });
+  });
+
+  test('suspendUntilInputsExist: false: every pod starts at once and waits; no account, no Role', () => {
+    const app = Testing.app();
+    const chart = new Chart(app, 'test');
+    const wf = new OrasWorkflow(chart, 'Wf', { name: 'wf', registry, runId: 'r1', suspendUntilInputsExist: false });
+    const a = wf.addStep('a', { image, command: ['true'], output: { path: '/out' } });
+    wf.addStep('b', { image, command: ['true'], inputs: [{ artifact: a.output, path: '/in' }] });
+    const manifests = Testing.synth(chart);
+    expect(manifests.filter((m) => ['Role', 'RoleBinding', 'ServiceAccount'].includes(m.kind))).toEqual([]);
+    for (const job of manifests.filter((m) => m.kind === 'Job')) {
+      expect(job.spec.suspend).toBeUndefined();
+      expect(job.spec.template.spec.serviceAccountName).toBeUndefined();
+      expect(JSON.stringify(job)).not.toContain('--resume');
+    }
   });
 
   test('an input no step produces names the step and the way out', () => {

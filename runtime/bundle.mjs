@@ -7,7 +7,7 @@ import { build } from 'esbuild';
 const here = dirname(fileURLToPath(import.meta.url));
 const { version } = JSON.parse(readFileSync(join(here, '..', 'package.json'), 'utf8'));
 
-// The webhook, the CSI plugin and the registry restart (with the Kubernetes client) are
+// The webhook, the CSI plugin and the other Kubernetes API calls (with the Kubernetes client) are
 // bundles of their own, loaded only by their commands, so that step containers start fast.
 const common = {
   bundle: true,
@@ -23,4 +23,4 @@ const common = {
 await build({ ...common, entryPoints: [join(here, 'cli', 'main.ts')], outfile: join(here, 'build', 'oras-runtime.cjs') });
 await build({ ...common, entryPoints: [join(here, 'webhook', 'run.ts')], outfile: join(here, 'build', 'oras-runtime-webhook.cjs'), sourcemap: false });
 await build({ ...common, entryPoints: [join(here, 'csi', 'run.ts')], outfile: join(here, 'build', 'oras-runtime-csi.cjs'), sourcemap: false });
-await build({ ...common, entryPoints: [join(here, 'retention', 'restart.ts')], outfile: join(here, 'build', 'oras-runtime-restart.cjs'), sourcemap: false });
+await build({ ...common, entryPoints: [join(here, 'kube', 'client.ts')], outfile: join(here, 'build', 'oras-runtime-kube.cjs'), sourcemap: false });

@@ -142,6 +142,13 @@ export interface InjectionSettings {
    */
   readonly shell?: 'image' | 'runtime';
   /**
+   * The Jobs this step moves on (they start suspended): after a success
+   * oras-push resumes each dependent whose inputs now all exist; after a
+   * failure it labels every Job downstream as blocked. oras-push then gets
+   * the pod's service account token, which no other container sees.
+   */
+  readonly advance?: InjectionAdvance;
+  /**
    * Memoize the output: the hex digest of what defines the command (image,
    * argv, env, paths). oras-pull adds the inputs' content to it, and reuses
    * an output made for the same key instead of running the command.
@@ -150,7 +157,18 @@ export interface InjectionSettings {
   readonly memoKey?: string;
 }
 
+/** The Jobs a step resumes or blocks when it ends. */
+export interface InjectionAdvance {
+  /** Each direct dependent's Job name, and every in-workflow input it needs. */
+  readonly resume: readonly { readonly job: string; readonly needs: readonly string[] }[];
+  /** Every Job downstream, to label as blocked when this step fails. */
+  readonly block: readonly string[];
+}
+
 export const PULL_CONTAINER = 'oras-pull';
+/** The projected service account token, CA and namespace of oras-push, where the Kubernetes client looks for them. */
+export const KUBE_API_VOLUME = 'oras-kube-api';
+const KUBE_API_MOUNT = '/var/run/secrets/kubernetes.io/serviceaccount';
 /** The init container that copies the runtime's static shell into the pod (InjectionSettings.shell 'runtime'). */
 export const SHELL_CONTAINER = 'oras-shell';
 export const SHELL_VOLUME = 'oras-shell';
@@ -378,6 +396,7 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
   if (runtimeContainers) result.shareProcessNamespace = true;
 
   if (!output) return result;
+  const advancing = settings.advance !== undefined && (settings.advance.resume.length > 0 || settings.advance.block.length > 0);
   const outputDirs = copy ? launchers.map((app) => `${PUSH_MOUNT}/${app.name}`) : [PUSH_MOUNT];
   result.containers.push({
     ...runtimeBase(PUSH_CONTAINER),
@@ -391,6 +410,10 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
       ...(output.failureReference ? ['--failure-to', output.failureReference] : []),
       ...(output.unpack === false ? ['--no-unpack'] : []),
       ...(memo ? ['--memoize'] : []),
+      ...(advancing ? [
+        ...settings.advance!.resume.flatMap((d) => ['--resume', `${d.job}=${d.needs.join(',')}`]),
+        ...settings.advance!.block.flatMap((job) => ['--block', job]),
+      ] : []),
       ...Object.entries(output.annotations ?? {}).flatMap(([k, value]) => ['--annotation', `${k}=${value}`]),
       ...access.args('push'),
       ...debugArgs,
@@ -400,8 +423,21 @@ export function injectOras(spec: PodSpecJson, settings: InjectionSettings): PodS
       { name: outputVolume, mountPath: PUSH_MOUNT, readOnly: true },
       ...runtimeMounts,
       ...access.mounts('push'),
+      ...(advancing ? [{ name: KUBE_API_VOLUME, mountPath: KUBE_API_MOUNT, readOnly: true }] : []),
     ],
   });
+  if (advancing) {
+    result.volumes.push({
+      name: KUBE_API_VOLUME,
+      projected: {
+        sources: [
+          { serviceAccountToken: { path: 'token', expirationSeconds: 3607 } },
+          { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+          { downwardAPI: { items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }] } },
+        ],
+      },
+    });
+  }
   return result;
 }
 

@@ -266,8 +266,10 @@ export interface OrasWorkflowStepProps {
 
   /**
    * Service account of the pod; its token is mounted only when one is given.
+   * Inside a workflow whose steps start suspended, the workflow's Role that
+   * resumes Jobs is bound to it too.
    *
-   * @default - the namespace's default account, without a token
+   * @default - the workflow's `<name>-steps` account (whose token only oras-push sees), else the namespace's default account, without a token
    */
   readonly serviceAccount?: kplus.IServiceAccount;
 
@@ -362,8 +364,8 @@ export interface OrasWorkflowStepProps {
   readonly memoize?: boolean;
 
   /**
-   * How long the step waits for its inputs to exist. This is what lets a whole
-   * workflow be applied at once.
+   * How long the step waits for its inputs to exist: external inputs, and
+   * every input when the workflow does not start steps suspended.
    *
    * @default - the workflow's, else Duration.minutes(30)
    */
@@ -493,7 +495,7 @@ export class OrasWorkflowStep extends Construct {
     }
     for (const input of props.inputs ?? []) this.addInput(input);
 
-    this.job = new ApiObject(this, 'Resource', {
+    this.job = new StepJob(this, 'Resource', {
       apiVersion: 'batch/v1',
       kind: 'Job',
       metadata: {
@@ -553,9 +555,31 @@ export class OrasWorkflowStep extends Construct {
     };
   }
 
+  /** Whether the Job starts suspended: it reads another step's output, and its producers resume it. */
+  private get suspended(): boolean {
+    return this.context !== undefined && this.context.suspendUntilInputsExist && this.context._producersOf(this).length > 0;
+  }
+
+  /**
+   * The Jobs a suspended Job waits for (annotation `oras.land/waits-for`), known once every step is added.
+   * @internal
+   */
+  public _waitsFor(): string[] {
+    return this.suspended ? this.context!._producersOf(this).map((s) => s.name) : [];
+  }
+
+  /**
+   * The service account the step's pod runs as, when the step names one.
+   * @internal
+   */
+  public _serviceAccountName(): string | undefined {
+    return this.props.serviceAccount?.name;
+  }
+
   private renderJobSpec(): Record<string, unknown> {
     const ttl = this.props.ttlAfterFinished ?? this.context?.ttlAfterFinished;
     return {
+      ...(this.suspended ? { suspend: true } : {}),
       backoffLimit: this.props.backoffLimit ?? 0,
       ...(this.props.activeDeadline ? { activeDeadlineSeconds: this.props.activeDeadline.toSeconds() } : {}),
       ...(ttl ? { ttlSecondsAfterFinished: ttl.toSeconds() } : {}),
@@ -607,7 +631,9 @@ export class OrasWorkflowStep extends Construct {
     const base: PodSpecJson = {
       restartPolicy: 'Never',
       automountServiceAccountToken: props.serviceAccount !== undefined,
-      ...(props.serviceAccount ? { serviceAccountName: props.serviceAccount.name } : {}),
+      // The workflow's account carries the Role that resumes Jobs; only oras-push gets its token.
+      ...(props.serviceAccount || this.context?.serviceAccount
+        ? { serviceAccountName: props.serviceAccount?.name ?? this.context!.serviceAccount!.name } : {}),
       ...(props.nodeSelector ? { nodeSelector: { ...props.nodeSelector } } : {}),
       ...(props.tolerations?.length ? { tolerations: props.tolerations.map((t) => kplus.k8s.toJson_Toleration(t)) } : {}),
       ...(props.affinity ? { affinity: kplus.k8s.toJson_Affinity(props.affinity) } : {}),
@@ -646,6 +672,10 @@ export class OrasWorkflowStep extends Construct {
         },
       } : undefined,
       memoKey: props.output && (props.memoize ?? true) ? this.memoKey() : undefined,
+      advance: this.context?.suspendUntilInputsExist ? {
+        resume: this.context._dependentsOf(this).map((d) => ({ job: d.step.name, needs: d.needs })),
+        block: this.context._downstreamOf(this).map((s) => s.name),
+      } : undefined,
       containers: [MAIN_CONTAINER],
       // Volumes at the paths: nothing is copied, and the paths are absolute, so nothing is resolved at run time.
       placement: 'mount',
@@ -690,6 +720,16 @@ export class OrasWorkflowStep extends Construct {
       if (err instanceof InjectionError) throw new Error(`OrasWorkflowStep "${this.node.path}": ${err.message}`);
       throw err;
     }
+  }
+}
+
+/** A step's Job: `oras.land/waits-for` names the Jobs it waits for, which are known only once every step is added. */
+class StepJob extends ApiObject {
+  public override toJson(): any {
+    const json = super.toJson();
+    const waitsFor = (this.node.scope as OrasWorkflowStep)._waitsFor();
+    if (waitsFor.length > 0) json.metadata.annotations = { ...json.metadata.annotations, 'oras.land/waits-for': waitsFor.join(',') };
+    return json;
   }
 }
 

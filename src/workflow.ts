@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'crypto';
 import { ApiObject, Chart, Duration, Lazy, Names } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-27';
 import { Construct, IConstruct } from 'constructs';
 import { IOrasRegistry } from './registry';
 import { OrasRuntimeImage } from './runtime-image';
@@ -66,6 +67,24 @@ export interface OrasWorkflowProps {
   readonly ttlAfterFinished?: Duration;
 
   /**
+   * Start every step that reads another step's output as a suspended Job,
+   * resumed by its producers once all its inputs exist, so that no pod of a
+   * step waits (and holds its CPU and memory) for an input that is not there
+   * yet. A workflow larger than the cluster then runs in any apply order, a
+   * few steps at a time. oras-push of a producer resumes the Jobs and, when
+   * the producer fails, labels every Job downstream `oras.land/blocked-by`.
+   * This needs a ServiceAccount `<name>-steps`, and a Role `<name>-advance`
+   * (get and patch on Jobs) bound to it; only oras-push gets its token.
+   *
+   * With false, every step's pod starts at once and waits for its inputs (up
+   * to `inputTimeout`), and the workflow needs no Role; a workflow that does
+   * not fit the cluster can then deadlock.
+   *
+   * @default true
+   */
+  readonly suspendUntilInputsExist?: boolean;
+
+  /**
    * Write the step graph (Mermaid) into a ConfigMap `<name>-graph`, key `workflow.mmd`.
    *
    * @default true
@@ -82,8 +101,10 @@ interface Edge {
 
 /**
  * A set of steps that exchange artifacts through a registry: a DAG that runs
- * without a workflow engine. Apply every Job at once; each step waits for its
- * inputs, so the order comes from the data.
+ * without a workflow engine. Apply every Job at once, in any order: the order
+ * comes from the data. A step that reads another step's output starts as a
+ * suspended Job; the last of its producers to push resumes it (see
+ * `suspendUntilInputsExist`).
  *
  * Each synth is a run: Job names end with the run id (`<name>-<step>-<run>`)
  * and output tags start with it, so the next synth applies next to the last
@@ -116,6 +137,10 @@ export class OrasWorkflow extends Construct {
   public readonly namespace?: string;
   /** The run id as a DNS label part: the suffix of every Job name. */
   public readonly runSuffix: string;
+  /** Whether steps with inputs from other steps start suspended (see OrasWorkflowProps). */
+  public readonly suspendUntilInputsExist: boolean;
+  /** The service account of the steps' pods, unless a step names its own; set when steps start suspended. */
+  public readonly serviceAccount?: kplus.ServiceAccount;
   private readonly stepList: OrasWorkflowStep[] = [];
 
   constructor(scope: Construct, id: string, props: OrasWorkflowProps) {
@@ -136,6 +161,9 @@ export class OrasWorkflow extends Construct {
     this.runtimeImage = props.runtimeImage ?? OrasRuntimeImage.default();
     this.inputTimeout = props.inputTimeout;
     this.namespace = props.namespace ?? Chart.of(this).namespace;
+
+    this.suspendUntilInputsExist = props.suspendUntilInputsExist ?? true;
+    if (this.suspendUntilInputsExist) this.serviceAccount = this.advanceAccess();
 
     this.node.addValidation({ validate: () => this.problems() });
     if (props.graph ?? true) {
@@ -170,11 +198,52 @@ export class OrasWorkflow extends Construct {
     this.stepList.push(step);
   }
 
+  /**
+   * The steps whose outputs `step` reads.
+   * @internal
+   */
+  public _producersOf(step: OrasWorkflowStep): OrasWorkflowStep[] {
+    return [...new Set(step.inputs.flatMap((input) => this.producerOf(input.artifact.reference) ?? []))];
+  }
+
+  /**
+   * The steps that read `step`'s output, each with every input it reads from steps of this workflow.
+   * @internal
+   */
+  public _dependentsOf(step: OrasWorkflowStep): { step: OrasWorkflowStep; needs: string[] }[] {
+    if (!step.hasOutput) return [];
+    return this.stepList.filter((s) => this._producersOf(s).includes(step)).map((s) => ({
+      step: s,
+      needs: s.inputs.filter((input) => this.producerOf(input.artifact.reference) !== undefined).map((input) => input.artifact.reference),
+    }));
+  }
+
+  /**
+   * Every step downstream of `step`, nearest first.
+   * @internal
+   */
+  public _downstreamOf(step: OrasWorkflowStep): OrasWorkflowStep[] {
+    const found: OrasWorkflowStep[] = [];
+    for (let frontier = [step]; frontier.length > 0;) {
+      frontier = frontier.flatMap((s) => this._dependentsOf(s).map((d) => d.step)).filter((s) => s !== step && !found.includes(s));
+      frontier = [...new Set(frontier)];
+      found.push(...frontier);
+    }
+    return found;
+  }
+
   /** The step graph as a Mermaid flowchart. */
   public toMermaid(): string {
     const id = (step: OrasWorkflowStep) => `s${this.stepList.indexOf(step)}`;
     const lines = ['flowchart LR'];
+    if (this.suspendUntilInputsExist) {
+      lines.push('  %% A step with inputs from other steps starts as a suspended Job (dashed border); the last of its producers');
+      lines.push('  %% to push resumes it, and a producer that fails labels every Job downstream oras.land/blocked-by.');
+      lines.push('  classDef suspended stroke-dasharray: 5 5');
+    }
     for (const step of this.stepList) lines.push(`  ${id(step)}["${step.stepName}"]`);
+    const suspended = this.suspendUntilInputsExist ? this.stepList.filter((s) => this._producersOf(s).length > 0) : [];
+    if (suspended.length > 0) lines.push(`  class ${suspended.map(id).join(',')} suspended`);
     for (const step of this.stepList) {
       for (const input of step.inputs) {
         const producer = this.producerOf(input.artifact.reference);
@@ -187,6 +256,27 @@ export class OrasWorkflow extends Construct {
       }
     }
     return lines.join('\n') + '\n';
+  }
+
+  /**
+   * The ServiceAccount of the steps, and a Role that may get and patch Jobs
+   * (resume them, label them blocked), bound to it and to every service
+   * account a step names instead.
+   */
+  private advanceAccess(): kplus.ServiceAccount {
+    const metadata = { namespace: this.namespace, labels: { 'app.kubernetes.io/part-of': 'cdk8s-oras', 'oras.land/workflow': this.name } };
+    const account = new kplus.ServiceAccount(this, 'ServiceAccount', { metadata: { ...metadata, name: `${this.name}-steps` }, automountToken: false });
+    const role = new kplus.Role(this, 'AdvanceRole', { metadata: { ...metadata, name: `${this.name}-advance` } });
+    role.allow(['get', 'patch'], kplus.ApiResource.JOBS);
+    const accounts = () => [...new Set([account.name, ...this.stepList.flatMap((s) => s._serviceAccountName() ?? [])])];
+    new ApiObject(this, 'AdvanceRoleBinding', {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { ...metadata, name: `${this.name}-advance` },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.name },
+      subjects: Lazy.any({ produce: () => accounts().map((name) => ({ kind: 'ServiceAccount', name, ...(this.namespace ? { namespace: this.namespace } : {}) })) }),
+    });
+    return account;
   }
 
   /** The step of another workflow in this app that pushes `reference`, if any. */

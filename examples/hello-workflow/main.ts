@@ -1,7 +1,8 @@
 // Three steps with a fan-in: "hello" and "world" each push an artifact, and
 // "combine" waits for both, reads them and pushes the message. Apply the
 // registry bundle first (dist/oras-registry.yaml), then this one, in the same
-// namespace; every Job starts at once and waits for its inputs.
+// namespace. "combine" starts as a suspended Job: the second of "hello" and
+// "world" to push its output resumes it (with the Role hello-advance).
 // In your own project, import from 'cdk8s-oras' instead of '../../src'.
 import { App, Chart, ChartProps, Duration, YamlOutputType } from 'cdk8s';
 import { Construct } from 'constructs';

@@ -35,9 +35,9 @@ function pidsWith(...words: string[]): number[] {
 }
 
 /** A chart with a workflow `name` whose steps use the namespace's registry. */
-function workflowNamed(name: string): { chart: Chart; workflow: OrasWorkflow } {
+function workflowNamed(name: string, suspendUntilInputsExist = true): { chart: Chart; workflow: OrasWorkflow } {
   const chart = Testing.chart();
-  const workflow = new OrasWorkflow(chart, name, { name, registry: OrasRegistry.fromHost('oras:5000', { plainHttp: true }), runId: 'r1' });
+  const workflow = new OrasWorkflow(chart, name, { name, registry: OrasRegistry.fromHost('oras:5000', { plainHttp: true }), runId: 'r1', suspendUntilInputsExist });
   return { chart, workflow };
 }
 
@@ -193,8 +193,9 @@ describeOnNode('workflows on a Kubernetes node', (cluster: KubeCluster) => {
       address = await cluster.deployRegistry(namespace.name, 120);
     });
 
-    test('exit 3 fails the Job with 3 and pushes nothing; uploadOnFailure pushes to -failed; a consumer gives up after inputTimeout', async () => {
-      const { chart, workflow } = workflowNamed('fail');
+    test('exit 3 fails the Job with 3 and pushes nothing; uploadOnFailure pushes to -failed; a waiting consumer gives up after inputTimeout', async () => {
+      // The waiting path (external inputs, and workflows whose steps do not start suspended): advance.test.ts has the suspended one.
+      const { chart, workflow } = workflowNamed('fail', false);
       const failing = workflow.addStep('three', { image: NODE_IMAGES.busybox, command: ['sh', '-c', 'echo partial > /out/partial.txt; exit 3'], output: { path: '/out' } });
       const flagged = workflow.addStep('flagged', {
         image: NODE_IMAGES.busybox, command: ['sh', '-c', 'echo partial > /out/partial.txt; exit 4'], output: { path: '/out' }, uploadOnFailure: true,

@@ -7,7 +7,7 @@ import { describeWithPeers, requirePeer, run } from '../util/peers';
 
 const root = join(__dirname, '..', '..');
 const version: string = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version;
-const BUNDLES = ['oras-runtime.cjs', 'oras-runtime-webhook.cjs', 'oras-runtime-csi.cjs', 'oras-runtime-restart.cjs'];
+const BUNDLES = ['oras-runtime.cjs', 'oras-runtime-webhook.cjs', 'oras-runtime-csi.cjs', 'oras-runtime-kube.cjs'];
 
 describe('runtime/Dockerfile', () => {
   // The default base cannot be pulled here (the tests build on an offline one): its pin is checked as written.

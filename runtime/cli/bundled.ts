@@ -13,3 +13,9 @@ export function loadBundled<T>(bundle: string, source: string): T {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   return require(module);
 }
+
+/** What the Kubernetes bundle (runtime/kube/client.ts, oras-runtime-kube.cjs) offers. */
+export interface KubeCalls {
+  requestCollection(namespace: string, name: string, kubeconfig?: string): Promise<void>;
+  patchJob(name: string, patch: Record<string, unknown>, where?: { namespace?: string; kubeconfig?: string }): Promise<'patched' | 'missing'>;
+}

@@ -1,4 +1,4 @@
-import { loadBundled } from './bundled';
+import { KubeCalls, loadBundled } from './bundled';
 import { cancellable, Command, UsageError } from './command';
 import { clientFor, durationFlag, parseFlags, positiveInteger, REGISTRY_OPTIONS, REGISTRY_USAGE } from './registry-flags';
 import { defaultReporter } from '../oci/progress';
@@ -62,7 +62,7 @@ export const pruneCommand: Command = {
         manifestsDeleted: values['dry-run'] ? 0 : result.deleted.length,
       });
       if (target !== undefined && result.deleted.length > 0 && !values['dry-run']) {
-        const restart = loadBundled<{ requestCollection(namespace: string, name: string, kubeconfig?: string): Promise<void> }>('oras-runtime-restart.cjs', '../retention/restart');
+        const restart = loadBundled<KubeCalls>('oras-runtime-kube.cjs', '../kube/client');
         await restart.requestCollection(namespace, deployment, values.kubeconfig);
         reporter.event('garbage-collection', { deployment: target, message: 'the registry restarts; its init container collects unreferenced blobs before it serves' });
       }

@@ -1,5 +1,7 @@
+import { KubeCalls, loadBundled } from './bundled';
 import { cancellable, Command, UsageError } from './command';
 import { clientFor, durationFlag, parseAnnotations, parseFlags, REGISTRY_OPTIONS, REGISTRY_USAGE, sizeFlag } from './registry-flags';
+import { PROVENANCE } from '../../src/injection';
 import { defaultReporter } from '../oci/progress';
 import { Reference } from '../oci/reference';
 import { pullInputs } from '../step/pull-inputs';
@@ -67,8 +69,16 @@ async function stepPush(args: string[]): Promise<number> {
       'start-timeout': { type: 'string' },
       'annotation': { type: 'string', multiple: true },
       'memoize': { type: 'boolean' },
+      'resume': { type: 'string', multiple: true },
+      'block': { type: 'string', multiple: true },
     },
   });
+  const resume = (values.resume ?? []).map((pair) => {
+    const eq = pair.indexOf('=');
+    if (eq <= 0 || eq === pair.length - 1) throw new UsageError(`--resume "${pair}" must be <job>=<reference>[,<reference>...]`);
+    return { job: pair.slice(0, eq), needs: pair.slice(eq + 1).split(',') };
+  });
+  const block = values.block ?? [];
   const reporter = defaultReporter();
   const annotations = parseAnnotations(values.annotation);
   if (values.debug) reporter.event('settings', { command: 'step push', to: values.to, failureTo: values['failure-to'], annotations });
@@ -84,6 +94,12 @@ async function stepPush(args: string[]): Promise<number> {
     clientFor: (reference: Reference) => clientFor(reference, values),
     reporter,
     memoize: !!values.memoize,
+    advance: resume.length > 0 || block.length > 0 ? {
+      step: (annotations[PROVENANCE.STEP] ?? 'a producer').slice(0, 63),
+      resume,
+      block,
+      jobs: loadBundled<KubeCalls>('oras-runtime-kube.cjs', '../kube/client'),
+    } : undefined,
   };
   return cancellable((signal) => pushOutput({ ...settings, signal }));
 }
@@ -96,7 +112,8 @@ export const stepCommand: Command = {
     'Usage: oras-runtime step pull --state <dir> --timeout <duration> [--input <ref>=<dir>]... [options]',
     '                              [--max-unpacked-size <size>] [--memo-key <hex> --memo-to <ref> [--annotation k=v]...]',
     '       oras-runtime step push --state <dir> --dir <dir>... [--launcher <name>]... --to <ref> [--failure-to <ref>] [--no-unpack]',
-    '                              [--annotation k=v]... [--start-timeout <duration>] [--memoize] [options]',
+    '                              [--annotation k=v]... [--start-timeout <duration>] [--memoize]',
+    '                              [--resume <job>=<ref>[,<ref>]...]... [--block <job>]... [options]',
     '',
     'step pull (first container): waits for each input until the deadline (--timeout) and pulls it, then tells the',
     'command wrapper in the state directory that the command may start (inputs.json) or why not (pull.failed);',
@@ -105,6 +122,8 @@ export const stepCommand: Command = {
     'and nothing is pulled or run (memoized), else oras-push also tags the output memo-<key> (--memoize).',
     'step push (last container): waits for the command to end; pushes <dir> after exit code 0, or to --failure-to otherwise.',
     'Several --dir are merged (a file in two is an error); with --launcher, it waits for the wrapper of each app container.',
+    'Once the output exists (pushed or memoized), it resumes each --resume Job (suspended) whose references all exist;',
+    'when it does not, it labels each --block Job oras.land/blocked-by=<step>. Both use the pod\'s service account.',
     '',
     '  --debug                    log the resolved settings',
     '  --plain-http-host <host>   speak plain HTTP to this registry only (repeatable)',

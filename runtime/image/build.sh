@@ -50,7 +50,7 @@ if $offline; then
 fi
 
 # Bundle when a bundle is missing or a source is newer than the oldest bundle (same as `npx projen runtime:bundle`).
-bundles=(oras-runtime.cjs oras-runtime-webhook.cjs oras-runtime-csi.cjs oras-runtime-restart.cjs)
+bundles=(oras-runtime.cjs oras-runtime-webhook.cjs oras-runtime-csi.cjs oras-runtime-kube.cjs)
 oldest=
 for bundle in "${bundles[@]}"; do
   path=$root/runtime/build/$bundle

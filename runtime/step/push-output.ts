@@ -2,6 +2,7 @@ import { FSWatcher, watch } from 'node:fs';
 import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AdvanceOptions, blockDownstream, resumeDependents } from './advance';
 import { processExists, PulledInput, readLine, readNumber } from './state';
 import { PROVENANCE } from '../../src/injection';
 import { StateFile, wrapperFile } from '../../src/wrapper';
@@ -162,7 +163,12 @@ export interface PushOutputOptions {
   readonly signal?: AbortSignal;
   /** After exit code 0, also store the output under the memo tag oras-pull named in `memo.json`. */
   readonly memoize?: boolean;
+  /** The Jobs to resume when the output exists, or to label blocked when it does not (see advance.ts). */
+  readonly advance?: PushAdvance;
 }
+
+/** What oras-push needs to move a workflow on. */
+export type PushAdvance = Omit<AdvanceOptions, 'clientFor' | 'reporter' | 'signal'>;
 
 /**
  * What oras-push does: waits for the outcome, then pushes the output
@@ -170,6 +176,33 @@ export interface PushOutputOptions {
  * another code, when one is set). Resolves to the process exit code.
  */
 export async function pushOutput(options: PushOutputOptions): Promise<number> {
+  const advance = options.advance;
+  let ended: Ended;
+  try {
+    ended = await settle(options);
+  } catch (err) {
+    if (advance) {
+      // The push error is what the pod ends with; a failure to label the Jobs downstream is reported beside it.
+      await blockDownstream(advancing(options, advance), `oras-push failed: ${(err as Error).message}`)
+        .catch((blockErr: Error) => options.reporter.event('not-blocked', { message: blockErr.message }));
+    }
+    throw err;
+  }
+  if (advance) {
+    if (ended.output) await resumeDependents(advancing(options, advance));
+    else await blockDownstream(advancing(options, advance), ended.reason);
+  }
+  return ended.code;
+}
+
+/** How oras-push ended: its exit code, and whether this run's output exists (pushed or memoized), else why not. */
+type Ended = { readonly code: number; readonly output: true } | { readonly code: number; readonly output: false; readonly reason: string };
+
+function advancing(options: PushOutputOptions, advance: PushAdvance): AdvanceOptions {
+  return { ...advance, clientFor: options.clientFor, reporter: options.reporter, signal: options.signal };
+}
+
+async function settle(options: PushOutputOptions): Promise<Ended> {
   // Reach the registry while the command runs: the push after it then starts on a warm connection.
   const warm = new AbortController();
   const early = warmUp(options, AbortSignal.any([warm.signal, ...(options.signal ? [options.signal] : [])]));
@@ -177,24 +210,25 @@ export async function pushOutput(options: PushOutputOptions): Promise<number> {
     const outcome = await awaitOutcomes(options.state, options.startTimeoutMs, options.launchers ?? [], options.signal);
     if ('died' in outcome) {
       options.reporter.event('not-pushed', { message: `${outcome.died}; nothing is pushed` });
-      return 1;
+      return { code: 1, output: false, reason: outcome.died };
     }
     if ('notRun' in outcome) {
       options.reporter.event('not-pushed', { message: `the command did not run: ${outcome.notRun}; nothing is pushed` });
-      return 0;
+      return { code: 0, output: false, reason: `the command did not run: ${outcome.notRun}` };
     }
     if ('memoized' in outcome) {
       options.reporter.event('not-pushed', { message: `memoized: oras-pull stored the output made for these inputs (${outcome.memoized}); nothing to push` });
-      return 0;
+      return { code: 0, output: true };
     }
+    const failed = { code: 0, output: false, reason: `the command exited ${outcome.exitCode}` } as const;
     const target = outcome.exitCode === 0 ? options.to : options.failureTo;
     if (!target) {
       options.reporter.event('not-pushed', { exitCode: outcome.exitCode, message: `the command exited ${outcome.exitCode}; nothing is pushed` });
-      return 0;
+      return failed;
     }
     if (outcome.outputFailed !== undefined) {
       options.reporter.event('not-pushed', { exitCode: outcome.exitCode, message: `${outcome.outputFailed}; nothing is pushed` });
-      return 1;
+      return { code: 1, output: false, reason: outcome.outputFailed };
     }
     const reference = parseReference(target);
     // The early check may have given up while the command ran; then the registry gets a wait of its own.
@@ -203,7 +237,7 @@ export async function pushOutput(options: PushOutputOptions): Promise<number> {
     try {
       const result = await pushDirectory(options, reference, check, outcome.exitCode);
       options.reporter.event('output', { reference: target, digest: result.digest, exitCode: outcome.exitCode });
-      return 0;
+      return outcome.exitCode === 0 ? { code: 0, output: true } : failed;
     } finally {
       if (check !== early) check.client.close();
     }
