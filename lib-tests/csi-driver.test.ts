@@ -1,3 +1,5 @@
+import { spawnSync } from 'child_process';
+import { join } from 'path';
 import { ApiObject, Chart, JsonPatch, Size, Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
@@ -126,6 +128,17 @@ describe('OrasCsiDriver', () => {
     ]);
     expect(plugin.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'healthz' });
     expect(plugin.resources).toEqual({ requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '512Mi' } });
+  });
+
+  test('shareCacheAcrossNamespaces: the plugin gets --share-cache-across-namespaces, which its parser accepts', async () => {
+    expect(synth().container('oras-csi').args).not.toContain('--share-cache-across-namespaces');
+    const args: string[] = synth({ shareCacheAcrossNamespaces: true }).container('oras-csi').args;
+    expect(args).toContain('--share-cache-across-namespaces');
+    // The runtime's own check of its flags, before it touches the node: every synthesized flag is known to it.
+    const bundle = join(__dirname, '..', 'runtime', 'build', 'oras-runtime.cjs');
+    const csi = spawnSync(process.execPath, [bundle, ...args.map((a) => (a === '$(NODE_NAME)' ? 'node-a' : a)), '--no-such-flag'], { encoding: 'utf8', timeout: 60_000 });
+    expect(csi.stderr).toMatch(/Unknown option '--no-such-flag'/);
+    expect(csi.stderr).not.toMatch(/share-cache-across-namespaces/);
   });
 
   test('escape hatch: ApiObject.of(driver) is its DaemonSet', () => {

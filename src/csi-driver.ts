@@ -86,6 +86,17 @@ export interface OrasCsiDriverProps {
   readonly cacheDir?: string;
 
   /**
+   * Serve one cached copy of an artifact to the pods of every namespace (the
+   * plugin's `--share-cache-across-namespaces`). By default each namespace has
+   * its own cache entries, so a pod never reads a copy that another
+   * namespace's credentials pulled; share only where every namespace may read
+   * every artifact the driver mounts, to save pulls and disk.
+   *
+   * @default false - one cache entry per namespace
+   */
+  readonly shareCacheAcrossNamespaces?: boolean;
+
+  /**
    * Largest size of the node-local cache (the plugin's `--cache-max-size`),
    * counted as the unpacked bytes of the cached trees; the plugin evicts
    * unused artifacts, least recently used first, beyond it.
@@ -306,6 +317,7 @@ export class OrasCsiDriver extends Construct {
       '--cache-max-size', String(cacheMaxBytes),
       '--kubelet-dir', kubeletDir,
       ...(props.caBundle ? ['--ca-file', `${CA_DIR}/ca.crt`] : []),
+      ...(props.shareCacheAcrossNamespaces ? ['--share-cache-across-namespaces'] : []),
       ...(upstreamSidecars ? [] : [
         '--registration-dir', REGISTRATION_DIR,
         '--kubelet-registration-path', kubeletRegistrationPath,
