@@ -92,6 +92,15 @@ export interface OrasWorkflowProps {
   readonly graph?: boolean;
 }
 
+/** The step graph: the producer of each output, and each step's producers and dependents. */
+interface WorkflowGraph {
+  /** `steps/inputs`: the graph only grows, so equal counts mean an equal graph. */
+  readonly shape: string;
+  readonly byOutput: Map<string, OrasWorkflowStep>;
+  readonly producers: Map<OrasWorkflowStep, OrasWorkflowStep[]>;
+  readonly dependents: Map<OrasWorkflowStep, { step: OrasWorkflowStep; needs: string[] }[]>;
+}
+
 /** An edge of the step graph: `to` reads what `from` pushes. */
 interface Edge {
   readonly from: OrasWorkflowStep;
@@ -142,6 +151,7 @@ export class OrasWorkflow extends Construct {
   /** The service account of the steps' pods, unless a step names its own; set when steps start suspended. */
   public readonly serviceAccount?: kplus.ServiceAccount;
   private readonly stepList: OrasWorkflowStep[] = [];
+  private graphCache?: WorkflowGraph;
 
   constructor(scope: Construct, id: string, props: OrasWorkflowProps) {
     super(scope, id);
@@ -203,7 +213,7 @@ export class OrasWorkflow extends Construct {
    * @internal
    */
   public _producersOf(step: OrasWorkflowStep): OrasWorkflowStep[] {
-    return [...new Set(step.inputs.flatMap((input) => this.producerOf(input.artifact.reference) ?? []))];
+    return this.graph().producers.get(step) ?? [];
   }
 
   /**
@@ -211,11 +221,7 @@ export class OrasWorkflow extends Construct {
    * @internal
    */
   public _dependentsOf(step: OrasWorkflowStep): { step: OrasWorkflowStep; needs: string[] }[] {
-    if (!step.hasOutput) return [];
-    return this.stepList.filter((s) => this._producersOf(s).includes(step)).map((s) => ({
-      step: s,
-      needs: s.inputs.filter((input) => this.producerOf(input.artifact.reference) !== undefined).map((input) => input.artifact.reference),
-    }));
+    return this.graph().dependents.get(step) ?? [];
   }
 
   /**
@@ -230,6 +236,30 @@ export class OrasWorkflow extends Construct {
       found.push(...frontier);
     }
     return found;
+  }
+
+  /**
+   * Who produces what, who reads whom: built once per shape of the graph
+   * (steps and inputs are only ever added), not once per question, since
+   * every step asks about its producers, dependents and everything downstream.
+   */
+  private graph(): WorkflowGraph {
+    const shape = `${this.stepList.length}/${this.stepList.reduce((n, s) => n + s.inputs.length, 0)}`;
+    if (this.graphCache?.shape === shape) return this.graphCache;
+    const byOutput = new Map<string, OrasWorkflowStep>();
+    for (const step of this.stepList) {
+      if (step.hasOutput && !byOutput.has(step.output.reference)) byOutput.set(step.output.reference, step);
+    }
+    const producers = new Map<OrasWorkflowStep, OrasWorkflowStep[]>();
+    const dependents = new Map<OrasWorkflowStep, { step: OrasWorkflowStep; needs: string[] }[]>();
+    for (const step of this.stepList) {
+      const needs = step.inputs.map((input) => input.artifact.reference).filter((reference) => byOutput.has(reference));
+      const mine = [...new Set(needs.map((reference) => byOutput.get(reference)!))];
+      producers.set(step, mine);
+      for (const producer of mine) dependents.set(producer, [...dependents.get(producer) ?? [], { step, needs }]);
+    }
+    this.graphCache = { shape, byOutput, producers, dependents };
+    return this.graphCache;
   }
 
   /** The step graph as a Mermaid flowchart. */
@@ -290,7 +320,7 @@ export class OrasWorkflow extends Construct {
   }
 
   private producerOf(reference: string): OrasWorkflowStep | undefined {
-    return this.stepList.find((s) => s.hasOutput && s.output.reference === reference);
+    return this.graph().byOutput.get(reference);
   }
 
   /** Every problem of the graph, each naming the steps involved. */
