@@ -51,7 +51,7 @@ export const StateFile = {
   STDOUT_FIFO: 'stdout.fifo',
   /** Why the output could not be copied out for oras-push; written before the exit code. */
   OUTPUT_FAILED: 'output.failed',
-  /** A memoized step whose key has no output yet: the memo tag oras-push also stores the output under. oras-pull writes it before inputs.json. */
+  /** A memoized step whose key has no output yet: the key, whose memo tag oras-push also stores the output under. oras-pull writes it before inputs.json. */
   MEMO: 'memo.json',
   /** The command need not run: its output exists for its key. The first line names that output. oras-pull writes it instead of inputs.json. */
   MEMOIZED: 'memoized',

@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { contentDigest, memoKey, memoTag, reuseOutput } from './memo';
+import { contentDigest, memoKey, reuseOutput } from './memo';
 import { REGISTRY_WAIT_MS } from './push-output';
 import { PulledInput, writeStateFile } from './state';
 import { PROVENANCE } from '../../src/injection';
@@ -70,7 +70,7 @@ export async function pullInputs(options: PullInputsOptions): Promise<PulledInpu
         await writeStateFile(options.state, StateFile.MEMOIZED, `${printable(from)}\n`);
         return 'memoized';
       }
-      await writeStateFile(options.state, StateFile.MEMO, JSON.stringify({ key, tag: memoTag(key) }));
+      await writeStateFile(options.state, StateFile.MEMO, JSON.stringify({ key }));
     }
     const pulled = await pullEach(options, resolved);
     await writeStateFile(options.state, StateFile.INPUTS, JSON.stringify(pulled));

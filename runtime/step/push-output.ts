@@ -3,7 +3,8 @@ import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AdvanceOptions, blockDownstream, resumeDependents } from './advance';
-import { processExists, PulledInput, readLine, readNumber } from './state';
+import { memoTag } from './memo';
+import { processExists, PulledInput, readJson, readLine, readNumber } from './state';
 import { PROVENANCE } from '../../src/injection';
 import { StateFile, wrapperFile } from '../../src/wrapper';
 import { TimeoutError } from '../oci/errors';
@@ -277,15 +278,6 @@ function registryCheck(options: PushOutputOptions, reference: Reference, signal?
   return { reference, client, answered };
 }
 
-/** The memo tag oras-pull named, when it found no output for the key. */
-async function readMemo(state: string): Promise<{ key: string; tag: string } | undefined> {
-  const text = await readFile(join(state, StateFile.MEMO), 'utf8').catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return undefined;
-    throw err;
-  });
-  return text === undefined ? undefined : JSON.parse(text) as { key: string; tag: string };
-}
-
 /** Two app containers wrote the same file: their outputs cannot be merged without losing one. */
 export class OutputConflict extends Error {
   public override readonly name = 'OutputConflict';
@@ -335,7 +327,7 @@ async function pushEntries(
     .then((text) => JSON.parse(text) as PulledInput[])
     .catch(() => [] as PulledInput[]);
   // Memoized only after success: a failed run's output must never be reused.
-  const memo = options.memoize && exitCode === 0 ? await readMemo(options.state) : undefined;
+  const memo = options.memoize && exitCode === 0 ? await readJson<{ key: string }>(options.state, StateFile.MEMO) : undefined;
   try {
     const failed = await check.answered;
     if (failed) throw failed;
@@ -352,7 +344,7 @@ async function pushEntries(
           ...(memo ? { [PROVENANCE.MEMO_KEY]: memo.key } : {}),
         },
       },
-      alsoTags: memo ? [memo.tag] : [],
+      alsoTags: memo ? [memoTag(memo.key)] : [],
     });
   } catch (err) {
     const error = err as NodeJS.ErrnoException;

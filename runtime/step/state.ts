@@ -11,6 +11,12 @@ async function readStateFile(state: string, file: string): Promise<string | unde
   }
 }
 
+/** A state file's JSON (written whole by writeStateFile), or undefined while it is missing. */
+export async function readJson<T>(state: string, file: string): Promise<T | undefined> {
+  const text = await readStateFile(state, file);
+  return text === undefined ? undefined : JSON.parse(text) as T;
+}
+
 /** A whole decimal line, or undefined while the file is missing or still being written. */
 export async function readNumber(state: string, file: string): Promise<number | undefined> {
   const match = /^(\d+)\n$/.exec(await readStateFile(state, file) ?? '');
