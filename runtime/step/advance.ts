@@ -1,4 +1,5 @@
-import { RegistryError } from '../oci/errors';
+import { withDeadline } from '../oci/deadline';
+import { RegistryError, TimeoutError } from '../oci/errors';
 import { Reporter } from '../oci/progress';
 import { parseReference, Reference } from '../oci/reference';
 import { RegistryClient } from '../oci/registry-client';
@@ -90,18 +91,21 @@ async function missingInputs(options: AdvanceOptions, dependent: Dependent): Pro
   return missing;
 }
 
-/** Patches a Job, waiting for one that does not exist yet (a workflow still being applied). */
+/** Patches a Job, waiting (up to missingJobWaitMs) for one that does not exist yet: a workflow still being applied. */
 async function patchWhenThere(options: AdvanceOptions, job: string, patch: Record<string, unknown>): Promise<void> {
   const waitMs = options.missingJobWaitMs ?? 300_000;
-  const baseMs = 500;
-  await retry(async () => {
-    if (await options.jobs.patchJob(job, patch) === 'missing') throw new JobMissing(job);
-  }, {
-    policy: { attempts: Math.max(1, Math.ceil(waitMs / 2000)), baseMs, maxMs: 2000 },
-    retryable: (err) => err instanceof JobMissing,
-    signal: options.signal,
-  }).catch((err: unknown) => {
-    if (err instanceof JobMissing) throw new Error(`${err.message} after ${Math.round(waitMs / 1000)} s; apply the whole workflow in one kubectl apply`);
+  try {
+    await withDeadline(`waiting for Job ${job}`, { timeoutMs: waitMs, signal: options.signal }, (signal) => retry(async () => {
+      if (await options.jobs.patchJob(job, patch) === 'missing') throw new JobMissing(job);
+    }, {
+      policy: { attempts: Infinity, baseMs: 500, maxMs: 2000 },
+      retryable: (err) => err instanceof JobMissing,
+      signal,
+    }));
+  } catch (err) {
+    if (err instanceof TimeoutError && !options.signal?.aborted) {
+      throw new Error(`${new JobMissing(job).message} after ${Math.round(waitMs / 1000)} s; apply the whole workflow in one kubectl apply`);
+    }
     throw err;
-  });
+  }
 }
