@@ -81,6 +81,10 @@ async function stepPush(args: string[]): Promise<number> {
   const block = values.block ?? [];
   const reporter = defaultReporter();
   const annotations = parseAnnotations(values.annotation);
+  const step = annotations[PROVENANCE.STEP];
+  if ((resume.length > 0 || block.length > 0) && step === undefined) {
+    throw new UsageError(`--resume and --block need --annotation ${PROVENANCE.STEP}=<step>: blocked Jobs are labelled with the step's name`);
+  }
   if (values.debug) reporter.event('settings', { command: 'step push', to: values.to, failureTo: values['failure-to'], annotations });
   const settings = {
     state: required(values.state, '--state'),
@@ -94,8 +98,8 @@ async function stepPush(args: string[]): Promise<number> {
     clientFor: (reference: Reference) => clientFor(reference, values),
     reporter,
     memoize: !!values.memoize,
-    advance: resume.length > 0 || block.length > 0 ? {
-      step: (annotations[PROVENANCE.STEP] ?? 'a producer').slice(0, 63),
+    advance: step !== undefined && (resume.length > 0 || block.length > 0) ? {
+      step,
       resume,
       block,
       jobs: loadBundled<KubeCalls>('oras-runtime-kube.cjs', '../kube/client'),

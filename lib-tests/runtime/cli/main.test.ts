@@ -37,6 +37,12 @@ describe('oras-runtime CLI', () => {
     expect(result.stdout).toContain('Usage:');
   });
 
+  test('step push with Jobs to advance needs the step name their label carries', () => {
+    const result = cli('step', 'push', '--state', tmpdir(), '--dir', tmpdir(), '--to', 'cache:5000/wf/s:r1-output', '--resume', 'wf-t-r1=cache:5000/wf/s:r1-output');
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain('oras-runtime step: --resume and --block need --annotation org.cdk8s-oras.step.name=<step>');
+  });
+
   test('an unknown command names itself and the way out', () => {
     const result = cli('frobnicate');
     expect(result.status).toBe(2);
