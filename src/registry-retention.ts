@@ -3,6 +3,7 @@ import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { CaBundle } from './ca-bundle';
 import { dropAllCapabilities, hardenedContainerProps } from './hardening';
+import { RUNTIME_UID } from './injection';
 import { OrasRuntimeImage } from './runtime-image';
 
 /**
@@ -74,9 +75,6 @@ export interface RetentionTarget {
   /** Whether the storage outlives the pod, so that a restart may collect garbage. */
   readonly persistent: boolean;
 }
-
-/** The uid of the runtime image. */
-const RUNTIME_UID = 65532;
 
 /**
  * Checks a retention policy and adds its CronJob, service account and Role

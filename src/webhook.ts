@@ -1,10 +1,10 @@
 import { ApiObject, Chart, Duration } from 'cdk8s';
 import { Construct } from 'constructs';
 import { hardenedSecurityContext } from './hardening';
+import { RUNTIME_UID } from './injection';
 import { OrasRuntimeImage } from './runtime-image';
 
 const PORT = 8443;
-const UID = 65532;
 
 /**
  * Options of `WebhookTls.certManager`.
@@ -222,7 +222,7 @@ export class OrasWebhook extends Construct {
           spec: {
             serviceAccountName: this.name,
             automountServiceAccountToken: tls._selfManaged,
-            securityContext: { runAsNonRoot: true, runAsUser: UID, runAsGroup: UID, seccompProfile: { type: 'RuntimeDefault' } },
+            securityContext: { runAsNonRoot: true, runAsUser: RUNTIME_UID, runAsGroup: RUNTIME_UID, seccompProfile: { type: 'RuntimeDefault' } },
             affinity: {
               podAntiAffinity: {
                 preferredDuringSchedulingIgnoredDuringExecution: [{
