@@ -49,6 +49,8 @@ export interface PullOptions extends DeadlineOptions {
   readonly maxLayers?: number;
   /** Called with the layers the pull writes, once its manifests are read and before anything is written (a cache makes room here). */
   readonly beforeTransfer?: (layers: Descriptor[]) => Promise<void>;
+  /** The reference's manifest, when the caller fetched (and so verified) it already: it is not fetched again. */
+  readonly manifest?: FetchedManifest;
 }
 
 export interface PulledLayer {
@@ -97,7 +99,8 @@ class Puller {
   }
 
   async run(outputDir: string): Promise<PullResult> {
-    const root = await this.client.fetchManifest(this.reference.repository, this.reference.manifestReference, undefined, { signal: this.signal });
+    const root = this.options.manifest
+      ?? await this.client.fetchManifest(this.reference.repository, this.reference.manifestReference, undefined, { signal: this.signal });
     const plan = planLayers(await this.collectLayers(root), this.options.mediaTypes, this.reporter);
     await this.options.beforeTransfer?.(plan.map((layer) => layer.descriptor));
     const created = await mkdir(outputDir, { recursive: true });

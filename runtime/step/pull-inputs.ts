@@ -9,7 +9,7 @@ import { printable } from '../oci/printable';
 import { Reporter } from '../oci/progress';
 import { pull } from '../oci/pull';
 import { parseReference, Reference } from '../oci/reference';
-import { RegistryClient } from '../oci/registry-client';
+import { FetchedManifest, RegistryClient } from '../oci/registry-client';
 import { waitFor } from '../oci/wait';
 
 /** A waiting step asks the registry at least this often, so it starts soon after its producer ends. */
@@ -81,11 +81,12 @@ export async function pullInputs(options: PullInputsOptions): Promise<PulledInpu
   }
 }
 
-/** An input as it resolved: its digest, and with memoization its content digest. */
+/** An input as it resolved: its digest, and with memoization its manifest (fetched for the key) and content digest. */
 interface Resolved {
   readonly input: StepInput;
   readonly reference: Reference;
   readonly digest: string;
+  readonly manifest?: FetchedManifest;
   readonly content?: string;
 }
 
@@ -97,9 +98,12 @@ async function resolveEach(options: PullInputsOptions): Promise<Resolved[]> {
     const reference = parseReference(input.reference);
     const client = options.clientFor(reference);
     try {
-      const found = await waitFor(async (signal) => (options.memo
-        ? (client.fetchManifest(reference.repository, reference.manifestReference, undefined, { signal }))
-        : { descriptor: await client.resolve(reference.repository, reference.manifestReference, { signal }), manifest: undefined }), {
+      // The memo key needs the manifest itself; without it, a HEAD that resolves the digest is enough.
+      const found = await waitFor(async (signal): Promise<{ digest: string; manifest?: FetchedManifest }> => {
+        if (!options.memo) return { digest: (await client.resolve(reference.repository, reference.manifestReference, { signal })).digest };
+        const manifest = await client.fetchManifest(reference.repository, reference.manifestReference, undefined, { signal });
+        return { digest: manifest.descriptor.digest, manifest };
+      }, {
         timeoutMs: Math.max(deadline - Date.now(), 1),
         onRetry: (message) => options.reporter.event('waiting', { reference: reference.text, message }),
         maxDelayMs: POLL_MAX_MS,
@@ -107,7 +111,7 @@ async function resolveEach(options: PullInputsOptions): Promise<Resolved[]> {
       }).catch((err: Error) => {
         throw inputProblem(reference, err);
       });
-      resolved.push({ input, reference, digest: found.descriptor.digest, content: found.manifest && contentDigest(found.manifest) });
+      resolved.push({ input, reference, ...found, content: found.manifest && contentDigest(found.manifest.manifest) });
     } finally {
       client.close();
     }
@@ -117,11 +121,12 @@ async function resolveEach(options: PullInputsOptions): Promise<Resolved[]> {
 
 async function pullEach(options: PullInputsOptions, resolved: readonly Resolved[]): Promise<PulledInput[]> {
   const pulled: PulledInput[] = [];
-  for (const { input, reference, digest } of resolved) {
+  for (const { input, reference, digest, manifest } of resolved) {
     const client = options.clientFor(reference);
     try {
       const pinned = parseReference(`${reference.registry}/${reference.repository}@${digest}`);
-      await pull(client, pinned, input.dir, { reporter: options.reporter, maxUnpackedBytes: options.maxUnpackedBytes, signal: options.signal })
+      const pullOptions = { reporter: options.reporter, maxUnpackedBytes: options.maxUnpackedBytes, signal: options.signal, manifest };
+      await pull(client, pinned, input.dir, pullOptions)
         .catch((err: Error) => {
           throw inputProblem(reference, err);
         });

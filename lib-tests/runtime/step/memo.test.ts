@@ -97,6 +97,8 @@ describeWithPeers(['docker-registry'], 'memoization: a step whose key has an out
     await pushInput('wf/source', 'r1-output', 'numbers');
     const first = await runStep('r1', input, 'first result');
     expect(first.ran).toBe(true);
+    // The input's manifest, fetched for the key, is the one the pull uses: one GET.
+    expect(requests.filter((r) => r.startsWith('GET /v2/wf/source/manifests/'))).toHaveLength(1);
     expect(first.manifest?.annotations?.[PROVENANCE.MEMOIZED_FROM]).toBeUndefined();
     const key = first.manifest!.annotations![PROVENANCE.MEMO_KEY];
     expect(key).toMatch(/^[0-9a-f]{64}$/);
