@@ -11,7 +11,7 @@ import { pull } from '../../../runtime/oci/pull';
 import { push } from '../../../runtime/oci/push';
 import { parseReference } from '../../../runtime/oci/reference';
 import { RegistryClient, RegistryClientOptions } from '../../../runtime/oci/registry-client';
-import { tarHeader } from '../../../runtime/oci/tar';
+import { tarHeader } from '../../../runtime/oci/tar/format';
 import { CraftEntry, craftTar, laterSymlinkEscape } from '../../util/crafted-tar';
 import { Distribution } from '../../util/distribution';
 import { FaultProxy } from '../../util/fault-proxy';
