@@ -91,24 +91,49 @@ export function issueCertificates(identity: ServingIdentity, ca?: { cert: string
   return { caCert, caKey, cert: forge.pki.certificateToPem(cert), key: serving.privatePem };
 }
 
+/** Why a stored certificate set cannot serve. */
+export enum CertificateReason {
+  MISSING = 'missing',
+  UNREADABLE = 'unreadable',
+  NOT_SIGNED_BY_CA = 'not-signed-by-ca',
+  SERVING_EXPIRES = 'serving-expires',
+  CA_EXPIRES = 'ca-expires',
+  NAMES_MISSING = 'names-missing',
+}
+
+/** A stored certificate set that cannot serve: the reason, and whether its CA may sign the next one. */
+export class CertificateProblem extends Error {
+  public override name = 'CertificateProblem';
+  constructor(public readonly reason: CertificateReason, message: string) {
+    super(message);
+  }
+
+  /** The CA is readable, signed the serving certificate and stays valid: keep it, so that pods of the old caBundle keep trusting us. */
+  get caUsable(): boolean {
+    return this.reason === CertificateReason.SERVING_EXPIRES || this.reason === CertificateReason.NAMES_MISSING;
+  }
+}
+
 /**
  * Why a stored certificate set cannot serve `identity` until `until`, or
  * undefined when it can: it must be signed by its CA, cover every name and
  * address, and stay valid (the CA too).
  */
-export function problemWith(set: Partial<CertificateSet>, identity: ServingIdentity, until: Date): string | undefined {
-  if (!set.caCert || !set.caKey || !set.cert || !set.key) return 'no certificate yet';
+export function problemWith(set: Partial<CertificateSet>, identity: ServingIdentity, until: Date): CertificateProblem | undefined {
+  if (!set.caCert || !set.caKey || !set.cert || !set.key) return new CertificateProblem(CertificateReason.MISSING, 'no certificate yet');
+  let ca: X509Certificate;
+  let cert: X509Certificate;
   try {
-    const ca = new X509Certificate(set.caCert);
-    const cert = new X509Certificate(set.cert);
-    if (!cert.verify(ca.publicKey)) return 'the serving certificate is not signed by the stored CA';
-    if (new Date(cert.validTo) <= until) return `the serving certificate expires on ${cert.validTo}`;
-    if (new Date(ca.validTo) <= until) return `the CA expires on ${ca.validTo}`;
-    const names = cert.subjectAltName ?? '';
-    const missing = [...identity.dnsNames.map((n) => `DNS:${n}`), ...identity.ipAddresses.map((ip) => `IP Address:${ip}`)].filter((n) => !names.split(', ').includes(n));
-    if (missing.length > 0) return `the serving certificate lacks ${missing.join(', ')}`;
-    return undefined;
+    ca = new X509Certificate(set.caCert);
+    cert = new X509Certificate(set.cert);
   } catch (err) {
-    return `the stored certificates cannot be read (${(err as Error).message})`;
+    return new CertificateProblem(CertificateReason.UNREADABLE, `the stored certificates cannot be read (${(err as Error).message})`);
   }
+  if (!cert.verify(ca.publicKey)) return new CertificateProblem(CertificateReason.NOT_SIGNED_BY_CA, 'the serving certificate is not signed by the stored CA');
+  if (new Date(ca.validTo) <= until) return new CertificateProblem(CertificateReason.CA_EXPIRES, `the CA expires on ${ca.validTo}`);
+  if (new Date(cert.validTo) <= until) return new CertificateProblem(CertificateReason.SERVING_EXPIRES, `the serving certificate expires on ${cert.validTo}`);
+  const names = cert.subjectAltName ?? '';
+  const missing = [...identity.dnsNames.map((n) => `DNS:${n}`), ...identity.ipAddresses.map((ip) => `IP Address:${ip}`)].filter((n) => !names.split(', ').includes(n));
+  if (missing.length > 0) return new CertificateProblem(CertificateReason.NAMES_MISSING, `the serving certificate lacks ${missing.join(', ')}`);
+  return undefined;
 }

@@ -63,10 +63,9 @@ export class SelfManagedTls {
         await this.trust(stored.caCert!);
         return stored as CertificateSet;
       }
-      // Keep the CA while it lasts, so that pods of the old caBundle keep trusting us.
-      const caUsable = stored.caCert && stored.caKey && !/CA expires|not signed|cannot be read/.test(problem);
+      const caUsable = problem.caUsable;
       const next = issueCertificates(this.options.identity, caUsable ? { cert: stored.caCert!, key: stored.caKey! } : undefined);
-      this.options.reporter.event('certificate', { message: `issuing a serving certificate: ${problem}` });
+      this.options.reporter.event('certificate', { message: `issuing a serving certificate: ${problem.message}` });
       const body: V1Secret = {
         apiVersion: 'v1',
         kind: 'Secret',

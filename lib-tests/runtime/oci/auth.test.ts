@@ -79,6 +79,18 @@ describe('auth parts', () => {
       const credentials = new DockerConfigCredentials(join(dir, 'config.json'), true, { PATH: `${bin}:${process.env.PATH}` });
       expect(await credentials.get('r.example.com')).toEqual({ username: 'helper-r.example.com', password: 's' });
     });
+
+    test('a helper\'s "credentials not found" answer means anonymous access; any other failure is an error', async () => {
+      const bin = join(dir, 'bin-missing');
+      mkdirSync(bin);
+      // As docker-credential-helpers answer: the protocol's line on stdout, exit 1.
+      writeFileSync(join(bin, 'docker-credential-none'), '#!/bin/sh\necho "credentials not found in native keychain"\nexit 1\n', { mode: 0o755 });
+      writeFileSync(join(bin, 'docker-credential-broken'), '#!/bin/sh\necho "keychain locked: user not found" >&2\nexit 1\n', { mode: 0o755 });
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ credHelpers: { 'a.example.com': 'none', 'b.example.com': 'broken' } }));
+      const credentials = new DockerConfigCredentials(join(dir, 'config.json'), true, { PATH: `${bin}:${process.env.PATH}` });
+      expect(await credentials.get('a.example.com')).toBeUndefined();
+      await expect(credentials.get('b.example.com')).rejects.toThrow('credential helper docker-credential-broken failed (exit 1) for b.example.com');
+    });
   });
 
   test.each([

@@ -2,7 +2,7 @@ import { X509Certificate } from 'crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { issueCertificates, problemWith } from '../../../runtime/webhook/certificates';
+import { CertificateProblem, CertificateReason, issueCertificates, problemWith } from '../../../runtime/webhook/certificates';
 import { describeWithPeers, requirePeer, run } from '../../util/peers';
 
 const identity = { dnsNames: ['oras-webhook.oras-system.svc', 'oras-webhook.oras-system.svc.cluster.local'], ipAddresses: ['127.0.0.1'] };
@@ -27,13 +27,33 @@ describe('webhook certificates', () => {
     expect(problemWith(renewed, identity, new Date())).toBeUndefined();
   });
 
-  test('says why a stored set cannot serve', () => {
-    expect(problemWith({}, identity, new Date())).toBe('no certificate yet');
-    expect(problemWith(set, identity, new Date(Date.now() + 400 * DAY))).toMatch(/^the serving certificate expires on /);
-    expect(problemWith(set, { dnsNames: ['other.svc'], ipAddresses: [] }, new Date())).toBe('the serving certificate lacks DNS:other.svc');
+  test('says why a stored set cannot serve, as a reason callers decide by', () => {
+    const reason = (stored: Partial<typeof set>, until = new Date(), who = identity) => {
+      const problem = problemWith(stored, who, until);
+      return problem && { reason: problem.reason, caUsable: problem.caUsable, message: problem.message };
+    };
+    expect(reason({})).toEqual({ reason: CertificateReason.MISSING, caUsable: false, message: 'no certificate yet' });
+    expect(reason(set, new Date(Date.now() + 400 * DAY))).toEqual({
+      reason: CertificateReason.SERVING_EXPIRES, caUsable: true, message: expect.stringMatching(/^the serving certificate expires on /),
+    });
+    expect(reason(set, new Date(), { dnsNames: ['other.svc'], ipAddresses: [] })).toEqual({
+      reason: CertificateReason.NAMES_MISSING, caUsable: true, message: 'the serving certificate lacks DNS:other.svc',
+    });
     const other = issueCertificates(identity);
-    expect(problemWith({ ...set, caCert: other.caCert }, identity, new Date())).toBe('the serving certificate is not signed by the stored CA');
-    expect(problemWith({ ...set, cert: 'garbage' }, identity, new Date())).toMatch(/^the stored certificates cannot be read/);
+    expect(reason({ ...set, caCert: other.caCert })).toEqual({
+      reason: CertificateReason.NOT_SIGNED_BY_CA, caUsable: false, message: 'the serving certificate is not signed by the stored CA',
+    });
+    expect(reason({ ...set, cert: 'garbage' })).toEqual({
+      reason: CertificateReason.UNREADABLE, caUsable: false, message: expect.stringMatching(/^the stored certificates cannot be read/),
+    });
+  });
+
+  test('when the CA expires too, the CA is replaced, not kept for a new serving certificate', () => {
+    const caExpiry = new Date(new X509Certificate(set.caCert).validTo);
+    const problem = problemWith(set, identity, new Date(caExpiry.getTime() + DAY));
+    expect(problem).toBeInstanceOf(CertificateProblem);
+    expect(problem?.reason).toBe(CertificateReason.CA_EXPIRES);
+    expect(problem?.caUsable).toBe(false);
   });
 });
 

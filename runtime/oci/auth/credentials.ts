@@ -115,6 +115,9 @@ export function credentialFromAuths(config: DockerConfig, registry: string, sour
   return undefined;
 }
 
+/** docker-credential-helpers' ErrCredentialsNotFound: the wire value of "no credentials for this registry". */
+const CREDENTIALS_NOT_FOUND = 'credentials not found in native keychain';
+
 function runCredentialHelper(helper: string, registry: string, env: NodeJS.ProcessEnv): Promise<Credential | undefined> {
   const program = `docker-credential-${helper}`;
   return new Promise((resolve, reject) => {
@@ -126,8 +129,8 @@ function runCredentialHelper(helper: string, registry: string, env: NodeJS.Proce
     child.on('error', (e) => reject(new Error(`credential helper ${program} could not run: ${e.message}`)));
     child.on('close', (code) => {
       if (code !== 0) {
-        // Helpers answer "credentials not found" with a non-zero exit: anonymous access.
-        if (/not found/i.test(out + err)) return resolve(undefined);
+        // The protocol's "no credentials" answer is this exact line with a non-zero exit: anonymous access.
+        if (out.trim() === CREDENTIALS_NOT_FOUND || err.trim() === CREDENTIALS_NOT_FOUND) return resolve(undefined);
         return reject(new Error(`credential helper ${program} failed (exit ${code}) for ${registry}`));
       }
       try {
@@ -137,6 +140,8 @@ function runCredentialHelper(helper: string, registry: string, env: NodeJS.Proce
         reject(new Error(`credential helper ${program} printed no JSON credentials for ${registry}`));
       }
     });
+    // A helper may exit without reading the registry name (EPIPE): its exit code and output decide.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(registry);
   });
 }
