@@ -1,7 +1,8 @@
+import { createHash } from 'crypto';
 import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'fs';
 import { dirname, join } from 'path';
 
-/** A description of one entry: `file:<mode>:<sha-ish content>`, `dir:<mode>`, or `link:<target>`. */
+/** A description of one entry: `file:<mode>:<size>:<sha256 of the content>`, `dir:<mode>`, or `link:<target>`. */
 export function describeTree(root: string): Record<string, string> {
   const out: Record<string, string> = {};
   const walk = (dir: string, prefix: string) => {
@@ -16,7 +17,7 @@ export function describeTree(root: string): Record<string, string> {
         walk(path, rel);
       } else {
         const content = readFileSync(path);
-        out[rel] = `file:${(info.mode & 0o777).toString(8)}:${content.length}:${content.subarray(0, 32).toString('base64')}`;
+        out[rel] = `file:${(info.mode & 0o777).toString(8)}:${content.length}:${createHash('sha256').update(content).digest('hex')}`;
       }
     }
   };

@@ -1,6 +1,7 @@
 import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig, V1Secret } from '@kubernetes/client-node';
 import { CertificateSet, issueCertificates, problemWith, ServingIdentity } from './certificates';
 import { Reporter } from '../oci/progress';
+import { retry, RetryPolicy } from '../oci/retry';
 
 const DAY = 24 * 60 * 60 * 1000;
 
@@ -19,6 +20,23 @@ export interface SelfManagedTlsOptions {
 function statusOf(err: unknown): number | undefined {
   const e = err as { code?: number; statusCode?: number; response?: { statusCode?: number } };
   return e.code ?? e.statusCode ?? e.response?.statusCode;
+}
+
+/** Another writer changed the object between our read and our write (409): read it again. */
+class UpdateConflict extends Error {
+  public override name = 'UpdateConflict';
+}
+
+/** Read-modify-write races between replicas settle within a few quick attempts. */
+const CONFLICT_POLICY: RetryPolicy = { attempts: 5, baseMs: 100, maxMs: 2_000 };
+
+async function untilNoConflict<T>(what: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await retry(work, { policy: CONFLICT_POLICY, retryable: (err) => err instanceof UpdateConflict });
+  } catch (err) {
+    if (err instanceof UpdateConflict) throw new Error(`${what} kept changing under us; giving up after ${CONFLICT_POLICY.attempts} attempts`);
+    throw err;
+  }
 }
 
 function decode(secret: V1Secret | undefined): Partial<CertificateSet> {
@@ -51,64 +69,63 @@ export class SelfManagedTls {
   /** Makes sure a valid certificate is stored and trusted; resolves to it. */
   public async ensure(): Promise<CertificateSet> {
     const { namespace, secretName } = this.options;
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const secret = await this.core.readNamespacedSecret({ name: secretName, namespace }).catch((err) => {
-        if (statusOf(err) === 404) return undefined;
-        throw new Error(`cannot read Secret ${namespace}/${secretName}: ${(err as Error).message}. The webhook's Role must allow get on it.`);
-      });
-      const stored = decode(secret);
-      const until = new Date(Date.now() + (this.options.renewBeforeMs ?? 30 * DAY));
-      const problem = problemWith(stored, this.options.identity, until);
-      if (!problem) {
-        await this.trust(stored.caCert!);
-        return stored as CertificateSet;
-      }
-      const caUsable = problem.caUsable;
-      const next = issueCertificates(this.options.identity, caUsable ? { cert: stored.caCert!, key: stored.caKey! } : undefined);
-      this.options.reporter.event('certificate', { message: `issuing a serving certificate: ${problem.message}` });
-      const body: V1Secret = {
-        apiVersion: 'v1',
-        kind: 'Secret',
-        type: 'kubernetes.io/tls',
-        metadata: { name: secretName, namespace, resourceVersion: secret?.metadata?.resourceVersion, labels: { 'app.kubernetes.io/part-of': 'cdk8s-oras' } },
-        data: encode(next),
-      };
-      try {
-        if (secret) await this.core.replaceNamespacedSecret({ name: secretName, namespace, body });
-        else await this.core.createNamespacedSecret({ namespace, body });
-        await this.trust(next.caCert, caUsable ? undefined : stored.caCert);
-        return next;
-      } catch (err) {
-        // Another replica won the race: read what it stored.
-        if (statusOf(err) === 409) continue;
-        throw new Error(`cannot store Secret ${namespace}/${secretName}: ${(err as Error).message}. The webhook's Role must allow create and update on it.`);
-      }
+    return untilNoConflict(`Secret ${namespace}/${secretName}`, () => this.ensureOnce());
+  }
+
+  private async ensureOnce(): Promise<CertificateSet> {
+    const { namespace, secretName } = this.options;
+    const secret = await this.core.readNamespacedSecret({ name: secretName, namespace }).catch((err) => {
+      if (statusOf(err) === 404) return undefined;
+      throw new Error(`cannot read Secret ${namespace}/${secretName}: ${(err as Error).message}. The webhook's Role must allow get on it.`);
+    });
+    const stored = decode(secret);
+    const until = new Date(Date.now() + (this.options.renewBeforeMs ?? 30 * DAY));
+    const problem = problemWith(stored, this.options.identity, until);
+    if (!problem) {
+      await this.trust(stored.caCert!);
+      return stored as CertificateSet;
     }
-    throw new Error(`Secret ${namespace}/${secretName} kept changing under us; giving up after 5 attempts`);
+    const next = issueCertificates(this.options.identity, problem.caUsable ? { cert: stored.caCert!, key: stored.caKey! } : undefined);
+    this.options.reporter.event('certificate', { message: `issuing a serving certificate: ${problem.message}` });
+    const body: V1Secret = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'kubernetes.io/tls',
+      metadata: { name: secretName, namespace, resourceVersion: secret?.metadata?.resourceVersion, labels: { 'app.kubernetes.io/part-of': 'cdk8s-oras' } },
+      data: encode(next),
+    };
+    try {
+      if (secret) await this.core.replaceNamespacedSecret({ name: secretName, namespace, body });
+      else await this.core.createNamespacedSecret({ namespace, body });
+    } catch (err) {
+      // Another replica won the race: read what it stored.
+      if (statusOf(err) === 409) throw new UpdateConflict();
+      throw new Error(`cannot store Secret ${namespace}/${secretName}: ${(err as Error).message}. The webhook's Role must allow create and update on it.`);
+    }
+    await this.trust(next.caCert, problem.caUsable ? undefined : stored.caCert);
+    return next;
   }
 
   /** Writes the CA (and, during a CA change, the previous one too) into every webhook's caBundle. */
   private async trust(caCert: string, previousCa?: string): Promise<void> {
     const name = this.options.webhookConfigName;
     const bundle = Buffer.from(previousCa ? `${caCert}${previousCa}` : caCert).toString('base64');
-    for (let attempt = 0; attempt < 5; attempt++) {
+    const singleCa = Buffer.from(caCert).toString('base64');
+    await untilNoConflict(`MutatingWebhookConfiguration ${name}`, async () => {
       const config = await this.admission.readMutatingWebhookConfiguration({ name }).catch((err) => {
         throw new Error(`cannot read MutatingWebhookConfiguration ${name}: ${(err as Error).message}. The webhook's ClusterRole must allow get on it.`);
       });
       const current = config.webhooks ?? [];
-      const singleCa = Buffer.from(caCert).toString('base64');
       if (current.every((w) => w.clientConfig.caBundle === bundle || (!previousCa && w.clientConfig.caBundle === singleCa))) return;
       for (const webhook of current) webhook.clientConfig.caBundle = bundle;
       try {
         await this.admission.replaceMutatingWebhookConfiguration({ name, body: config });
-        this.options.reporter.event('ca-bundle', { message: `caBundle of ${name} updated` });
-        return;
       } catch (err) {
-        if (statusOf(err) === 409) continue;
+        if (statusOf(err) === 409) throw new UpdateConflict();
         throw new Error(`cannot update MutatingWebhookConfiguration ${name}: ${(err as Error).message}. The webhook's ClusterRole must allow update on it.`);
       }
-    }
-    throw new Error(`MutatingWebhookConfiguration ${name} kept changing under us; giving up after 5 attempts`);
+      this.options.reporter.event('ca-bundle', { message: `caBundle of ${name} updated` });
+    });
   }
 
   /** Re-checks every `intervalMs`; calls `onChange` when the serving certificate changed (renewed here or by another replica). */
