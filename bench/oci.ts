@@ -53,21 +53,6 @@ const CASES: Case[] = [
 
 /** BENCH_CASES=1,2 runs only those cases (1-based). */
 const selected = process.env.BENCH_CASES?.split(',').map(Number);
-      for (let i = 0; i < 16; i++) parts.push(randomFillSync(Buffer.from(chunk)));
-      writeFileSync(join(dir, 'big.bin'), Buffer.concat(parts));
-    },
-  },
-  {
-    name: 'a directory of 2000 files (4 KiB each)',
-    items: ['tree'],
-    prepare(dir) {
-      for (let d = 0; d < 20; d++) {
-        mkdirSync(join(dir, 'tree', `d${d}`), { recursive: true });
-        for (let f = 0; f < 100; f++) writeFileSync(join(dir, 'tree', `d${d}`, `f${f}.txt`), randomFillSync(Buffer.alloc(4096)).toString('base64').slice(0, 4096));
-      }
-    },
-  },
-];
 
 interface Row {
   readonly case: string;
