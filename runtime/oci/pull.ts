@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { PassThrough, Transform, TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
+import { STREAM_CHUNK } from './chunks';
 import { forEachLimited } from './concurrency';
 import { DeadlineOptions, withDeadline } from './deadline';
 import { VerifyingStream } from './digest';
@@ -226,9 +227,9 @@ class Puller {
       throw err;
     });
     try {
-      const gunzip = descriptor.mediaType === MediaType.LAYER_TAR ? new PassThrough() : createGunzip();
+      const gunzip = descriptor.mediaType === MediaType.LAYER_TAR ? new PassThrough() : createGunzip({ chunkSize: STREAM_CHUNK });
       // The extractor's own error wins: stopping its input early makes the pipeline report an abort.
-      await pipeline(createReadStream(blob), gunzip, new ByteLimit(limit, tooLarge), extract, { signal: this.signal }).catch((err) => {
+      await pipeline(createReadStream(blob, { highWaterMark: STREAM_CHUNK }), gunzip, new ByteLimit(limit, tooLarge), extract, { signal: this.signal }).catch((err) => {
         throw refused ?? err;
       });
     } catch (err) {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
+import { STREAM_CHUNK } from './chunks';
 import { forEachLimited } from './concurrency';
 import { DeadlineOptions, withDeadline } from './deadline';
 import { DigestStream } from './digest';
@@ -145,7 +146,7 @@ async function pushWithin(
 
 async function fileLayer(path: string, title: string, mediaType: string | undefined, extra: Record<string, string>): Promise<Layer> {
   const hasher = new DigestStream();
-  await pipeline(createReadStream(path), hasher, new NullSink());
+  await pipeline(createReadStream(path, { highWaterMark: STREAM_CHUNK }), hasher, new NullSink());
   return {
     descriptor: {
       mediaType: mediaType ?? MediaType.LAYER_TAR,
@@ -153,7 +154,7 @@ async function fileLayer(path: string, title: string, mediaType: string | undefi
       size: hasher.size,
       annotations: { ...extra, [Annotation.TITLE]: title },
     },
-    open: () => createReadStream(path),
+    open: () => createReadStream(path, { highWaterMark: STREAM_CHUNK }),
   };
 }
 
@@ -162,12 +163,13 @@ async function packDirectoryLayer(path: string, title: string, scratch: string, 
   const file = join(scratch, `${randomBytes(8).toString('hex')}.tar.gz`);
   const tarHash = new DigestStream();
   const gzHash = new DigestStream();
-  await pipeline(tarDirectory(path, title), tarHash, createGzip(), gzHash, createWriteStream(file, { flags: 'wx' }), { signal });
+  await pipeline(tarDirectory(path, title), tarHash, createGzip({ chunkSize: STREAM_CHUNK }), gzHash,
+    createWriteStream(file, { flags: 'wx', highWaterMark: STREAM_CHUNK }), { signal });
   const annotations: Record<string, string> = { ...extra, [Annotation.TITLE]: title, [Annotation.CONTENT_DIGEST]: tarHash.digest() };
   if (unpack) annotations[Annotation.UNPACK] = 'true';
   return {
     descriptor: { mediaType: mediaType ?? MediaType.LAYER_TAR_GZIP, digest: gzHash.digest(), size: gzHash.size, annotations },
-    open: () => createReadStream(file),
+    open: () => createReadStream(file, { highWaterMark: STREAM_CHUNK }),
   };
 }
 

@@ -10,9 +10,8 @@ import { join } from 'path';
 import { Readable } from 'stream';
 import { pipeline } from 'stream/promises';
 import { BLOCK, padding, SMALL_FILE, tarHeader } from './format';
+import { STREAM_CHUNK } from '../chunks';
 
-/** Files are read in chunks of this size, so memory never grows with file size. */
-const CHUNK = 64 * 1024;
 
 /**
  * Streams `root` as a tar archive whose entries are named `prefix/...`, the first being `prefix/` itself.
@@ -21,7 +20,7 @@ const CHUNK = 64 * 1024;
  * The stream pulls from disk only as fast as it is read (backpressure).
  */
 export function tarDirectory(root: string, prefix: string): Readable {
-  return Readable.from(coalesce(tarChunks(root, prefix), CHUNK), { objectMode: false });
+  return Readable.from(coalesce(tarChunks(root, prefix), STREAM_CHUNK), { objectMode: false });
 }
 
 /** Joins small chunks into ones of about `size` bytes: each chunk costs gzip a trip to the thread pool. */
@@ -45,7 +44,7 @@ export async function packDirectory(root: string, prefix: string, out: NodeJS.Wr
   await pipeline(tarDirectory(root, prefix), out);
 }
 
-/** The archive of `tarDirectory()` as an async generator of chunks (at most 64 KiB each). */
+/** The archive of `tarDirectory()` as an async generator of chunks (file content in chunks of at most STREAM_CHUNK). */
 export async function* tarChunks(root: string, prefix: string): AsyncGenerator<Buffer> {
   const top = checkPrefix(prefix);
   const info = await stat(root);
@@ -107,7 +106,7 @@ async function* fileContent(path: string, size: number): AsyncGenerator<Buffer> 
   try {
     let left = size;
     while (left > 0) {
-      const buffer = Buffer.alloc(Math.min(CHUNK, left));
+      const buffer = Buffer.alloc(Math.min(STREAM_CHUNK, left));
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
       if (bytesRead === 0) throw new Error(`"${path}" shrank while it was being archived (${size - left} of ${size} bytes read)`);
       left -= bytesRead;
