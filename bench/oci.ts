@@ -3,6 +3,7 @@
 // the two tools. Prints medians of wall time and peak RSS, and the ratios.
 //
 //   npx projen bench:oci [runs]      (default 5 runs per case; BENCH_CASES=2 runs only the second case)
+import { spawnSync } from 'child_process';
 import { randomFillSync, randomInt } from 'crypto';
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'fs';
 import { tmpdir } from 'os';
@@ -61,6 +62,11 @@ interface Row {
   readonly oras: { ms: number; peakMiB: number };
 }
 
+/** Writes back what earlier runs left dirty, so that no tool pays for another's writes. */
+function settleDisk(): void {
+  spawnSync('sync');
+}
+
 function check(result: Measured, what: string): Measured {
   if (result.status !== 0) throw new Error(`${what} failed (${result.status}): ${result.stderr}`);
   return result;
@@ -86,21 +92,26 @@ async function main(): Promise<void> {
         for (const tool of order) {
           const ref = tool === 'ours' ? ourRef : theirRef;
           const args = ['push', '--plain-http', ref, ...benchCase.items];
+          settleDisk();
           samples.push[tool].push(check(await measure(tool === 'ours' ? process.execPath : oras, tool === 'ours' ? [bundle, ...args] : args, { cwd: src }), `${tool} push`));
         }
         for (const tool of order) {
-          // Both tools pull the same artifact: the one oras pushed.
-          const out = join(work, `out-${tool}`);
+          // Both tools pull the same artifact: the one oras pushed, each into a new directory.
+          const out = join(work, `out-${tool}-${run}`);
+          mkdirSync(out);
           const args = ['pull', '--plain-http', theirRef, '-o', out];
+          settleDisk();
           samples.pull[tool].push(check(await measure(tool === 'ours' ? process.execPath : oras, tool === 'ours' ? [bundle, ...args] : args), `${tool} pull`));
-          rmSync(out, { recursive: true, force: true });
         }
       }
       for (const verb of ['push', 'pull'] as const) {
         const summary = (list: Measured[]) => ({ ms: median(list.map((m) => m.ms)), peakMiB: median(list.map((m) => m.peakMiB)) });
         rows.push({ case: benchCase.name, verb, ours: summary(samples[verb].ours), oras: summary(samples[verb].oras) });
       }
+      // Deleting 10,000 files slows the next creates on ext4 for seconds: outputs go only once the case is done.
       rmSync(src, { recursive: true, force: true });
+      for (const tool of ['ours', 'oras']) for (let run = 0; run < runs; run++) rmSync(join(work, `out-${tool}-${run}`), { recursive: true, force: true });
+      settleDisk();
     }
   } finally {
     await registry.stop();

@@ -229,7 +229,8 @@ class Puller {
     try {
       const gunzip = descriptor.mediaType === MediaType.LAYER_TAR ? new PassThrough() : createGunzip({ chunkSize: STREAM_CHUNK });
       // The extractor's own error wins: stopping its input early makes the pipeline report an abort.
-      await pipeline(createReadStream(blob, { highWaterMark: STREAM_CHUNK }), gunzip, new ByteLimit(limit, tooLarge), extract, { signal: this.signal }).catch((err) => {
+      const archive = createReadStream(blob, { highWaterMark: STREAM_CHUNK });
+      await pipeline(archive, gunzip, new ByteLimit(limit, tooLarge), extract, { signal: this.signal }).catch((err) => {
         throw refused ?? err;
       });
     } catch (err) {

@@ -5,8 +5,8 @@ import { dirname, join } from 'path';
 import { pipeline } from 'stream/promises';
 import { createGzip } from 'zlib';
 import { bigFile, BOUNDARY_LENGTHS, DEEP, EMPTY_CONFIG, gnuTar, hashing, Listing, LONG_NAME, oras, packToFile, put, PY_EXTRACT, PY_LIST, python, rejection, scratch, sha256, snapshot, sourceTree, SPLIT, writeBlob } from './helpers';
-import { paxRecord, tarHeader } from '../../../../runtime/oci/tar/format';
 import { STREAM_CHUNK } from '../../../../runtime/oci/chunks';
+import { paxRecord, tarHeader } from '../../../../runtime/oci/tar/format';
 import { packDirectory, tarDirectory } from '../../../../runtime/oci/tar/write';
 import { describeWithPeers, run } from '../../../util/peers';
 
