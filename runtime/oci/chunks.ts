@@ -4,4 +4,4 @@
  * small chunks: with Node's 64 KiB reads and 16 KiB zlib chunks, a pull of 10,000 small files spent a
  * fifth of its time waiting for them (see the README's benchmark).
  */
-export const STREAM_CHUNK = 512 * 1024;
+export const STREAM_CHUNK = 256 * 1024;

@@ -8,27 +8,34 @@ export function requestLabel(method: string, url: URL): string {
   return `${method} ${url.origin}${url.pathname}`;
 }
 
-/** An answer the registry gave that the request could not accept: method, URL, status and the registry's error code. */
+/** An answer the registry gave that the request could not accept: method, URL, status and the registry's error codes. */
 export class RegistryError extends Error {
   public override name = 'RegistryError';
+  /** Every code of the answer's `errors` list (the OCI distribution spec allows several), `code` first. */
+  public readonly codes: readonly string[];
+
   constructor(
     public readonly method: string,
     public readonly url: URL,
     public readonly status: number,
+    /** The first OCI error code (`BLOB_UNKNOWN`, `DENIED`, ...), or one of ours when the answer had none. */
     public readonly code: string,
     detail: string,
     /** How long a 429 or 503 answer asked us to wait (Retry-After). */
     public readonly retryAfterMs?: number,
+    codes?: readonly string[],
   ) {
     super(`${requestLabel(method, url)}: ${status} ${code}${detail ? `: ${detail}` : ''}`);
+    this.codes = codes && codes.length > 0 ? codes : [code];
   }
 }
 
 /** Credentials were missing or refused, by the registry (401, 403) or by its token service. */
 export class AuthError extends RegistryError {
   public override name = 'AuthError';
-  constructor(public readonly registry: string, method: string, url: URL, status: number, code: string, detail: string, message?: string) {
-    super(method, url, status, code, detail);
+  constructor(public readonly registry: string, method: string, url: URL, status: number, code: string, detail: string, message?: string,
+    codes?: readonly string[]) {
+    super(method, url, status, code, detail, undefined, codes);
     if (message !== undefined) this.message = message;
   }
 }

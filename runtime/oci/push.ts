@@ -128,7 +128,7 @@ async function pushWithin(
     const digest = await client.pushManifest(reference.repository, reference.manifestReference, raw, MediaType.OCI_MANIFEST, { signal })
       .catch(async (err: unknown) => {
         // The registry lost blobs between upload and manifest (a garbage collection at its restart): upload what is missing, once.
-        if (!(err instanceof RegistryError && BLOB_UNKNOWN.has(err.code))) throw err;
+        if (!(err instanceof RegistryError && err.codes.some((code) => BLOB_UNKNOWN.has(code)))) throw err;
         reporter.event('retrying', { reference: reference.text, message: `${err.message}; uploading the missing blobs again` });
         await upload();
         return client.pushManifest(reference.repository, reference.manifestReference, raw, MediaType.OCI_MANIFEST, { signal });

@@ -278,21 +278,25 @@ function header(response: HttpResponse, name: string): string | undefined {
 }
 
 async function errorOf(method: string, url: URL, response: HttpResponse, registry: string): Promise<RegistryError> {
-  let code = response.status === 401 ? 'UNAUTHORIZED' : response.status === 404 ? 'NOT_FOUND' : 'HTTP_ERROR';
-  let detail = '';
+  const codes: string[] = [];
+  const messages: string[] = [];
   try {
     const body = method === 'HEAD' ? Buffer.alloc(0) : await readBody(response.body, ERROR_BODY_LIMIT);
     const parsed = JSON.parse(body.toString('utf8')) as { errors?: { code?: unknown; message?: unknown }[] };
-    const first = parsed.errors?.[0];
-    if (typeof first?.code === 'string') code = first.code;
-    if (typeof first?.message === 'string') detail = first.message;
+    for (const error of Array.isArray(parsed.errors) ? parsed.errors : []) {
+      if (typeof error?.code !== 'string') continue;
+      codes.push(error.code);
+      if (typeof error.message === 'string' && error.message) messages.push(codes.length > 1 ? `${error.code}: ${error.message}` : error.message);
+    }
   } catch {
     response.body.resume();
   }
+  const code = codes[0] ?? (response.status === 401 ? 'UNAUTHORIZED' : response.status === 404 ? 'NOT_FOUND' : 'HTTP_ERROR');
+  let detail = messages.join('; ');
   if (response.status === 401 || response.status === 403) {
     detail += `${detail ? '. ' : ''}Credentials for ${registry} are missing or not allowed this: set ORAS_USER and ORAS_PASS, or log in with a docker config (--registry-config)`;
-    return new AuthError(registry, method, url, response.status, code, detail);
+    return new AuthError(registry, method, url, response.status, code, detail, undefined, codes);
   }
   const seconds = Number(header(response, 'retry-after'));
-  return new RegistryError(method, url, response.status, code, detail, Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined);
+  return new RegistryError(method, url, response.status, code, detail, Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined, codes);
 }

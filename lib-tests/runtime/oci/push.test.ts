@@ -72,7 +72,7 @@ describeWithPeers(['docker-registry'], 'push: the bytes of a directory layer nev
     try {
       const reference = parseReference(`${registry.host}/pinned/tree:v1`);
       const { manifest } = await push(client, reference, [{ path: 'data' }], { cwd: scratch });
-      expect(manifest.layers[0]).toMatchObject({
+      expect(manifest.layers?.[0]).toMatchObject({
         digest: PINNED.layer,
         size: PINNED.size,
         annotations: { 'io.deis.oras.content.digest': PINNED.tar },

@@ -1,5 +1,8 @@
-import { InvalidReferenceError, TimeoutError } from '../../../runtime/oci/errors';
+import { InvalidReferenceError, RegistryError, TimeoutError } from '../../../runtime/oci/errors';
 import { RegistryClient } from '../../../runtime/oci/registry-client';
+import { isTransient } from '../../../runtime/oci/retry';
+import { Distribution } from '../../util/distribution';
+import { describeWithPeers } from '../../util/peers';
 import { RogueRegistry } from '../../util/rogue-registry';
 
 describe('RegistryClient against a registry that misbehaves', () => {
@@ -32,5 +35,35 @@ describe('RegistryClient against a registry that misbehaves', () => {
     expect(error).toBeInstanceOf(TimeoutError);
     expect(error?.message).toBe(`resolving ${rogue.host}/hang:v1 timed out after 0.3 s`);
     expect(Date.now() - started).toBeLessThan(1500);
+  });
+});
+
+describeWithPeers(['docker-registry'], 'RegistryClient: the registry\'s error codes, as values', () => {
+  let registry: Distribution;
+  beforeAll(async () => { registry = await Distribution.start(); });
+  afterAll(async () => registry.stop());
+
+  test('an answer with several errors keeps every code; code is the first, status and URL are kept', async () => {
+    const client = new RegistryClient(registry.host, { plainHttp: true });
+    const missing = (n: number) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${String(n).repeat(64)}`, size: 1 });
+    const manifest = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: missing(1),
+      layers: [missing(2), missing(3)],
+    }));
+    try {
+      const error = await client.pushManifest('codes/repo', 'v1', manifest, 'application/vnd.oci.image.manifest.v1+json').then(() => undefined, (err: Error) => err);
+      expect(error).toBeInstanceOf(RegistryError);
+      const registryError = error as RegistryError;
+      expect(registryError.status).toBe(400);
+      expect(registryError.code).toBe('MANIFEST_BLOB_UNKNOWN');
+      expect(registryError.codes.length).toBeGreaterThanOrEqual(2);
+      expect(new Set(registryError.codes)).toEqual(new Set(['MANIFEST_BLOB_UNKNOWN']));
+      expect(registryError.url.pathname).toBe('/v2/codes/repo/manifests/v1');
+      expect(isTransient(registryError)).toBe(false);
+    } finally {
+      client.close();
+    }
   });
 });
