@@ -137,7 +137,7 @@ describe('OrasCsiDriver', () => {
     // The runtime's own check of its flags, before it touches the node: every synthesized flag is known to it.
     const bundle = join(__dirname, '..', 'runtime', 'build', 'oras-runtime.cjs');
     const csi = spawnSync(process.execPath, [bundle, ...args.map((a) => (a === '$(NODE_NAME)' ? 'node-a' : a)), '--no-such-flag'], { encoding: 'utf8', timeout: 60_000 });
-    expect(csi.stderr).toMatch(/Unknown option '--no-such-flag'/);
+    expect(csi.stderr).toMatch(/unknown option "--no-such-flag"/);
     expect(csi.stderr).not.toMatch(/share-cache-across-namespaces/);
   });
 

@@ -3,6 +3,7 @@ import { csiCommand } from './csi-command';
 import { pullCommand, pushCommand, resolveCommand, waitCommand } from './oci-commands';
 import { pruneCommand } from './prune-command';
 import { stepCommand } from './step-commands';
+import { closest } from './suggest';
 import { RUNTIME_VERSION } from './version';
 import { webhookCommand } from './webhook-command';
 import { CancelledError } from '../oci/errors';
@@ -46,7 +47,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   const command = COMMANDS.find((c) => c.name === first);
   if (!command) {
-    process.stderr.write(`oras-runtime: unknown command "${first}". Run "oras-runtime --help" for the list.\n`);
+    const suggestion = first.startsWith('-') ? undefined : closest(first, COMMANDS.map((c) => c.name));
+    process.stderr.write(`oras-runtime: unknown command "${first}"${suggestion ? `; did you mean "${suggestion}"?` : '.'} Run "oras-runtime --help" for the list.\n`);
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {

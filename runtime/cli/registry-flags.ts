@@ -3,6 +3,7 @@ import { parseArgs, ParseArgsConfig } from 'node:util';
 import { UsageError } from './command';
 import { parseDuration } from './duration';
 import { parseSize } from './size';
+import { closest } from './suggest';
 import { RUNTIME_VERSION } from './version';
 import { ChainedCredentials, DockerConfigCredentials, EnvironmentCredentials } from '../oci/auth/credentials';
 import { DEFAULT_MIN_RATE, MinRate } from '../oci/http';
@@ -32,11 +33,24 @@ export const REGISTRY_USAGE = [
 
 /** parseArgs that turns its errors into usage errors. */
 export function parseFlags<T extends ParseArgsConfig>(config: T) {
+  const unknown = unknownOption(config);
+  if (unknown) throw new UsageError(unknown);
   try {
     return parseArgs({ ...config, strict: true });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
+}
+
+/** What to say about the first option the command does not have: its name, and the closest one it has. */
+function unknownOption(config: ParseArgsConfig): string | undefined {
+  const options = config.options ?? {};
+  const { tokens } = parseArgs({ ...config, strict: false, tokens: true });
+  const unknown = tokens.find((token) => token.kind === 'option' && !Object.hasOwn(options, token.name));
+  if (unknown?.kind !== 'option') return undefined;
+  const known = Object.entries(options).flatMap(([name, option]) => [`--${name}`, ...(option.short ? [`-${option.short}`] : [])]);
+  const suggestion = closest(unknown.rawName, known);
+  return `unknown option "${unknown.rawName}"${suggestion ? `; did you mean "${suggestion}"?` : ''}`;
 }
 
 export function positiveInteger(value: string | undefined, flag: string, fallback: number): number {

@@ -48,6 +48,12 @@ describe('oras-runtime CLI', () => {
     expect(result.status).toBe(2);
     expect(result.stderr).toBe('oras-runtime: unknown command "frobnicate". Run "oras-runtime --help" for the list.\n');
   });
+
+  test('a mistyped command gets the command that was meant', () => {
+    const result = cli('psuh');
+    expect(result.status).toBe(2);
+    expect(result.stderr).toBe('oras-runtime: unknown command "psuh"; did you mean "push"? Run "oras-runtime --help" for the list.\n');
+  });
 });
 
 describeWithPeers(['python3'], 'oras-runtime main, in process', () => {
