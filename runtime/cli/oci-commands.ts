@@ -1,10 +1,11 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { ParseArgsConfig } from 'node:util';
 import { cancellable, Command, UsageError } from './command';
 import {
-  clientFor, durationFlag, parseAnnotations, parseFlags, positiveInteger, REGISTRY_OPTIONS, REGISTRY_USAGE, RegistryFlags, sizeFlag,
+  clientFor, durationFlag, ORAS_OPTIONS, ORAS_USAGE, parseAnnotations, parseFlags, positiveInteger, REGISTRY_OPTIONS, REGISTRY_USAGE, RegistryFlags,
+  reporterFor, sizeFlag,
 } from './registry-flags';
-import { defaultReporter } from '../oci/progress';
+import { Reporter } from '../oci/progress';
 import { pull } from '../oci/pull';
 import { AnnotationMap, parsePushItem, push } from '../oci/push';
 import { parseReference, Reference } from '../oci/reference';
@@ -20,11 +21,29 @@ function reference(text: string | undefined, command: string) {
   }
 }
 
+/** A push reference with oras's several tags (`registry/repo:v1,latest`): the first tag, and the others. */
+function taggedReference(text: string | undefined): { ref: Reference; moreTags: string[] } {
+  const slash = text?.lastIndexOf('/') ?? -1;
+  const colon = text === undefined || text.includes('@') ? -1 : text.indexOf(':', slash + 1);
+  if (colon < 0 || slash < 0) return { ref: reference(text, 'push'), moreTags: [] };
+  const [first, ...more] = text!.slice(colon + 1).split(',');
+  const ref = reference(`${text!.slice(0, colon)}:${first}`, 'push');
+  for (const tag of more) reference(`${text!.slice(0, colon)}:${tag}`, 'push');
+  return { ref, moreTags: more };
+}
+
+/** `--format`: `json`, as in oras; its Go templates have no equivalent here. */
+function formatFlag(value: string | undefined): 'json' | undefined {
+  if (value === undefined || value === 'json') return value;
+  throw new UsageError(`--format ${value} is not supported: use --format json (oras's go-template and --template have no equivalent here)`);
+}
+
 /** The flags of every command here: the registry's, and `--timeout`. */
-const OPTIONS = { ...REGISTRY_OPTIONS, timeout: { type: 'string' } } as const;
+const OPTIONS = { ...REGISTRY_OPTIONS, ...ORAS_OPTIONS, timeout: { type: 'string' } } as const;
 const OPTIONS_USAGE = [
   '  --timeout <duration>       give up after this long, for example 90s or 10m (default: no limit; stalled transfers fail anyway)',
   REGISTRY_USAGE,
+  ORAS_USAGE,
 ].join('\n');
 
 /** A command's own flags and OPTIONS, with positionals. */
@@ -37,9 +56,9 @@ function parseCommand<T extends ParseArgsConfig['options']>(args: string[], own:
  * SIGINT cancel it (it cleans up first); errors get the verb and reference in front.
  */
 async function printDigest(
-  verb: string, ref: Reference, flags: RegistryFlags, work: (client: RegistryClient, signal: AbortSignal) => Promise<string>,
+  verb: string, ref: Reference, flags: RegistryFlags, reporter: Reporter, work: (client: RegistryClient, signal: AbortSignal) => Promise<string>,
 ): Promise<number> {
-  const client = clientFor(ref, flags);
+  const client = clientFor(ref, flags, reporter);
   try {
     process.stdout.write(`${await cancellable((signal) => work(client, signal))}\n`);
     return 0;
@@ -81,6 +100,9 @@ export const pushCommand: Command = {
     '  --annotation-file <file>   oras annotation file: {"$manifest": {...}, "$config": {...}, "<title>": {...}}',
     '  --annotation, -a <k=v>     a manifest annotation (repeatable)',
     '  --no-unpack                push directories without the unpack annotation (pullers keep the tarball)',
+    '  --export-manifest <file>   also write the pushed manifest to <file>',
+    '  --format json              print what was pushed as oras --format json does, instead of the digest',
+    '  A reference may name several tags, as in oras: registry/repo:v1,latest',
     OPTIONS_USAGE,
   ].join('\n'),
   async run(args) {
@@ -89,24 +111,43 @@ export const pushCommand: Command = {
       'annotation-file': { type: 'string' },
       'annotation': { type: 'string', short: 'a', multiple: true },
       'no-unpack': { type: 'boolean' },
+      'export-manifest': { type: 'string' },
+      'format': { type: 'string' },
     } as const);
     const [refText, ...paths] = positionals;
-    const ref = reference(refText, 'push');
+    const { ref, moreTags } = taggedReference(refText);
     if (!ref.tag && !ref.digest) throw new UsageError('push needs a tag');
+    const format = formatFlag(values.format);
     const annotations: AnnotationMap = values['annotation-file'] ? await readAnnotationFile(values['annotation-file']) : {};
     const extra = parseAnnotations(values.annotation);
     if (Object.keys(extra).length > 0) annotations.$manifest = { ...annotations.$manifest, ...extra };
     const concurrency = positiveInteger(values.concurrency, '--concurrency', 3);
     const timeoutMs = durationFlag(values.timeout, '--timeout');
-    return printDigest('push', ref, values, async (client, signal) => (await push(client, ref, paths.map(parsePushItem), {
-      artifactType: values['artifact-type'],
-      annotations,
-      unpack: !values['no-unpack'],
-      concurrency,
-      reporter: defaultReporter(),
-      signal,
-      timeoutMs,
-    })).digest);
+    const reporter = reporterFor(values);
+    return printDigest('push', ref, values, reporter, async (client, signal) => {
+      const pushed = await push(client, ref, paths.map(parsePushItem), {
+        artifactType: values['artifact-type'],
+        annotations,
+        unpack: !values['no-unpack'],
+        concurrency,
+        reporter,
+        signal,
+        timeoutMs,
+        alsoTags: moreTags,
+      });
+      if (values['export-manifest']) await writeFile(values['export-manifest'], pushed.raw);
+      if (format !== 'json') return pushed.digest;
+      const repository = `${ref.registry}/${ref.repository}`;
+      return JSON.stringify({
+        reference: `${repository}@${pushed.digest}`,
+        mediaType: pushed.manifest.mediaType,
+        digest: pushed.digest,
+        size: pushed.size,
+        annotations: pushed.manifest.annotations ?? {},
+        artifactType: pushed.manifest.artifactType,
+        referenceAsTags: [ref.tag, ...moreTags].filter((tag) => tag !== undefined).map((tag) => `${repository}:${tag}`),
+      }, null, 2);
+    });
   },
 };
 
@@ -125,6 +166,7 @@ export const pullCommand: Command = {
     '  --no-unpack                keep directory layers as tarballs',
     '  --max-unpacked-size <size> largest size a directory layer may unpack to',
     '                             (default 100 times its compressed size, at least 1GiB)',
+    '  --format json              print the files written as oras --format json does, instead of the digest',
     OPTIONS_USAGE,
   ].join('\n'),
   async run(args) {
@@ -133,21 +175,39 @@ export const pullCommand: Command = {
       'media-type': { type: 'string', multiple: true },
       'no-unpack': { type: 'boolean' },
       'max-unpacked-size': { type: 'string' },
+      'format': { type: 'string' },
     } as const);
     if (positionals.length !== 1) throw new UsageError('pull takes exactly one reference');
     const ref = reference(positionals[0], 'pull');
+    const format = formatFlag(values.format);
     const concurrency = positiveInteger(values.concurrency, '--concurrency', 3);
     const timeoutMs = durationFlag(values.timeout, '--timeout');
     const maxUnpackedBytes = sizeFlag(values['max-unpacked-size'], '--max-unpacked-size');
-    return printDigest('pull', ref, values, async (client, signal) => (await pull(client, ref, values.output ?? '.', {
-      concurrency,
-      unpack: !values['no-unpack'],
-      mediaTypes: values['media-type'],
-      reporter: defaultReporter(),
-      maxUnpackedBytes,
-      signal,
-      timeoutMs,
-    })).digest);
+    const reporter = reporterFor(values);
+    return printDigest('pull', ref, values, reporter, async (client, signal) => {
+      const pulled = await pull(client, ref, values.output ?? '.', {
+        concurrency,
+        unpack: !values['no-unpack'],
+        mediaTypes: values['media-type'],
+        reporter,
+        maxUnpackedBytes,
+        signal,
+        timeoutMs,
+      });
+      if (format !== 'json') return pulled.digest;
+      const repository = `${ref.registry}/${ref.repository}`;
+      return JSON.stringify({
+        reference: `${repository}@${pulled.digest}`,
+        files: pulled.layers.map(({ path, unpacked, descriptor }) => ({
+          path: unpacked ? `${path}/` : path,
+          reference: `${repository}@${descriptor.digest}`,
+          mediaType: descriptor.mediaType,
+          digest: descriptor.digest,
+          size: descriptor.size,
+          annotations: descriptor.annotations ?? {},
+        })),
+      }, null, 2);
+    });
   },
 };
 
@@ -160,7 +220,7 @@ export const resolveCommand: Command = {
     if (positionals.length !== 1) throw new UsageError('resolve takes exactly one reference');
     const ref = reference(positionals[0], 'resolve');
     const timeoutMs = durationFlag(values.timeout, '--timeout');
-    return printDigest('resolve', ref, values, async (client, signal) => (await client.resolve(ref.repository, ref.manifestReference, { signal, timeoutMs })).digest);
+    return printDigest('resolve', ref, values, reporterFor(values), async (client, signal) => (await client.resolve(ref.repository, ref.manifestReference, { signal, timeoutMs })).digest);
   },
 };
 
@@ -181,8 +241,8 @@ export const waitCommand: Command = {
     if (positionals.length !== 1) throw new UsageError('wait takes exactly one reference');
     const ref = reference(positionals[0], 'wait');
     const timeoutMs = durationFlag(values.timeout, '--timeout', '5m');
-    const reporter = defaultReporter();
-    return printDigest('wait', ref, values, (client, signal) => waitFor(
+    const reporter = reporterFor(values);
+    return printDigest('wait', ref, values, reporter, (client, signal) => waitFor(
       async (deadline) => (await client.resolve(ref.repository, ref.manifestReference, { signal: deadline })).digest,
       { timeoutMs, signal, onRetry: (message) => reporter.event('waiting', { reference: ref.text, message }) },
     ));

@@ -5,8 +5,9 @@ import { parseDuration } from './duration';
 import { parseSize } from './size';
 import { closest } from './suggest';
 import { RUNTIME_VERSION } from './version';
-import { ChainedCredentials, DockerConfigCredentials, EnvironmentCredentials } from '../oci/auth/credentials';
+import { ChainedCredentials, CredentialSource, DockerConfigCredentials, EnvironmentCredentials } from '../oci/auth/credentials';
 import { DEFAULT_MIN_RATE, MinRate } from '../oci/http';
+import { defaultReporter, JsonReporter, Reporter } from '../oci/progress';
 import { Reference } from '../oci/reference';
 import { RegistryClient } from '../oci/registry-client';
 
@@ -21,14 +22,33 @@ export const REGISTRY_OPTIONS = {
 } as const satisfies ParseArgsConfig['options'];
 
 export const REGISTRY_USAGE = [
-  '  --plain-http               use HTTP instead of HTTPS',
-  '  --insecure                 use HTTPS without verifying the certificate',
+  '  --plain-http               use HTTP instead of HTTPS (the default for localhost, as in oras, unless --insecure or --ca-file asks for HTTPS)',
+  '  --insecure                 use HTTPS without verifying the certificate (--plain-http wins when both are given, as in oras)',
   '  --ca-file <file>           trust the CA certificates (PEM) in <file> too, for a registry with a private CA (repeatable)',
   '  --concurrency <n>          parallel blob transfers (default 3)',
   '  --registry-config <file>   docker config.json with credentials; repeatable, each consulted in turn',
   '                             (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)',
   '  --min-rate <size>/<duration>  a transfer slower than this is stalled and tried again (default 32KiB/30s; 0 turns it off)',
   '  Credentials also come from ORAS_USER with ORAS_PASS, ORAS_PULL_PASS or ORAS_PUSH_PASS.',
+].join('\n');
+
+/** The flags of the commands people type, as the oras CLI has them; step commands, run by pods, have none of these. */
+export const ORAS_OPTIONS = {
+  'username': { type: 'string', short: 'u' },
+  'password': { type: 'string', short: 'p' },
+  'password-stdin': { type: 'boolean' },
+  'debug': { type: 'boolean', short: 'd' },
+  'verbose': { type: 'boolean', short: 'v' },
+  'no-tty': { type: 'boolean' },
+} as const satisfies ParseArgsConfig['options'];
+
+export const ORAS_USAGE = [
+  '  --username, -u <name>      registry user name, with --password-stdin (or --password, which shows on the command line)',
+  '  --password, -p <secret>    registry password; prefer --password-stdin: command lines are visible to other processes',
+  '  --password-stdin           read the password from stdin',
+  '  --debug, -d                also report every HTTP response: method, URL without query, status, milliseconds (never headers)',
+  '  --verbose, -v              accepted as in oras: every event is reported anyway',
+  '  --no-tty                   JSON lines on stderr even on a terminal',
 ].join('\n');
 
 /** parseArgs that turns its errors into usage errors. */
@@ -106,6 +126,12 @@ function parsed<T>(flag: string, parse: () => T): T {
 export interface RegistryFlags {
   'plain-http'?: boolean;
   'insecure'?: boolean;
+  'username'?: string;
+  'password'?: string;
+  'password-stdin'?: boolean;
+  'debug'?: boolean;
+  'verbose'?: boolean;
+  'no-tty'?: boolean;
   'concurrency'?: string;
   'registry-config'?: string[];
   'min-rate'?: string;
@@ -131,18 +157,41 @@ export function caFileFlag(files: string[] | undefined): string | undefined {
   }).join('');
 }
 
+/** Whether a registry host is localhost, which oras speaks to over plain HTTP unless told otherwise. */
+function isLocalhost(host: string): boolean {
+  return host === 'localhost' || host.startsWith('localhost:');
+}
+
+/** `-u` with `-p` or `--password-stdin`: credentials that come before every other source. */
+export function flagCredentials(flags: RegistryFlags, stdin: () => string = () => readFileSync(0, 'utf8')): CredentialSource | undefined {
+  const { username, password } = flags;
+  const fromStdin = flags['password-stdin'];
+  if (password !== undefined && fromStdin) throw new UsageError('--password and --password-stdin exclude each other');
+  if (username === undefined) {
+    if (password !== undefined || fromStdin) throw new UsageError('--password and --password-stdin need --username (-u)');
+    return undefined;
+  }
+  if (password === undefined && !fromStdin) throw new UsageError('--username needs --password-stdin (or --password)');
+  // As `docker login --password-stdin`: one line, its newline dropped.
+  const secret = fromStdin ? stdin().replace(/\r?\n$/, '') : password!;
+  if (secret === '') throw new UsageError('the password read from stdin is empty');
+  if (!fromStdin) process.stderr.write('oras-runtime: WARNING! Using --password via the CLI is insecure. Use --password-stdin.\n');
+  const credential = { username, password: secret };
+  return { get: async () => credential };
+}
+
 /** A client for the reference's registry, configured from the common flags. */
-export function clientFor(reference: Reference, flags: RegistryFlags): RegistryClient {
-  if (flags['plain-http'] && flags.insecure) throw new UsageError('--plain-http and --insecure exclude each other');
+export function clientFor(reference: Reference, flags: RegistryFlags, reporter?: Reporter): RegistryClient {
   if (flags['ca-file'] !== undefined && (flags['plain-http'] || flags.insecure)) {
     throw new UsageError('--ca-file verifies HTTPS certificates: it goes with neither --plain-http nor --insecure');
   }
   const host = reference.registry;
-  const plainHttp = flags['plain-http'] || (flags['plain-http-host'] ?? []).includes(host);
-  const insecure = flags.insecure || (flags['insecure-host'] ?? []).includes(host);
-  if (plainHttp && insecure) throw new UsageError(`${host} is given both plain HTTP and insecure, which exclude each other`);
+  // As oras: --plain-http wins over --insecure; localhost is plain HTTP unless --plain-http=false says otherwise.
+  const plainHttp = flags['plain-http'] ?? ((flags['plain-http-host'] ?? []).includes(host) || (isLocalhost(host) && !flags.insecure && !flags['ca-file']));
+  const insecure = !plainHttp && (flags.insecure || (flags['insecure-host'] ?? []).includes(host));
   const configs = flags['registry-config'] ?? [];
   const dockerConfigs = configs.length > 0 ? configs.map((file) => new DockerConfigCredentials(file, true)) : [new DockerConfigCredentials()];
+  const fromFlags = flagCredentials(flags);
   return new RegistryClient(host, {
     plainHttp,
     insecure,
@@ -150,6 +199,14 @@ export function clientFor(reference: Reference, flags: RegistryFlags): RegistryC
     maxSockets: positiveInteger(flags.concurrency, '--concurrency', 3) + 2,
     minRate: minRateFlag(flags['min-rate']),
     userAgent: `oras-runtime/${RUNTIME_VERSION}`,
-    credentials: new ChainedCredentials([new EnvironmentCredentials(), ...dockerConfigs]),
+    credentials: new ChainedCredentials([...(fromFlags ? [fromFlags] : []), new EnvironmentCredentials(), ...dockerConfigs]),
+    onResponse: flags.debug && reporter
+      ? (method, url, status, ms) => reporter.event('http', { method, url: url.href, status, ms })
+      : undefined,
   });
+}
+
+/** The reporter the flags ask for: JSON lines with --no-tty or --debug, else TTY progress on a terminal. */
+export function reporterFor(flags: RegistryFlags): Reporter {
+  return flags['no-tty'] || flags.debug ? new JsonReporter(process.stderr) : defaultReporter();
 }

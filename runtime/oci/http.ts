@@ -28,6 +28,8 @@ export interface TransportOptions {
   /** Parallel connections per registry. Default 8. */
   readonly maxSockets?: number;
   readonly userAgent?: string;
+  /** Told of every response as it arrives (`--debug`): method, URL without its query, status and milliseconds. */
+  readonly onResponse?: (method: string, url: URL, status: number, ms: number) => void;
 }
 
 export interface HttpRequest {
@@ -76,6 +78,7 @@ export class Transport {
   private readonly idleTimeoutMs: number;
   private readonly minRate: MinRate;
   private readonly userAgent: string;
+  private readonly onResponse?: TransportOptions['onResponse'];
 
   constructor(options: TransportOptions = {}) {
     this.scheme = options.plainHttp ? 'http' : 'https';
@@ -91,6 +94,7 @@ export class Transport {
     this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
     this.minRate = options.minRate ?? DEFAULT_MIN_RATE;
     this.userAgent = options.userAgent ?? 'oras-runtime';
+    this.onResponse = options.onResponse;
   }
 
   /** Sends a request; redirects are followed for GET and HEAD, without Authorization once the origin changes. */
@@ -115,6 +119,7 @@ export class Transport {
     const transport = url.protocol === 'http:' ? http : https;
     const agent = url.protocol === `${this.scheme}:` ? this.agent : undefined;
     const label = requestLabel(method, url);
+    const started = Date.now();
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
       let response: http.IncomingMessage | undefined;
@@ -124,6 +129,7 @@ export class Transport {
       };
       const req = transport.request(url, { method, agent, headers: { 'User-Agent': this.userAgent, ...request.headers } }, (res) => {
         response = res;
+        this.onResponse?.(method, new URL(url.pathname, url.origin), res.statusCode ?? 0, Date.now() - started);
         res.setTimeout(this.idleTimeoutMs, () => stop(new StalledError(`${label}: no data for ${this.idleTimeoutMs} ms`)));
         resolve({ status: res.statusCode ?? 0, headers: res.headers, url, body: res });
       });

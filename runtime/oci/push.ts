@@ -49,6 +49,8 @@ export interface PushResult {
   readonly digest: string;
   readonly size: number;
   readonly manifest: Manifest;
+  /** The manifest's bytes as stored (what `--export-manifest` writes). */
+  readonly raw: Buffer;
 }
 
 interface Layer {
@@ -138,7 +140,7 @@ async function pushWithin(
     }
     for (const tag of options.alsoTags ?? []) await client.pushManifest(reference.repository, tag, raw, MediaType.OCI_MANIFEST, { signal });
     reporter.event('pushed', { reference: reference.text, digest, size: raw.length, ...(options.alsoTags?.length ? { tags: options.alsoTags } : {}) });
-    return { digest, size: raw.length, manifest };
+    return { digest, size: raw.length, manifest, raw };
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }

@@ -1,4 +1,5 @@
 import { spawn } from 'child_process';
+import { createHash } from 'crypto';
 import {
   chmodSync, chownSync, closeSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync,
   writeFileSync, writeSync,
@@ -9,14 +10,14 @@ import { gzipSync } from 'zlib';
 import { CraftEntry, craftTar } from '../../util/crafted-tar';
 import { Distribution } from '../../util/distribution';
 import { measure } from '../../util/measure';
-import { describeWithPeers, findPeer, run } from '../../util/peers';
+import { describeWithPeers, findPeer, requirePeer, run } from '../../util/peers';
 import { RogueRegistry } from '../../util/rogue-registry';
 import { runAsync } from '../../util/run-async';
 
 const root = join(__dirname, '..', '..', '..');
 const bundle = join(root, 'runtime', 'build', 'oras-runtime.cjs');
 
-describeWithPeers(['docker-registry'], 'oras-runtime push, pull, resolve and wait', () => {
+describeWithPeers(['docker-registry', 'oras'], 'oras-runtime push, pull, resolve and wait', () => {
   let registry: Distribution;
   let auth: Distribution;
   let scratch: string;
@@ -58,7 +59,6 @@ describeWithPeers(['docker-registry'], 'oras-runtime push, pull, resolve and wai
     [['push'], 'push needs an artifact reference'],
     [['push', 'Bad/Ref:1'], 'Invalid artifact reference "Bad/Ref:1"'],
     [['pull', '127.0.0.1:1/x:y', '--concurrency', '0', '-o', 'o'], '--concurrency must be a positive integer, not "0"'],
-    [['pull', '127.0.0.1:1/x:y', '--plain-http', '--insecure'], '--plain-http and --insecure exclude each other'],
     [['wait', '127.0.0.1:1/x:y', '--timeout', 'soon'], '--timeout: "soon" is not a duration'],
     [['pull', '127.0.0.1:1/x:y', '--bogus'], 'unknown option "--bogus"'],
     [['pull', '127.0.0.1:1/x:y', '--plain-htp'], 'unknown option "--plain-htp"; did you mean "--plain-http"?'],
@@ -145,6 +145,72 @@ describeWithPeers(['docker-registry'], 'oras-runtime push, pull, resolve and wai
       expect(output).not.toContain('ci-password-value');
       expect(output).not.toContain('not-the-password');
     }
+  });
+
+  test('-u with --password-stdin, or -p with a warning, as oras takes them; no secret is printed', () => {
+    const ref = `${auth.host}/cli/flags:v1`;
+    const fromStdin = run(process.execPath, [bundle, 'push', '--plain-http', ref, 'a.txt', '-u', 'ci', '--password-stdin'],
+      { cwd: scratch, env: { PATH: process.env.PATH, HOME: scratch }, input: 'ci-password-value\n' });
+    expect(fromStdin.stderr).not.toContain('WARNING');
+    expect(fromStdin.status).toBe(0);
+    const onCommandLine = cli(['pull', '--plain-http', ref, '-o', 'out', '-u', 'ci', '-p', 'ci-password-value']);
+    expect(onCommandLine.status).toBe(0);
+    expect(onCommandLine.stderr).toContain('WARNING! Using --password via the CLI is insecure. Use --password-stdin.');
+    expect(readFileSync(join(scratch, 'out', 'a.txt'), 'utf8')).toBe('alpha');
+    const wrong = cli(['pull', '--plain-http', ref, '-o', 'out2', '--username', 'ci', '--password', 'not-the-password']);
+    expect(wrong.status).toBe(1);
+    expect(wrong.stderr).toMatch(/401 UNAUTHORIZED/);
+    for (const output of [fromStdin.output, onCommandLine.output, wrong.output]) {
+      expect(output.replace('-p ci-password-value', '')).not.toContain('ci-password-value');
+      expect(output).not.toContain('not-the-password');
+    }
+    expect(cli(['pull', '--plain-http', ref, '-p', 'x']).stderr).toContain('--password and --password-stdin need --username (-u)');
+    expect(cli(['pull', '--plain-http', ref, '-u', 'ci']).stderr).toContain('--username needs --password-stdin (or --password)');
+  });
+
+  test('several tags in one push, --export-manifest, and --format json shaped as the oras CLI\'s', () => {
+    const repository = `${registry.host}/cli/tags`;
+    const pushed = cli(['push', '--plain-http', `${repository}:v1,v2,latest`, 'a.txt', 'dir', '--export-manifest', 'manifest.json', '--format', 'json']);
+    expect(pushed.status).toBe(0);
+    const ours = JSON.parse(pushed.stdout);
+    const exported = readFileSync(join(scratch, 'manifest.json'));
+    expect(ours.digest).toBe(`sha256:${createHash('sha256').update(exported).digest('hex')}`);
+    expect(ours.referenceAsTags).toEqual([`${repository}:v1`, `${repository}:v2`, `${repository}:latest`]);
+    for (const tag of ['v1', 'v2', 'latest']) expect(cli(['resolve', '--plain-http', `${repository}:${tag}`]).stdout.trim()).toBe(ours.digest);
+    // The same push and pull by the oras CLI: the same fields.
+    const oras = (args: string[]) => run(requirePeer('oras'), args, { cwd: scratch });
+    const theirs = JSON.parse(oras(['push', '--plain-http', `${registry.host}/cli/oras-tags:v1,v2`, 'a.txt', 'dir', '--format', 'json']).stdout);
+    expect(Object.keys(ours).sort()).toEqual(Object.keys(theirs).sort());
+    const ourPull = JSON.parse(cli(['pull', '--plain-http', `${repository}:v2`, '-o', 'out', '--format', 'json']).stdout);
+    mkdirSync(join(scratch, 'oras-out'));
+    const theirPull = JSON.parse(oras(['pull', '--plain-http', `${repository}:v2`, '-o', 'oras-out', '--format', 'json']).stdout);
+    expect(Object.keys(ourPull).sort()).toEqual(Object.keys(theirPull).sort());
+    const shape = (files: Array<Record<string, unknown>>) => files.map((f) => ({ ...f, path: String(f.path).replace(/.*\/(out|oras-out)\//, '') }))
+      .sort((a, b) => String(a.path).localeCompare(String(b.path)));
+    expect(shape(ourPull.files)).toEqual(shape(theirPull.files));
+    expect(cli(['push', '--plain-http', `${repository}:v3`, 'a.txt', '--format', '{{.digest}}']).stderr).toContain('--format {{.digest}} is not supported: use --format json');
+  });
+
+  test('localhost is plain HTTP without a flag, as in oras; --plain-http with --insecure speaks plain HTTP', () => {
+    const port = registry.host.split(':')[1];
+    const local = cli(['push', `localhost:${port}/cli/local:v1`, 'a.txt']);
+    expect(local.stderr).not.toContain('oras-runtime:');
+    expect(local.status).toBe(0);
+    const both = cli(['resolve', '--plain-http', '--insecure', `${registry.host}/cli/local:v1`]);
+    expect(both.status).toBe(0);
+    expect(both.stdout.trim()).toBe(local.stdout.trim());
+  });
+
+  test('--debug reports every HTTP response (method, URL, status), never a header or a secret', () => {
+    const result = cli(['push', '--plain-http', `${auth.host}/cli/debug:v1`, 'a.txt', '-d', '-u', 'ci', '--password', 'ci-password-value']);
+    expect(result.status).toBe(0);
+    const events = result.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
+    const http = events.filter((e) => e.event === 'http');
+    // The first request meets the Basic challenge; the upload and the manifest follow with credentials.
+    expect(http[0].status).toBe(401);
+    expect(http.map((e) => `${e.method} ${e.status}`)).toEqual(expect.arrayContaining(['POST 202', 'PUT 201']));
+    expect(http.every((e) => typeof e.ms === 'number' && e.url.startsWith(`http://${auth.host}/v2/`) && !e.url.includes('?'))).toBe(true);
+    expect(result.stderr).not.toMatch(/Authorization|Basic /);
   });
 
   test('DOCKER_CONFIG and --registry-config are honoured', () => {
