@@ -33,6 +33,8 @@ const project = new cdk8s.ConstructLibraryCdk8s({
   ],
   // dist/ holds the committed install bundles; packages go elsewhere.
   artifactsDirectory: 'dist-packages',
+  // jsii targets: Python (tested in lib-tests/python.test.ts with cdk8s from PyPI).
+  publishToPypi: { distName: 'cdk8s-oras', module: 'cdk8s_oras' },
   testdir: 'lib-tests',
   github: false,
   release: false,
