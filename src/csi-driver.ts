@@ -36,13 +36,19 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 /** A media type as RFC 6838 names it: `type/subtype`, optionally with a `+suffix`; no parameters, no commas. */
 const MEDIA_TYPE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$/;
 
-/** When the node plugin pulls an artifact for a volume, rather than use its node-local cache. */
+/**
+ * Whether the node plugin asks the registry what a tag points at when it mounts a volume. A digest the
+ * node's cache already holds is never downloaded again, whatever the policy.
+ */
 export enum OrasPullPolicy {
-  /** Resolve and pull on every mount, even when the node's cache holds the reference. */
+  /** Resolve the tag on every mount and pull a digest the cache lacks; the mount fails while the registry is out of reach. */
   ALWAYS = 'Always',
-  /** Pull only when the node's cache does not hold the reference yet. */
+  /**
+   * Resolve the tag on every mount as ALWAYS does; while the registry is out of reach, mount what the tag
+   * resolved to last on this node (public artifacts only: a private one needs the registry to check the pod's credentials).
+   */
   IF_NOT_PRESENT = 'IfNotPresent',
-  /** Never pull: the mount fails unless the node's cache holds the reference. */
+  /** Never ask the registry: mount what the tag resolved to last on this node, or fail (FAILED_PRECONDITION) if it never did. */
   NEVER = 'Never',
 }
 

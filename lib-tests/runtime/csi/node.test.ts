@@ -132,6 +132,42 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     expect(await plugin.metric('oras_csi_pulls_total')).toBe(2);
   });
 
+  test('pull policies: Always and IfNotPresent resolve the tag (an unchanged digest is served from the cache); '
+    + 'with the registry down IfNotPresent and Never serve the cache, and Always fails', async () => {
+    const own = await Distribution.start();
+    const ownClient = new RegistryClient(own.host, { plainHttp: true });
+    try {
+      writeFileSync(join(src, 'policy.txt'), 'cached');
+      const ref = parseReference(`${own.host}/csi/policy:v1`);
+      await push(ownClient, ref, [{ path: 'policy.txt' }], { cwd: src });
+      const context = (policy: string) => ({ 'oras.artifact.reference': ref.text, 'oras.options.plainhttp': 'true', 'oras.options.pullpolicy': policy });
+      const read = (target: string) => readFileSync(join(target, 'policy.txt'), 'utf8');
+
+      await publish(at('if-not-present'), context('IfNotPresent'));
+      await publish(at('always'), context('Always'));
+      await publish(at('never'), context('Never'));
+      for (const target of ['if-not-present', 'always', 'never']) expect(read(at(target))).toBe('cached');
+      // One download: Always re-resolved the tag, found the digest cached, and did not pull again.
+      expect(await plugin.metric('oras_csi_pulls_total')).toBe(1);
+      expect(await plugin.metric('oras_csi_cache_hits_total')).toBe(2);
+
+      await own.stop();
+      await publish(at('offline-if-not-present'), context('IfNotPresent'));
+      await publish(at('offline-never'), context('Never'));
+      expect(read(at('offline-if-not-present'))).toBe('cached');
+      expect(read(at('offline-never'))).toBe('cached');
+      await expect(publish(at('offline-always'), context('Always'))).rejects.toMatchObject({
+        code: grpc.status.UNAVAILABLE,
+        details: expect.stringContaining(`${ref.text}: `),
+      });
+      expect(existsSync(join(at('offline-always'), 'policy.txt'))).toBe(false);
+      expect(await plugin.metric('oras_csi_pulls_total')).toBe(1);
+    } finally {
+      ownClient.close();
+      await own.stop().catch(() => undefined);
+    }
+  });
+
   test('volume stats of a published volume; unknown volumes are NOT_FOUND', async () => {
     const ref = await publishArtifact('stats', { 's.txt': 'stats' });
     const target = at('stats');
