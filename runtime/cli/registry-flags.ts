@@ -163,7 +163,7 @@ function isLocalhost(host: string): boolean {
 }
 
 /** `-u` with `-p` or `--password-stdin`: credentials that come before every other source. */
-export function flagCredentials(flags: RegistryFlags, stdin: () => string = () => readFileSync(0, 'utf8')): CredentialSource | undefined {
+function flagCredentials(flags: RegistryFlags): CredentialSource | undefined {
   const { username, password } = flags;
   const fromStdin = flags['password-stdin'];
   if (password !== undefined && fromStdin) throw new UsageError('--password and --password-stdin exclude each other');
@@ -173,7 +173,7 @@ export function flagCredentials(flags: RegistryFlags, stdin: () => string = () =
   }
   if (password === undefined && !fromStdin) throw new UsageError('--username needs --password-stdin (or --password)');
   // As `docker login --password-stdin`: one line, its newline dropped.
-  const secret = fromStdin ? stdin().replace(/\r?\n$/, '') : password!;
+  const secret = fromStdin ? readFileSync(0, 'utf8').replace(/\r?\n$/, '') : password!;
   if (secret === '') throw new UsageError('the password read from stdin is empty');
   if (!fromStdin) process.stderr.write('oras-runtime: WARNING! Using --password via the CLI is insecure. Use --password-stdin.\n');
   const credential = { username, password: secret };
@@ -186,7 +186,7 @@ export function clientFor(reference: Reference, flags: RegistryFlags, reporter?:
     throw new UsageError('--ca-file verifies HTTPS certificates: it goes with neither --plain-http nor --insecure');
   }
   const host = reference.registry;
-  // As oras: --plain-http wins over --insecure; localhost is plain HTTP unless --plain-http=false says otherwise.
+  // As oras: --plain-http wins over --insecure; localhost is plain HTTP unless --insecure or --ca-file asks for HTTPS.
   const plainHttp = flags['plain-http'] ?? ((flags['plain-http-host'] ?? []).includes(host) || (isLocalhost(host) && !flags.insecure && !flags['ca-file']));
   const insecure = !plainHttp && (flags.insecure || (flags['insecure-host'] ?? []).includes(host));
   const configs = flags['registry-config'] ?? [];

@@ -1,14 +1,15 @@
 /** The candidate closest to what was typed, if one is close enough to be what was meant. */
 export function closest(typed: string, candidates: readonly string[]): string | undefined {
+  // One letter ("-x") is close to every other letter: nothing to suggest.
+  const letters = typed.replace(/^-+/, '').length;
+  if (letters < 2) return undefined;
   let best: { candidate: string; distance: number } | undefined;
   for (const candidate of candidates) {
     // A prefix ("--plain" for "--plain-http") is what was meant, whatever the length difference.
-    const distance = candidate.startsWith(typed) && typed.replace(/^-+/, '').length >= 2 ? 0 : editDistance(typed, candidate);
+    const distance = candidate.startsWith(typed) ? 0 : editDistance(typed, candidate);
     if (!best || distance < best.distance) best = { candidate, distance };
   }
-  // One letter ("-x") is close to every other letter: nothing to suggest.
-  const allowed = typed.replace(/^-+/, '').length < 2 ? 0 : Math.max(2, Math.floor(typed.length / 3));
-  return best && best.distance <= allowed ? best.candidate : undefined;
+  return best && best.distance <= Math.max(2, Math.floor(typed.length / 3)) ? best.candidate : undefined;
 }
 
 /** Levenshtein distance: the fewest single-character insertions, deletions and substitutions. */
