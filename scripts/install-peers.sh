@@ -2,7 +2,7 @@
 # Installs the real programs the tests run against, idempotently:
 #   Debian: podman + runc (pods), busybox-static (images), docker-registry
 #           (CNCF distribution), apache2-utils (htpasswd), openssl, skopeo.
-#   Go:     kube-linter, the oras CLI, csi-sanity, vegeta and the jobset controller, built from the Go module proxy.
+#   Go:     kube-linter, the oras CLI, csi-sanity, csi-provisioner, vegeta and the jobset controller, built from the Go module proxy.
 #   PyPI:   kubernetes-validate (strict Kubernetes OpenAPI schemas), in a venv.
 #   CRDs:   JobSet's, from the jobset Go module (`jobset-crd` prints it).
 #   Kubernetes: kube-apiserver and etcd, through scripts/install-kube.sh.
@@ -16,6 +16,7 @@ KUBE_LINTER_VERSION=v0.8.3
 ORAS_VERSION=v1.2.3
 VEGETA_VERSION=v12.12.0
 CSI_TEST_VERSION=v5.4.0
+CSI_PROVISIONER_VERSION=v5.3.0
 JOBSET_VERSION=v0.10.1
 KUBERNETES_VALIDATE_VERSION=1.37.0
 APT_PACKAGES=(podman runc busybox-static docker-registry apache2-utils openssl skopeo mount util-linux)
@@ -57,6 +58,18 @@ go_tool kube-linter golang.stackrox.io/kube-linter "$KUBE_LINTER_VERSION" golang
   "github.com/stackrox/kube-linter $KUBE_LINTER_VERSION"
 go_tool oras oras.land/oras "$ORAS_VERSION" oras.land/oras/cmd/oras
 go_tool csi-sanity github.com/kubernetes-csi/csi-test/v5 "$CSI_TEST_VERSION" github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity
+# csi-sanity's specs for a read-only driver (lib-tests/csi-sanity-readonly), keyed by its source.
+sanity_src="$(cd "$(dirname "${BASH_SOURCE[0]}")/../lib-tests/csi-sanity-readonly" && pwd)"
+sanity_dir="$PEERS/go/csi-sanity-readonly-$(cat "$sanity_src"/go.mod "$sanity_src"/go.sum "$sanity_src"/main.go | sha256sum | cut -c1-12)"
+if [ ! -x "$sanity_dir/csi-sanity-readonly" ]; then
+  log "building csi-sanity-readonly (csi-test $CSI_TEST_VERSION)"
+  mkdir -p "$sanity_dir"
+  (cd "$sanity_src" && GOFLAGS='-mod=readonly -buildvcs=false' go build -o "$sanity_dir/csi-sanity-readonly" .)
+fi
+ln -sf "$sanity_dir/csi-sanity-readonly" "$PEERS/bin/csi-sanity-readonly"
+# The external-provisioner sidecar, static: the node test runs it as the image the provisioner Deployment names.
+CGO_ENABLED=0 go_tool csi-provisioner github.com/kubernetes-csi/external-provisioner/v5 "$CSI_PROVISIONER_VERSION" \
+  github.com/kubernetes-csi/external-provisioner/v5/cmd/csi-provisioner
 # A constant-rate HTTP load generator, for the webhook benchmark.
 go_tool vegeta github.com/tsenart/vegeta/v12 "$VEGETA_VERSION" github.com/tsenart/vegeta/v12
 # The JobSet controller, which the node test of JobSets runs outside the cluster.

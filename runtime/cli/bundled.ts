@@ -18,4 +18,5 @@ export function loadBundled<T>(bundle: string, source: string): T {
 export interface KubeCalls {
   requestCollection(namespace: string, name: string, kubeconfig?: string): Promise<void>;
   patchJob(name: string, patch: Record<string, unknown>, where?: { namespace?: string; kubeconfig?: string }): Promise<'patched' | 'missing'>;
+  claimAnnotations(namespace: string, name: string, kubeconfig?: string): Promise<Record<string, string>>;
 }

@@ -3,14 +3,19 @@ import { Command } from './command';
 
 export const csiCommand: Command = {
   name: 'csi',
-  summary: 'serve the CSI node plugin (Identity and Node) on a unix socket',
+  summary: 'serve the CSI plugin (Identity, and Node and/or Controller) on a unix socket',
   usage: [
     'Usage: oras-runtime csi --endpoint unix:///csi/csi.sock --node-id <node> --cache-dir <dir> [options]',
+    '       oras-runtime csi --endpoint unix:///csi/csi.sock --controller [--node-id <node> --cache-dir <dir>] [options]',
     '',
     'Mounts ORAS artifacts read-only into pods from a node cache keyed by source (registry and repository) and manifest digest.',
+    'With --controller it serves the Controller service for external-provisioner (persistent volumes); with --node-id and',
+    '--cache-dir as well, all three services on one socket.',
     '',
+    '  --controller                      serve CreateVolume, DeleteVolume and ValidateVolumeCapabilities',
+    '  --kubeconfig <file>               with --controller: the Kubernetes API, to read PVC annotations (default: in-cluster)',
     '  --driver-name <name>              the CSIDriver name (default csi.oras.land)',
-    '  --metrics-port <n>                Prometheus /metrics (default 9809)',
+    '  --metrics-port <n>                Prometheus /metrics (default 9809; with --controller alone, not served unless given)',
     '  --health-port <n>                 /healthz: a CSI Probe over the socket, as the livenessprobe sidecar does (default: not served)',
     '  --registration-dir <dir>          register with the kubelet, as node-driver-registrar does: serve <dir>/<driver-name>-reg.sock',
     '                                    (dir: the host\'s <kubelet dir>/plugins_registry); exits 1 when the kubelet reports failure',

@@ -40,12 +40,15 @@ export interface NodeOptions extends RequestOptions {
   readonly ca?: string;
 }
 
-/** CSI errors for registry, content and disk failures: what went wrong and what to do. */
-function registryProblem(err: unknown, reference: string): CsiError {
+/**
+ * CSI errors for registry, content and disk failures: what went wrong and
+ * what to do. `secretRef` names where the credentials come from.
+ */
+export function registryProblem(err: unknown, reference: string, secretRef = 'nodePublishSecretRef'): CsiError {
   if (err instanceof CsiError) return err;
   const problem = (code: grpc.status, advice = '') => new CsiError(code, `${reference}: ${(err as Error).message}${advice}`);
   if (err instanceof AuthError || (err instanceof RegistryError && (err.status === 401 || err.status === 403))) {
-    return problem(grpc.status.PERMISSION_DENIED, '; the registry refused this pod\'s credentials: set nodePublishSecretRef to a dockerconfigjson Secret that may read it');
+    return problem(grpc.status.PERMISSION_DENIED, `; the registry refused these credentials: set ${secretRef} to a dockerconfigjson Secret that may read it`);
   }
   if (err instanceof RegistryError && err.status === 404) return problem(grpc.status.NOT_FOUND, ' (it does not exist in the registry)');
   if (err instanceof CacheFullError || asDiskFull(err, 'the node cache') instanceof DiskFullError) {

@@ -4,7 +4,7 @@ import type { Reporter } from '../oci/progress';
 
 /**
  * The protocols this plugin speaks, as a protobuf descriptor of our own:
- * - the part of CSI v1 it serves (Identity and Node): message names and field
+ * - the part of CSI v1 it serves (Identity, Controller and Node): message names and field
  *   numbers follow the CSI specification (csi.proto, package csi.v1), so any
  *   CSI client (kubelet, node-driver-registrar, csi-sanity) understands it;
  * - the kubelet's plugin registration (k8s.io/kubelet
@@ -112,6 +112,54 @@ const descriptor = {
               fields: { rpc: { type: 'RPC', id: 1 } },
               nested: { RPC: { fields: { type: { type: 'Type', id: 1 } }, nested: { Type: { values: { UNKNOWN: 0, STAGE_UNSTAGE_VOLUME: 1, GET_VOLUME_STATS: 2 } } } } },
             },
+            CapacityRange: { fields: { required_bytes: { type: 'int64', id: 1 }, limit_bytes: { type: 'int64', id: 2 } } },
+            VolumeContentSource: {
+              oneofs: { type: { oneof: ['snapshot', 'volume'] } },
+              fields: { snapshot: { type: 'SnapshotSource', id: 1 }, volume: { type: 'VolumeSource', id: 2 } },
+              nested: { SnapshotSource: { fields: { snapshot_id: { type: 'string', id: 1 } } }, VolumeSource: { fields: { volume_id: { type: 'string', id: 1 } } } },
+            },
+            Volume: {
+              fields: {
+                capacity_bytes: { type: 'int64', id: 1 },
+                volume_id: { type: 'string', id: 2 },
+                volume_context: { keyType: 'string', type: 'string', id: 3 },
+                content_source: { type: 'VolumeContentSource', id: 4 },
+              },
+            },
+            CreateVolumeRequest: {
+              fields: {
+                name: { type: 'string', id: 1 },
+                capacity_range: { type: 'CapacityRange', id: 2 },
+                volume_capabilities: { rule: 'repeated', type: 'VolumeCapability', id: 3 },
+                parameters: { keyType: 'string', type: 'string', id: 4 },
+                secrets: { keyType: 'string', type: 'string', id: 5 },
+                volume_content_source: { type: 'VolumeContentSource', id: 6 },
+              },
+            },
+            CreateVolumeResponse: { fields: { volume: { type: 'Volume', id: 1 } } },
+            DeleteVolumeRequest: { fields: { volume_id: { type: 'string', id: 1 }, secrets: { keyType: 'string', type: 'string', id: 2 } } },
+            DeleteVolumeResponse: { fields: {} },
+            ValidateVolumeCapabilitiesRequest: {
+              fields: {
+                volume_id: { type: 'string', id: 1 },
+                volume_context: { keyType: 'string', type: 'string', id: 2 },
+                volume_capabilities: { rule: 'repeated', type: 'VolumeCapability', id: 3 },
+                parameters: { keyType: 'string', type: 'string', id: 4 },
+                secrets: { keyType: 'string', type: 'string', id: 5 },
+              },
+            },
+            ValidateVolumeCapabilitiesResponse: {
+              fields: { confirmed: { type: 'Confirmed', id: 1 }, message: { type: 'string', id: 2 } },
+              nested: {
+                Confirmed: {
+                  fields: {
+                    volume_context: { keyType: 'string', type: 'string', id: 1 },
+                    volume_capabilities: { rule: 'repeated', type: 'VolumeCapability', id: 2 },
+                    parameters: { keyType: 'string', type: 'string', id: 3 },
+                  },
+                },
+              },
+            },
             ControllerGetCapabilitiesRequest: { fields: {} },
             ControllerGetCapabilitiesResponse: { fields: { capabilities: { rule: 'repeated', type: 'ControllerServiceCapability', id: 1 } } },
             ControllerServiceCapability: {
@@ -181,11 +229,11 @@ export const NodeService: grpc.ServiceDefinition = {
   NodeGetVolumeStats: rpc('Node', 'NodeGetVolumeStats'),
 };
 
-/**
- * Only ControllerGetCapabilities, answering with no capabilities: the plugin
- * does not advertise a controller, but clients such as csi-sanity ask.
- */
+/** The part of the Controller service a read-only artifact volume needs: create, delete and validate; nothing is attached. */
 export const ControllerService: grpc.ServiceDefinition = {
+  CreateVolume: rpc('Controller', 'CreateVolume'),
+  DeleteVolume: rpc('Controller', 'DeleteVolume'),
+  ValidateVolumeCapabilities: rpc('Controller', 'ValidateVolumeCapabilities'),
   ControllerGetCapabilities: rpc('Controller', 'ControllerGetCapabilities'),
 };
 
@@ -207,17 +255,19 @@ export class CsiError extends Error {
 const SECRET_CONTEXT_KEYS = new Set(['csi.storage.k8s.io/serviceAccount.tokens']);
 
 /**
- * What a call log shows of a request: the volume id, the path and the
- * volume's attributes; never its secrets (as protosanitizer strips them).
+ * What a call log shows of a request: the volume's name, id, path,
+ * attributes and parameters; never its secrets (as protosanitizer strips them).
  */
 function logFields(request: any): Record<string, unknown> {
-  const context: Record<string, string> | undefined = request?.volume_context;
+  const nonEmpty = (map: Record<string, string> | undefined) => (map && Object.keys(map).length > 0
+    ? Object.fromEntries(Object.entries(map).filter(([key]) => !SECRET_CONTEXT_KEYS.has(key)))
+    : undefined);
   return {
+    name: request?.name || undefined,
     volumeId: request?.volume_id || undefined,
     target: request?.target_path || request?.volume_path || undefined,
-    context: context && Object.keys(context).length > 0
-      ? Object.fromEntries(Object.entries(context).filter(([key]) => !SECRET_CONTEXT_KEYS.has(key)))
-      : undefined,
+    context: nonEmpty(request?.volume_context),
+    parameters: nonEmpty(request?.parameters),
   };
 }
 

@@ -16,16 +16,20 @@ export interface RequestOptions {
   readonly isolateNamespaces: boolean;
 }
 
-/** A validated NodePublishVolume request. */
-export interface Publish {
-  readonly volumeId: string;
-  readonly target: string;
+/** A volume's attributes (its volume_context, or a StorageClass's parameters), validated. */
+export interface Attributes {
   readonly reference: Reference;
   readonly plainHttp: boolean;
   readonly insecure: boolean;
   readonly policy: PullPolicy;
   readonly concurrency: number;
   readonly mediaTypes?: string[];
+}
+
+/** A validated NodePublishVolume request. */
+export interface Publish extends Attributes {
+  readonly volumeId: string;
+  readonly target: string;
   /** The namespace whose entries this volume may use ('' when namespaces share). */
   readonly scope: string;
   readonly secrets: Record<string, string>;
@@ -93,14 +97,27 @@ export function prototypeReference(text: string): string {
   return bare.includes('@') || name.includes(':') || !bare.includes('/') ? bare : `${bare}:latest`;
 }
 
-/** The NodePublishVolume request, validated. */
-export function parsePublish(request: any, options: RequestOptions): Publish {
-  const volumeId = required(request.volume_id, 'volume_id');
-  const target = kubeletPath(request.target_path, 'target_path', options.kubeletDir);
-  const capability = request.volume_capability;
-  if (!capability) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'volume_capability is required');
-  if (capability.block) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'block access is not supported: an artifact is mounted as a read-only directory');
-  const context: Record<string, string> = request.volume_context ?? {};
+/** The access modes of a read-only volume: ReadOnlyMany and the single-node reader. */
+const READ_ONLY_MODES = new Set(['MULTI_NODE_READER_ONLY', 'SINGLE_NODE_READER_ONLY']);
+
+/**
+ * Why a volume capability cannot be served, or undefined when it can: a
+ * mounted directory with a read-only access mode. Writer modes are refused
+ * when a volume is created; the Node service mounts read-only whatever the
+ * mode, as the kubelet asks inline volumes with a writer mode.
+ */
+export function unsupportedCapability(capability: any, forCreate: boolean): string | undefined {
+  if (!capability) return 'a volume capability is empty';
+  if (capability.block) return 'block access is not supported: an artifact is mounted as a read-only directory';
+  const mode = capability.access_mode?.mode;
+  if (forCreate && !READ_ONLY_MODES.has(mode)) {
+    return `access mode ${mode ?? 'UNKNOWN'} is not supported: artifact volumes are read-only, so the PersistentVolumeClaim's accessModes must be [ReadOnlyMany]`;
+  }
+  return undefined;
+}
+
+/** The artifact and pull options of a volume, from its attributes: INVALID_ARGUMENT names the bad one. */
+export function parseAttributes(context: Record<string, string>): Attributes {
   const referenceText = context[CSI_ATTRIBUTE.REFERENCE];
   if (!referenceText) {
     throw new CsiError(grpc.status.INVALID_ARGUMENT, `the volume attribute ${CSI_ATTRIBUTE.REFERENCE} is required (the artifact to mount, for example registry:5000/models/demo:v1)`);
@@ -124,17 +141,24 @@ export function parsePublish(request: any, options: RequestOptions): Publish {
     throw new CsiError(grpc.status.INVALID_ARGUMENT, `${CSI_ATTRIBUTE.CONCURRENCY} must be a positive integer, not "${concurrencyText}"`);
   }
   const mediaTypes = context[CSI_ATTRIBUTE.MEDIA_TYPES]?.split(',').map((m) => m.trim()).filter(Boolean);
-  const scope = options.isolateNamespaces ? (context[CSI_ATTRIBUTE.POD_NAMESPACE] ?? '') : '';
+  return { reference, plainHttp, insecure, policy: policy as PullPolicy, concurrency, mediaTypes };
+}
+
+/** The NodePublishVolume request, validated. */
+export function parsePublish(request: any, options: RequestOptions): Publish {
+  const volumeId = required(request.volume_id, 'volume_id');
+  const target = kubeletPath(request.target_path, 'target_path', options.kubeletDir);
+  if (!request.volume_capability) throw new CsiError(grpc.status.INVALID_ARGUMENT, 'volume_capability is required');
+  const unsupported = unsupportedCapability(request.volume_capability, false);
+  if (unsupported) throw new CsiError(grpc.status.INVALID_ARGUMENT, unsupported);
+  const context: Record<string, string> = request.volume_context ?? {};
+  const attributes = parseAttributes(context);
+  const { reference, plainHttp, insecure, mediaTypes } = attributes;
   return {
+    ...attributes,
     volumeId,
     target,
-    reference,
-    plainHttp,
-    insecure,
-    policy: policy as PullPolicy,
-    concurrency,
-    mediaTypes,
-    scope,
+    scope: options.isolateNamespaces ? (context[CSI_ATTRIBUTE.POD_NAMESPACE] ?? '') : '',
     secrets: request.secrets ?? {},
     artifact: JSON.stringify([reference.text, plainHttp, insecure, mediaTypes ?? []]),
   };

@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
-import { ApiException, AppsV1Api, BatchV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { ApiException, AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 
 /**
  * The few Kubernetes API calls the runtime makes besides the webhook's: a
  * bundle of its own (the client is heavy), loaded only by the commands that
- * need it (`prune --collect-garbage`, and oras-push of a step with dependents).
+ * need it (`prune --collect-garbage`, oras-push of a step with dependents, and
+ * the CSI controller reading a claim's annotations).
  */
 
 /** The pod template annotation whose change starts a new registry pod, and with it the garbage collection in its init container. */
@@ -59,5 +60,17 @@ export async function patchJob(name: string, patch: Record<string, unknown>, whe
     const status = err instanceof ApiException ? ` (HTTP ${err.code})` : '';
     throw new Error(`cannot patch Job ${namespace}/${name}${status}: ${(err as Error).message.split('\n')[0]}. `
       + 'The workflow\'s Role (<workflow>-advance) must allow patch on Jobs for the pod\'s service account.', { cause: err });
+  }
+}
+
+/** The annotations of a PersistentVolumeClaim, with the pod's service account (`get` on persistentvolumeclaims). */
+export async function claimAnnotations(namespace: string, name: string, kubeconfig?: string): Promise<Record<string, string>> {
+  const core = kubeConfig(kubeconfig).makeApiClient(CoreV1Api);
+  try {
+    return (await core.readNamespacedPersistentVolumeClaim({ namespace, name })).metadata?.annotations ?? {};
+  } catch (err) {
+    const status = err instanceof ApiException ? ` (HTTP ${err.code})` : '';
+    throw new Error(`cannot read PersistentVolumeClaim ${namespace}/${name}${status}: ${(err as Error).message.split('\n')[0]}. `
+      + 'The provisioner\'s ClusterRole must allow get on persistentvolumeclaims.', { cause: err });
   }
 }

@@ -589,7 +589,7 @@ describeAsRoot('the CSI node plugin and private artifacts', ['docker-registry', 
     await plugin.call('node', 'NodePublishVolume', body('with', ref.text, { '.dockerconfigjson': dockerconfig() }));
     expect(readFileSync(join(at('with'), 'secret.txt'), 'utf8')).toBe('classified');
     await expect(plugin.call('node', 'NodePublishVolume', body('without', ref.text, {})))
-      .rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: expect.stringMatching(/refused this pod's credentials.*nodePublishSecretRef/) });
+      .rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: expect.stringMatching(/refused these credentials.*nodePublishSecretRef/) });
     expect(existsSync(join(at('without'), 'secret.txt'))).toBe(false);
     // By digest too: the cached tree is not served without the check.
     await expect(plugin.call('node', 'NodePublishVolume', body('by-digest', `${registry.host}/private/data@${digest}`, {})))

@@ -14,4 +14,15 @@ describe('runCsi usage errors', () => {
   ])('%j is a usage error', async (extra, message) => {
     await expect(runCsi([...base, ...extra])).rejects.toMatchObject({ name: 'UsageError', message: expect.stringMatching(message) });
   });
+
+  test.each([
+    [['--controller', '--node-id', 'n'], /--cache-dir is required to serve the Node service next to the Controller \(or give neither for the Controller alone\)/],
+    [['--controller', '--cache-dir', '/tmp/never'], /--node-id is required .*to serve the Node service/],
+    [['--controller', '--registration-dir', '/registration', '--kubelet-registration-path', '/var/lib/kubelet/plugins/x/csi.sock'], /registration is for the Node service/],
+  ])('%j is a usage error', async (args, message) => {
+    await expect(runCsi(['--endpoint', 'unix:///tmp/never/csi.sock', ...args])).rejects.toMatchObject({ name: 'UsageError', message: expect.stringMatching(message) });
+  });
+  test('--kubeconfig without --controller is a usage error', async () => {
+    await expect(runCsi([...base, '--kubeconfig', '/tmp/kubeconfig'])).rejects.toMatchObject({ name: 'UsageError', message: expect.stringMatching(/--kubeconfig is for --controller/) });
+  });
 });
