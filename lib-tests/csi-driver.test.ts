@@ -33,7 +33,7 @@ function podWith(artifact: (scope: Construct) => OrasArtifact, options: Paramete
 const external = (host: string, options: Parameters<typeof OrasRegistry.fromHost>[1] = {}) => OrasRegistry.fromHost(host, options);
 
 describe('OrasCsiDriver', () => {
-  test('writes a CSIDriver, the node DaemonSet and its ServiceAccount: no StorageClass, no RBAC', () => {
+  test('without a StorageClass it writes a CSIDriver, the node DaemonSet and its ServiceAccount: no provisioner, no RBAC', () => {
     const { manifests, find, driver } = synth();
     expectValidKubernetes(manifests);
     expect(manifests.map((m) => m.kind).sort()).toEqual(['CSIDriver', 'DaemonSet', 'ServiceAccount']);
@@ -47,7 +47,7 @@ describe('OrasCsiDriver', () => {
     expect(csiDriver.spec).toEqual({
       attachRequired: false,
       podInfoOnMount: true,
-      volumeLifecycleModes: ['Ephemeral'],
+      volumeLifecycleModes: ['Persistent', 'Ephemeral'],
       fsGroupPolicy: 'None',
       requiresRepublish: false,
     });
@@ -55,6 +55,112 @@ describe('OrasCsiDriver', () => {
     const account = find('ServiceAccount');
     expect(account.metadata).toMatchObject({ name: 'csi-oras-land-node', namespace: 'oras-csi' });
     expect(account.automountServiceAccountToken).toBe(false);
+    expect(driver.provisioner).toBeUndefined();
+  });
+
+  test('a StorageClass brings the provisioner: external-provisioner v5.3.0 and the plugin in controller mode, hardened, on one socket', () => {
+    const chart = Testing.chart();
+    const driver = new OrasCsiDriver(chart, 'Driver');
+    driver.addStorageClass('Models');
+    const manifests = Testing.synth(chart);
+    expectValidKubernetes(manifests);
+    expect(manifests.map((m) => m.kind).sort()).toEqual([
+      'CSIDriver', 'ClusterRole', 'ClusterRoleBinding', 'DaemonSet', 'Deployment', 'Role', 'RoleBinding', 'ServiceAccount', 'ServiceAccount', 'StorageClass',
+    ]);
+    const deployment = manifests.find((m) => m.kind === 'Deployment');
+    expect(ApiObject.of(driver.provisioner!).name).toBe('csi-oras-land-provisioner');
+    expect(deployment.metadata).toMatchObject({ name: 'csi-oras-land-provisioner', namespace: 'oras-csi' });
+    expect(deployment.spec.strategy).toEqual({ type: 'Recreate' });
+    const pod = deployment.spec.template.spec;
+    expect(pod.serviceAccountName).toBe('csi-oras-land-provisioner');
+    const [provisioner, controller] = pod.containers;
+    expect(provisioner).toMatchObject({
+      name: 'csi-provisioner',
+      image: 'registry.k8s.io/sig-storage/csi-provisioner:v5.3.0',
+      args: ['--csi-address=/csi/csi.sock', '--extra-create-metadata', '--leader-election', '--leader-election-namespace=oras-csi', '--timeout=60s'],
+      volumeMounts: [{ name: 'socket-dir', mountPath: '/csi' }],
+    });
+    expect(controller).toMatchObject({
+      name: 'oras-csi-controller',
+      image: OrasRuntimeImage.default().image,
+      args: ['csi', '--endpoint', 'unix:///csi/csi.sock', '--controller', '--driver-name', 'csi.oras.land', '--health-port', '9808'],
+      livenessProbe: { httpGet: { path: '/healthz', port: 'healthz' } },
+    });
+    for (const container of pod.containers) {
+      expect(container.securityContext).toEqual({
+        runAsUser: 65532,
+        runAsGroup: 65532,
+        runAsNonRoot: true,
+        readOnlyRootFilesystem: true,
+        allowPrivilegeEscalation: false,
+        privileged: false,
+        capabilities: { drop: ['ALL'] },
+      });
+      expect(Object.keys(container.resources.limits).sort()).toEqual(['cpu', 'memory']);
+    }
+    expect(pod.volumes).toEqual([{ name: 'socket-dir', emptyDir: {} }]);
+  });
+
+  test('the provisioner\'s RBAC: what external-provisioner needs for volumes and claims, its Lease, and no Secret unless a StorageClass names one', () => {
+    const chart = Testing.chart();
+    const driver = new OrasCsiDriver(chart, 'Driver');
+    const registry = OrasRegistry.fromHost('registry.example.com', { credentials: kplus.Secret.fromSecretName(chart, 'Creds', 'registry-creds') });
+    driver.addStorageClass('Open');
+    const rulesOf = () => Testing.synth(chart).find((m) => m.kind === 'ClusterRole').rules;
+    expect(rulesOf()).toEqual([
+      { apiGroups: [''], resources: ['persistentvolumes'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
+      { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'watch', 'update'] },
+      { apiGroups: ['storage.k8s.io'], resources: ['storageclasses'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: [''], resources: ['events'], verbs: ['list', 'watch', 'create', 'update', 'patch'] },
+    ]);
+    driver.addStorageClass('Private', { registry });
+    driver.addStorageClass('AlsoPrivate', { artifact: registry.artifact('models/demo', 'v1') });
+    expect(rulesOf()[4]).toEqual({ apiGroups: [''], resources: ['secrets'], verbs: ['get'], resourceNames: ['registry-creds'] });
+    const manifests = Testing.synth(chart);
+    expect(manifests.find((m) => m.kind === 'Role').rules).toEqual([
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'watch', 'list', 'delete', 'update', 'create'] },
+    ]);
+    const binding = manifests.find((m) => m.kind === 'ClusterRoleBinding');
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'csi-oras-land-provisioner', namespace: 'oras-csi' }]);
+    expect(manifests.filter((m) => m.kind === 'Deployment')).toHaveLength(1);
+  });
+
+  test('provisioner: true writes it without a StorageClass; provisioner: false refuses a StorageClass, naming the static alternative', () => {
+    expect(synth({ provisioner: true }).find('Deployment')).toBeDefined();
+    const chart = Testing.chart();
+    const driver = new OrasCsiDriver(chart, 'Driver', { provisioner: false });
+    expect(() => driver.addStorageClass('Models')).toThrow(/needs the provisioner Deployment, but the driver has provisioner: false.*persistentVolume\(\)/);
+  });
+
+  test('caBundle reaches the controller too', () => {
+    const chart = Testing.chart();
+    const driver = new OrasCsiDriver(chart, 'Driver', { caBundle: CaBundle.fromConfigMap(kplus.ConfigMap.fromConfigMapName(chart, 'Ca', 'registry-ca')), provisioner: true });
+    const pod = Testing.synth(chart).find((m) => m.kind === 'Deployment').spec.template.spec;
+    expect(pod.containers[1].args.slice(-2)).toEqual(['--ca-file', '/etc/oras-ca/ca.crt']);
+    expect(pod.containers[1].volumeMounts[1]).toEqual({ name: 'ca-bundle', mountPath: '/etc/oras-ca', readOnly: true });
+    expect(pod.volumes[1]).toMatchObject({ name: 'ca-bundle', configMap: { name: 'registry-ca' } });
+    expect(driver.provisioner).toBeDefined();
+  });
+
+  test('in a chart with a namespace, the cluster-scoped objects carry none', () => {
+    const chart = new Chart(Testing.app(), 'apps', { namespace: 'ml' });
+    const driver = new OrasCsiDriver(chart, 'Driver');
+    driver.addStorageClass('Models');
+    driver.persistentVolume(chart, 'Static', OrasRegistry.fromHost('registry.example.com').artifact('a', 'v1'));
+    const namespaces = Object.fromEntries(Testing.synth(chart).map((m) => [m.kind, m.metadata.namespace]));
+    expect(namespaces).toEqual({
+      CSIDriver: undefined,
+      ClusterRole: undefined,
+      ClusterRoleBinding: undefined,
+      StorageClass: undefined,
+      PersistentVolume: undefined,
+      ServiceAccount: 'ml',
+      DaemonSet: 'ml',
+      Deployment: 'ml',
+      Role: 'ml',
+      RoleBinding: 'ml',
+      PersistentVolumeClaim: 'ml',
+    });
   });
 
   test('the DaemonSet runs on every node, node-critical, without a token, one node at a time', () => {

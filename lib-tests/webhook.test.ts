@@ -1,4 +1,4 @@
-import { ApiObject, Duration, JsonPatch, Testing } from 'cdk8s';
+import { ApiObject, Chart, Duration, JsonPatch, Testing } from 'cdk8s';
 import { OrasRuntimeImage, OrasWebhook, WebhookFailurePolicy, WebhookTls } from '../src';
 import { expectValidKubernetes } from './util/kubernetes-schema';
 
@@ -11,6 +11,15 @@ function synth(props: ConstructorParameters<typeof OrasWebhook>[2] = {}) {
 }
 
 describe('OrasWebhook', () => {
+  test('in a chart with a namespace, the cluster-scoped objects carry none', () => {
+    const chart = new Chart(Testing.app(), 'apps', { namespace: 'ml' });
+    new OrasWebhook(chart, 'Webhook');
+    const clusterScoped = Testing.synth(chart).filter((m) => ['ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration'].includes(m.kind));
+    expect(clusterScoped.map((m) => [m.kind, m.metadata.namespace])).toEqual([
+      ['ClusterRole', undefined], ['ClusterRoleBinding', undefined], ['MutatingWebhookConfiguration', undefined],
+    ]);
+  });
+
   test('escape hatch: ApiObject.of(webhook) is its Deployment; the Service and configuration are properties', () => {
     const chart = Testing.chart();
     const webhook = new OrasWebhook(chart, 'Webhook');

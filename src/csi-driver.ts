@@ -3,21 +3,38 @@ import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { OrasArtifact } from './artifact';
 import { CaBundle } from './ca-bundle';
+import { clusterScoped } from './cluster-scoped';
 import { CSI_ATTRIBUTE } from './csi-attributes';
 import { hardenedSecurityContext } from './hardening';
 import { caVolumeSource } from './injection';
-import { renderResources } from './resources';
+import { OrasPersistentVolume, OrasPersistentVolumeOptions } from './persistent-volume';
+import { IOrasRegistry } from './registry';
+import { kubeResources, renderResources } from './resources';
 import { OrasRuntimeImage } from './runtime-image';
+import { OrasStorageClass, OrasStorageClassOptions } from './storage-class';
 
 /** The plugin's resources when the user gives none. */
 const PLUGIN_RESOURCES = {
   cpu: { request: kplus.Cpu.millis(50), limit: kplus.Cpu.units(1) },
   memory: { request: Size.mebibytes(64), limit: Size.mebibytes(512) },
 };
+/** The provisioner pod's containers: external-provisioner, and the plugin in controller mode (Node.js). */
+const PROVISIONER_RESOURCES = {
+  cpu: { request: kplus.Cpu.millis(10), limit: kplus.Cpu.millis(200) },
+  memory: { request: Size.mebibytes(32), limit: Size.mebibytes(128) },
+};
+const CONTROLLER_RESOURCES = {
+  cpu: { request: kplus.Cpu.millis(10), limit: kplus.Cpu.millis(500) },
+  memory: { request: Size.mebibytes(48), limit: Size.mebibytes(256) },
+};
 
 /** Pinned CSI sidecars (kubernetes-csi, registry.k8s.io), for `upstreamSidecars`. */
 const NODE_DRIVER_REGISTRAR_IMAGE = 'registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.17.0';
 const LIVENESS_PROBE_IMAGE = 'registry.k8s.io/sig-storage/livenessprobe:v2.19.0';
+/** The pinned external-provisioner sidecar of the provisioner Deployment. */
+export const CSI_PROVISIONER_IMAGE = 'registry.k8s.io/sig-storage/csi-provisioner:v5.3.0';
+/** The uid of the provisioner pod's containers: the socket they share is the plugin's, made as this user. */
+const PROVISIONER_UID = 65532;
 
 /** Port of /healthz (a CSI Probe over the socket): the plugin's own, or the livenessprobe sidecar's. */
 const HEALTH_PORT = 9808;
@@ -154,19 +171,25 @@ export interface OrasCsiDriverProps {
    * @default false - the plugin registers itself with the kubelet and serves its own `/healthz`: one container per node
    */
   readonly upstreamSidecars?: boolean;
+
+  /**
+   * Write the provisioner Deployment: the pinned external-provisioner
+   * (v5.3.0) next to the plugin in controller mode (`oras-runtime csi
+   * --controller`), with its ServiceAccount and least-privilege RBAC. It
+   * creates a PersistentVolume for each PersistentVolumeClaim of the driver's
+   * StorageClasses. Static PersistentVolumes (`persistentVolume()`) need no
+   * provisioner.
+   *
+   * @default - written once the driver has a StorageClass (`addStorageClass()`)
+   */
+  readonly provisioner?: boolean;
 }
 
 /**
- * Options of `OrasCsiDriver.volume`.
+ * How the node plugin pulls an artifact: options every kind of volume of the
+ * driver shares (inline volumes, StorageClasses, static PersistentVolumes).
  */
-export interface OrasCsiVolumeOptions {
-  /**
-   * Name of the volume in the pod.
-   *
-   * @default - a DNS label derived from the scope's path and the id
-   */
-  readonly name?: string;
-
+export interface OrasCsiAttributeOptions {
   /**
    * When the node pulls the artifact rather than use its cache. Written as
    * `oras.options.pullpolicy`.
@@ -191,6 +214,18 @@ export interface OrasCsiVolumeOptions {
    * @default - the plugin's default
    */
   readonly concurrency?: number;
+}
+
+/**
+ * Options of `OrasCsiDriver.volume`.
+ */
+export interface OrasCsiVolumeOptions extends OrasCsiAttributeOptions {
+  /**
+   * Name of the volume in the pod.
+   *
+   * @default - a DNS label derived from the scope's path and the id
+   */
+  readonly name?: string;
 
   /**
    * Secret of type `kubernetes.io/dockerconfigjson` with the registry
@@ -205,18 +240,26 @@ export interface OrasCsiVolumeOptions {
 
 /**
  * A CSI driver that mounts ORAS artifacts read-only into pods, from a
- * node-local cache: CSI inline (ephemeral) volumes whose attributes name the
- * artifact, compatible with the volume attributes of the oras CSI driver
- * prototype (`oras.artifact.reference`, `oras.artifact.layers.mediatype`,
- * `oras.options.*`).
+ * node-local cache, compatible with the volume attributes of the oras CSI
+ * driver prototype (`oras.artifact.reference`,
+ * `oras.artifact.layers.mediatype`, `oras.options.*`). Three kinds of volumes:
+ * - CSI inline (ephemeral) volumes in a pod: `volume()`;
+ * - PersistentVolumeClaims of a StorageClass (`addStorageClass()`), which the
+ *   provisioner Deployment provisions: one claim that many pods mount
+ *   read-only (ReadOnlyMany);
+ * - static PersistentVolumes with a claim bound to each: `persistentVolume()`.
  *
  * It writes:
  * - a `storage.k8s.io/v1` CSIDriver: no attach, pod info on mount, lifecycle
- *   mode `Ephemeral` only, `fsGroupPolicy: None` (the content is read-only, so
- *   the kubelet must not chown it);
+ *   modes `Persistent` and `Ephemeral`, `fsGroupPolicy: None` (the content is
+ *   read-only, so the kubelet must not chown it);
  * - a DaemonSet on every node (all taints tolerated, `system-node-critical`)
  *   with the node plugin (`oras-runtime csi`), resources on every container;
- * - its ServiceAccount, without a token.
+ * - its ServiceAccount, without a token;
+ * - with a StorageClass (or `provisioner: true`), the provisioner Deployment:
+ *   external-provisioner and the plugin in controller mode, its
+ *   ServiceAccount, a ClusterRole with what external-provisioner needs for
+ *   PersistentVolumes and claims, and a Role for its leader-election Lease.
  *
  * Registration with the kubelet and liveness come in two modes:
  * - by default the plugin does both itself. It serves the kubelet's plugin
@@ -230,15 +273,10 @@ export interface OrasCsiVolumeOptions {
  *   `livenessprobe` containers do this next to the plugin, as in most CSI
  *   drivers.
  *
- * There is no RBAC: the plugin implements the CSI Identity and Node services
- * only, and the kubelet passes everything a mount needs (the pod's identity
- * and the `nodePublishSecretRef` Secret's content) in NodePublishVolume, so the
- * plugin never calls the Kubernetes API.
- *
- * There is no StorageClass either: inline volumes need none, and without a
- * controller (CreateVolume) a StorageClass could never provision a volume, so
- * a PersistentVolumeClaim on it would stay Pending forever (the prototype's
- * flaw). Use `volume()` in a pod instead.
+ * The node plugin has no RBAC: the kubelet passes everything a mount needs
+ * (the pod's identity and the `nodePublishSecretRef` Secret's content) in
+ * NodePublishVolume, so it never calls the Kubernetes API. Only the
+ * provisioner does.
  *
  * The plugin container is privileged and runs as root: it bind-mounts into
  * the kubelet's pod directories with Bidirectional mount propagation, which
@@ -254,9 +292,14 @@ export class OrasCsiDriver extends Construct {
   public readonly workloadName: string;
   /** The node DaemonSet, for changes through `addJsonPatch` (for example a nodeSelector). */
   public readonly daemonSet: ApiObject;
+  private readonly props: OrasCsiDriverProps;
+  private provisionerDeployment?: kplus.k8s.KubeDeployment;
+  /** The ClusterRole's rules: StorageClasses with credentials add `get` on their Secret. */
+  private provisionerRules: kplus.k8s.PolicyRule[] = [];
 
   constructor(scope: Construct, id: string, props: OrasCsiDriverProps = {}) {
     super(scope, id);
+    this.props = props;
     const where = `OrasCsiDriver "${this.node.path}"`;
     this.name = props.name ?? 'csi.oras.land';
     if (!DRIVER_NAME.test(this.name)) {
@@ -297,18 +340,18 @@ export class OrasCsiDriver extends Construct {
     const labels = { 'app.kubernetes.io/name': 'oras-csi-driver', 'app.kubernetes.io/instance': this.name, 'app.kubernetes.io/part-of': 'cdk8s-oras' };
     const metadata = { name: this.workloadName, namespace: this.namespace, labels };
 
-    new ApiObject(this, 'CSIDriver', {
+    clusterScoped(new ApiObject(this, 'CSIDriver', {
       apiVersion: 'storage.k8s.io/v1',
       kind: 'CSIDriver',
       metadata: { name: this.name, labels },
       spec: {
         attachRequired: false,
         podInfoOnMount: true,
-        volumeLifecycleModes: ['Ephemeral'],
+        volumeLifecycleModes: ['Persistent', 'Ephemeral'],
         fsGroupPolicy: 'None',
         requiresRepublish: false,
       },
-    });
+    }));
 
     // No RBAC: the kubelet hands the plugin the pod's identity and the mount's secret.
     new ApiObject(this, 'ServiceAccount', { apiVersion: 'v1', kind: 'ServiceAccount', metadata, automountServiceAccountToken: false });
@@ -427,6 +470,159 @@ export class OrasCsiDriver extends Construct {
         },
       },
     });
+    if (props.provisioner) this.ensureProvisioner();
+  }
+
+  /**
+   * The provisioner Deployment (external-provisioner and the plugin in
+   * controller mode), for changes through `addJsonPatch`; undefined until
+   * the driver has a StorageClass or `provisioner` is true.
+   */
+  public get provisioner(): kplus.k8s.KubeDeployment | undefined {
+    return this.provisionerDeployment;
+  }
+
+  /**
+   * A StorageClass of this driver: each PersistentVolumeClaim of it becomes a
+   * read-only volume of an artifact, which the provisioner checks exists when
+   * it creates the PersistentVolume. Claims must ask for `ReadOnlyMany`:
+   * writer modes are refused, with an event on the claim. Adds the
+   * provisioner Deployment if the driver has none yet.
+   *
+   * @param id the id of the StorageClass construct, under this driver
+   * @throws if an option is invalid, or the driver was made with `provisioner: false`
+   */
+  public addStorageClass(id: string, options: OrasStorageClassOptions = {}): OrasStorageClass {
+    if (this.props.provisioner === false) {
+      throw new Error(`OrasCsiDriver "${this.node.path}": addStorageClass("${id}") needs the provisioner Deployment, but the driver has provisioner: false. `
+        + 'Remove provisioner: false, or use persistentVolume() for a static PersistentVolume, which needs no provisioner.');
+    }
+    this.ensureProvisioner();
+    return new OrasStorageClass(this, id, { ...options, driver: this });
+  }
+
+  /**
+   * A static PersistentVolume of `artifact` and a claim bound to it, in the
+   * namespace of the pods that mount it: no provisioner takes part. Mount the
+   * claim read-only, for example with `volume()` of the result.
+   *
+   * @param scope the scope of the OrasPersistentVolume construct
+   * @param id the id of the OrasPersistentVolume construct
+   * @param artifact the artifact to mount
+   */
+  public persistentVolume(scope: Construct, id: string, artifact: OrasArtifact, options: OrasPersistentVolumeOptions = {}): OrasPersistentVolume {
+    return new OrasPersistentVolume(scope, id, { ...options, driver: this, artifact });
+  }
+
+  /**
+   * Lets the provisioner read the Secret `name` in any namespace: the
+   * registry credentials a StorageClass names for CreateVolume.
+   * @internal
+   */
+  public _allowProvisionerSecret(name: string): void {
+    const rule = this.provisionerRules.find((r) => r.resources?.includes('secrets'));
+    if (!rule) this.provisionerRules.push({ apiGroups: [''], resources: ['secrets'], verbs: ['get'], resourceNames: [name] });
+    else if (!rule.resourceNames?.includes(name)) (rule.resourceNames as string[]).push(name);
+  }
+
+  /** Writes the provisioner Deployment and its RBAC, once. */
+  private ensureProvisioner(): void {
+    if (this.provisionerDeployment) return;
+    const name = `${this.name.replace(/\./g, '-').slice(0, 50).replace(/-+$/, '')}-provisioner`;
+    const labels = { 'app.kubernetes.io/name': 'oras-csi-provisioner', 'app.kubernetes.io/instance': this.name, 'app.kubernetes.io/part-of': 'cdk8s-oras' };
+    const metadata = { name, namespace: this.namespace, labels };
+    const account = new kplus.k8s.KubeServiceAccount(this, 'ProvisionerServiceAccount', { metadata });
+    const subjects = [{ kind: 'ServiceAccount', name: account.name, namespace: this.namespace }];
+    // What external-provisioner v5.3.0 uses for a driver without attach, topology, capacity or snapshots
+    // (its deploy/kubernetes/rbac.yaml, less those); the plugin reads claims' annotations with the same get.
+    clusterScoped(new kplus.k8s.KubeClusterRole(this, 'ProvisionerClusterRole', {
+      metadata: { name, labels },
+      rules: this.provisionerRules = [
+        { apiGroups: [''], resources: ['persistentvolumes'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
+        { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'watch', 'update'] },
+        { apiGroups: ['storage.k8s.io'], resources: ['storageclasses'], verbs: ['get', 'list', 'watch'] },
+        { apiGroups: [''], resources: ['events'], verbs: ['list', 'watch', 'create', 'update', 'patch'] },
+      ],
+    }));
+    clusterScoped(new kplus.k8s.KubeClusterRoleBinding(this, 'ProvisionerClusterRoleBinding', {
+      metadata: { name, labels },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+      subjects,
+    }));
+    new kplus.k8s.KubeRole(this, 'ProvisionerRole', {
+      metadata,
+      rules: [{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'watch', 'list', 'delete', 'update', 'create'] }],
+    });
+    new kplus.k8s.KubeRoleBinding(this, 'ProvisionerRoleBinding', {
+      metadata,
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+      subjects,
+    });
+
+    const security = hardenedSecurityContext({ user: PROVISIONER_UID, group: PROVISIONER_UID });
+    const socketMount = { name: 'socket-dir', mountPath: SOCKET_DIR };
+    const caBundle = this.props.caBundle;
+    this.provisionerDeployment = new kplus.k8s.KubeDeployment(this, 'Provisioner', {
+      metadata,
+      spec: {
+        replicas: 1,
+        // One leader provisions (--leader-election); a new pod takes over when the old one is gone.
+        strategy: { type: 'Recreate' },
+        selector: { matchLabels: labels },
+        template: {
+          metadata: { labels },
+          spec: {
+            serviceAccountName: account.name,
+            priorityClassName: 'system-cluster-critical',
+            nodeSelector: { 'kubernetes.io/os': 'linux' },
+            securityContext: { seccompProfile: { type: 'RuntimeDefault' }, fsGroup: PROVISIONER_UID },
+            containers: [
+              {
+                name: 'csi-provisioner',
+                image: CSI_PROVISIONER_IMAGE,
+                imagePullPolicy: 'IfNotPresent',
+                args: [
+                  `--csi-address=${SOCKET}`,
+                  // The claim's name, so that the plugin can read its oras.artifact.reference annotation.
+                  '--extra-create-metadata',
+                  '--leader-election',
+                  `--leader-election-namespace=${this.namespace}`,
+                  // CreateVolume asks the registry for the artifact, with retries.
+                  '--timeout=60s',
+                ],
+                resources: kubeResources(undefined, PROVISIONER_RESOURCES),
+                securityContext: security,
+                volumeMounts: [socketMount],
+              },
+              {
+                name: 'oras-csi-controller',
+                image: (this.props.runtimeImage ?? OrasRuntimeImage.default()).image,
+                imagePullPolicy: 'IfNotPresent',
+                args: [
+                  'csi', '--endpoint', `unix://${SOCKET}`, '--controller', '--driver-name', this.name, '--health-port', String(HEALTH_PORT),
+                  ...(caBundle ? ['--ca-file', `${CA_DIR}/ca.crt`] : []),
+                ],
+                ports: [{ name: 'healthz', containerPort: HEALTH_PORT, protocol: 'TCP' }],
+                livenessProbe: {
+                  httpGet: { path: '/healthz', port: kplus.k8s.IntOrString.fromString('healthz') },
+                  initialDelaySeconds: 10,
+                  periodSeconds: 10,
+                  timeoutSeconds: 3,
+                  failureThreshold: 5,
+                },
+                resources: kubeResources(undefined, CONTROLLER_RESOURCES),
+                securityContext: security,
+                volumeMounts: [socketMount, ...(caBundle ? [{ name: 'ca-bundle', mountPath: CA_DIR, readOnly: true }] : [])],
+              },
+            ],
+            volumes: [
+              { name: 'socket-dir', emptyDir: {} },
+              ...(caBundle ? [{ name: 'ca-bundle', ...caVolumeSource(caBundle) }] : []),
+            ],
+          },
+        },
+      },
+    });
   }
 
   /**
@@ -449,16 +645,35 @@ export class OrasCsiDriver extends Construct {
    */
   public volume(scope: Construct, id: string, artifact: OrasArtifact, options: OrasCsiVolumeOptions = {}): kplus.Volume {
     const where = `OrasCsiDriver "${this.node.path}": volume "${id}"`;
-    const hostName = artifact.host.startsWith('[') ? artifact.host : artifact.host.replace(/:\d+$/, '');
-    if (!hostName.startsWith('[') && !hostName.includes('.')) {
-      throw new Error(`${where}: the registry host "${artifact.host}" of "${artifact.reference}" is a single label, which the node plugin would resolve `
-        + `in its own namespace ("${this.namespace}"), not the pod's. Give the registry's full name, such as "<service>.<namespace>.svc:5000" `
-        + '(an OrasRegistry with a namespace has one).');
+    const attributes = this._attributes(where, options, artifact);
+    if (options.name !== undefined && !DNS_LABEL.test(options.name)) {
+      throw new Error(`${where}: name "${options.name}" must be a DNS label (lowercase letters, digits and "-", at most 63 characters).`);
     }
-    const attributes: Record<string, string> = {
-      [CSI_ATTRIBUTE.REFERENCE]: artifact.reference,
-      [CSI_ATTRIBUTE.PULL_POLICY]: options.pullPolicy ?? OrasPullPolicy.IF_NOT_PRESENT,
-    };
+
+    const volume = kplus.Volume.fromCsi(scope, id, this.name, { name: options.name, readOnly: true, attributes });
+    const credentials = options.credentials ?? artifact.registry?.credentials;
+    if (credentials) setNodePublishSecretRef(volume, credentials.name, where);
+    return volume;
+  }
+
+  /**
+   * The volume attributes of `artifact` (or, without one, of `registry`'s
+   * artifacts) with `options`: what inline volumes, StorageClass parameters
+   * and static PersistentVolumes carry.
+   * @internal
+   */
+  public _attributes(where: string, options: OrasCsiAttributeOptions, artifact?: OrasArtifact, registry?: IOrasRegistry): Record<string, string> {
+    const attributes: Record<string, string> = {};
+    if (artifact) {
+      const hostName = artifact.host.startsWith('[') ? artifact.host : artifact.host.replace(/:\d+$/, '');
+      if (!hostName.startsWith('[') && !hostName.includes('.')) {
+        throw new Error(`${where}: the registry host "${artifact.host}" of "${artifact.reference}" is a single label, which the node plugin would resolve `
+          + `in its own namespace ("${this.namespace}"), not the pod's. Give the registry's full name, such as "<service>.<namespace>.svc:5000" `
+          + '(an OrasRegistry with a namespace has one).');
+      }
+      attributes[CSI_ATTRIBUTE.REFERENCE] = artifact.reference;
+    }
+    attributes[CSI_ATTRIBUTE.PULL_POLICY] = options.pullPolicy ?? OrasPullPolicy.IF_NOT_PRESENT;
     if (options.mediaTypes !== undefined) {
       if (options.mediaTypes.length === 0) throw new Error(`${where}: mediaTypes is empty, which would keep no layer. Omit it to keep every layer.`);
       for (const mediaType of options.mediaTypes) {
@@ -474,18 +689,12 @@ export class OrasCsiDriver extends Construct {
       }
       attributes[CSI_ATTRIBUTE.CONCURRENCY] = String(options.concurrency);
     }
-    if (artifact.registry) {
-      attributes[CSI_ATTRIBUTE.PLAIN_HTTP] = String(artifact.registry.plainHttp);
-      attributes[CSI_ATTRIBUTE.INSECURE] = String(artifact.registry.insecure);
+    const source = artifact?.registry ?? registry;
+    if (source) {
+      attributes[CSI_ATTRIBUTE.PLAIN_HTTP] = String(source.plainHttp);
+      attributes[CSI_ATTRIBUTE.INSECURE] = String(source.insecure);
     }
-    if (options.name !== undefined && !DNS_LABEL.test(options.name)) {
-      throw new Error(`${where}: name "${options.name}" must be a DNS label (lowercase letters, digits and "-", at most 63 characters).`);
-    }
-
-    const volume = kplus.Volume.fromCsi(scope, id, this.name, { name: options.name, readOnly: true, attributes });
-    const credentials = options.credentials ?? artifact.registry?.credentials;
-    if (credentials) setNodePublishSecretRef(volume, credentials.name, where);
-    return volume;
+    return attributes;
   }
 }
 

@@ -17,7 +17,7 @@ export interface HardenedUser {
  * dropped, and a read-only root filesystem unless asked otherwise.
  * @internal
  */
-export function hardenedSecurityContext(who: HardenedUser = {}): Record<string, unknown> {
+export function hardenedSecurityContext(who: HardenedUser = {}): kplus.k8s.SecurityContext {
   return {
     ...(who.user !== undefined ? { runAsUser: who.user } : {}),
     ...(who.group !== undefined ? { runAsGroup: who.group } : {}),

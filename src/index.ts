@@ -8,3 +8,5 @@ export * from './workflow';
 export * from './workflow-step';
 export * from './webhook';
 export * from './csi-driver';
+export * from './storage-class';
+export * from './persistent-volume';

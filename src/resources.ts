@@ -36,3 +36,10 @@ export function renderResources(resources: kplus.ContainerResources | undefined,
   });
   return { requests: pick('request'), limits: pick('limit') };
 }
+
+/** The same as `renderResources`, for the typed `k8s.Kube*` objects. */
+export function kubeResources(resources: kplus.ContainerResources | undefined, defaults: ResourceDefaults): kplus.k8s.ResourceRequirements {
+  const rendered = renderResources(resources, defaults);
+  const typed = (values: Record<string, string>) => Object.fromEntries(Object.entries(values).map(([k, v]) => [k, kplus.k8s.Quantity.fromString(v)]));
+  return { requests: typed(rendered.requests), limits: typed(rendered.limits) };
+}

@@ -1,5 +1,6 @@
 import { ApiObject, Chart, Duration } from 'cdk8s';
 import { Construct } from 'constructs';
+import { clusterScoped } from './cluster-scoped';
 import { hardenedSecurityContext } from './hardening';
 import { RUNTIME_UID } from './injection';
 import { OrasRuntimeImage } from './runtime-image';
@@ -264,7 +265,7 @@ export class OrasWebhook extends Construct {
       spec: { selector: labels, ports: [{ name: 'https', port: 443, targetPort: PORT }] },
     });
 
-    this.configuration = new ApiObject(this, 'Configuration', {
+    this.configuration = clusterScoped(new ApiObject(this, 'Configuration', {
       apiVersion: 'admissionregistration.k8s.io/v1',
       kind: 'MutatingWebhookConfiguration',
       metadata: {
@@ -292,7 +293,7 @@ export class OrasWebhook extends Construct {
           matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', this.namespace] }],
         },
       }],
-    });
+    }));
   }
 
   private selfManagedRbac(metadata: { name: string; namespace: string; labels: Record<string, string> }, secretName: string): void {
@@ -314,18 +315,18 @@ export class OrasWebhook extends Construct {
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: this.name },
       subjects: subject,
     });
-    new ApiObject(this, 'ClusterRole', {
+    clusterScoped(new ApiObject(this, 'ClusterRole', {
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'ClusterRole',
       metadata: { name: this.name, labels: metadata.labels },
       rules: [{ apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: [this.name], verbs: ['get', 'update'] }],
-    });
-    new ApiObject(this, 'ClusterRoleBinding', {
+    }));
+    clusterScoped(new ApiObject(this, 'ClusterRoleBinding', {
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'ClusterRoleBinding',
       metadata: { name: this.name, labels: metadata.labels },
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: this.name },
       subjects: subject,
-    });
+    }));
   }
 }
