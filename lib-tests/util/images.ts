@@ -2,7 +2,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, w
 import { tmpdir } from 'os';
 import { dirname, join } from 'path';
 import { PEERS_BIN, requirePeer, run } from './peers';
-import { DEFAULT_REGISTRY_IMAGE, OrasRuntimeImage } from '../../src';
+import { CSI_PROVISIONER_IMAGE, DEFAULT_REGISTRY_IMAGE, OrasRuntimeImage } from '../../src';
 
 const root = join(__dirname, '..', '..');
 
@@ -64,7 +64,10 @@ export function buildRuntimeImage(): RuntimeImageBuild {
  * - busybox: Debian's busybox-static with every applet;
  * - pause: the pod sandbox, compiled from the kubernetes module's pause.c;
  * - shellless: a distroless-style image with no shell and no PATH: one static
- *   program, /busybox (which only `/busybox <applet>` runs), and uid 65532.
+ *   program, /busybox (which only `/busybox <applet>` runs), and uid 65532;
+ * - the CSI provisioner: external-provisioner v5.3.0 built from the Go module
+ *   proxy (static), as /csi-provisioner in an otherwise empty image, like
+ *   the official distroless one.
  */
 export const NODE_IMAGES = {
   runtime: OrasRuntimeImage.default().image,
@@ -72,6 +75,7 @@ export const NODE_IMAGES = {
   busybox: 'docker.io/library/busybox:1.36.1',
   pause: 'registry.k8s.io/pause:3.9',
   shellless: 'localhost/cdk8s-oras/shellless:1',
+  provisioner: CSI_PROVISIONER_IMAGE,
 } as const;
 
 /** The official registry image's /etc/docker/registry/config.yml. */
@@ -149,6 +153,10 @@ export function buildNodeImages(dir: string): string[] {
     chmodSync(join(rootfs, 'busybox'), 0o755);
     mkdirSync(join(rootfs, 'etc'));
     writeFileSync(join(rootfs, 'etc', 'passwd'), 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n');
+  });
+  importRootfs(NODE_IMAGES.provisioner, ['ENTRYPOINT ["/csi-provisioner"]', 'USER 65532:65532'], (rootfs) => {
+    copyFileSync(requirePeer('csi-provisioner'), join(rootfs, 'csi-provisioner'));
+    chmodSync(join(rootfs, 'csi-provisioner'), 0o755);
   });
   return Object.values(NODE_IMAGES).map((image) => {
     const archive = join(dir, `${image.replace(/[^a-zA-Z0-9.]+/g, '_')}.tar`);

@@ -40,7 +40,7 @@ export const NODE = {
 
 /** Programs the node needs, for describeWithPeers and the set-up error. */
 export const NODE_PEERS = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'kube-proxy', 'kubectl', 'coredns', 'pause',
-  'containerd', 'containerd-shim-runc-v2', 'ctr', 'runc', 'iptables', 'ip', 'openssl', 'podman'];
+  'containerd', 'containerd-shim-runc-v2', 'ctr', 'runc', 'iptables', 'ip', 'openssl', 'podman', 'csi-provisioner'];
 
 const CNI_BIN_DIR = '/usr/lib/cni';
 const SANDBOX_IMAGE = 'registry.k8s.io/pause:3.9';
