@@ -59,7 +59,8 @@ export class OrasController {
       throw new CsiError(grpc.status.INVALID_ARGUMENT, 'a volume content source (snapshot or clone) is not supported: an artifact volume shows its artifact');
     }
     const capacity = requestedCapacity(request.capacity_range);
-    const context = await this.volumeContext(request.parameters ?? {});
+    // Sorted: a Go client (external-provisioner, csi-sanity) sends map entries in random order, and the id must not depend on it.
+    const context = Object.fromEntries(Object.entries(await this.volumeContext(request.parameters ?? {})).sort(([a], [b]) => a.localeCompare(b)));
     const attributes = parseAttributes(context);
     const volumeId = `oras-${createHash('sha256').update(JSON.stringify([name, context])).digest('hex').slice(0, 40)}`;
     const earlier = this.created.get(name);

@@ -63,6 +63,10 @@ describeWithPeers(['docker-registry'], 'the CSI Controller service', () => {
       .rejects.toMatchObject({ code: grpc.status.ALREADY_EXISTS, details: expect.stringContaining('pvc-1') });
     await expect(create('pvc-1', { capacity_range: { required_bytes: 1024 ** 3 }, parameters: parameters({ 'oras.options.pullpolicy': 'Always' }) }))
       .rejects.toMatchObject({ code: grpc.status.ALREADY_EXISTS });
+    // Go clients send map entries in random order: the same parameters in another order are the same volume.
+    const reversed = Object.fromEntries(Object.entries(parameters({ 'oras.options.pullpolicy': 'Never' })).reverse());
+    const inOrder = await create('pvc-order', { parameters: parameters({ 'oras.options.pullpolicy': 'Never' }) });
+    expect((await create('pvc-order', { parameters: reversed })).volume.volume_id).toBe(inOrder.volume.volume_id);
     // The CO's own parameters (external-provisioner's) are not the volume's.
     const withMetadata = await create('pvc-2', { parameters: parameters({ 'csi.storage.k8s.io/pv/name': 'pvc-2', 'csi.storage.k8s.io/pvc/name': 'data' }) });
     expect(Object.keys(withMetadata.volume.volume_context)).toEqual(['oras.artifact.reference', 'oras.options.plainhttp']);
