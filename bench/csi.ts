@@ -1,11 +1,13 @@
 // The CSI node plugin on real bind mounts (run as root): warm publish latency
 // (p50, p99), cold publish time against a raw `oras-runtime pull` of the same
-// artifact, and 50 concurrent publishes of one artifact.
+// artifact, and 50 concurrent publishes of one artifact, on a node that holds
+// 500 unrelated mounts (tmpfs, made and removed by the bench).
 //
 //   npx projen bench:csi [runs]      (default 5)
-import { spawn } from 'child_process';
+//   BENCH_CPU_PROF=dir               CPU profiles of the plugin (node --cpu-prof) in dir
+import { ChildProcess, spawn } from 'child_process';
 import { randomFillSync } from 'crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join, resolve } from 'path';
 import * as grpc from '@grpc/grpc-js';
@@ -20,10 +22,45 @@ import { RegistryClient } from '../runtime/oci/registry-client';
 const bundle = resolve(__dirname, '..', 'runtime', 'build', 'oras-runtime.cjs');
 const runs = Number(process.argv[2] ?? 5);
 const capability = { mount: {}, access_mode: { mode: 'MULTI_NODE_READER_ONLY' } };
+/** Mounts that have nothing to do with the plugin: a busy node's pods. */
+const unrelatedMounts = 500;
+const cpuProfileDir = process.env.BENCH_CPU_PROF;
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/** The mount points in this namespace, in mount order. */
+function mountPoints(): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).map((line) => line.split(' ')[4]);
+}
+
+/** Mounts `count` small tmpfs under `dir`. */
+function mountUnrelated(dir: string, count: number): void {
+  for (let i = 0; i < count; i++) {
+    const point = join(dir, `m-${i}`);
+    mkdirSync(point, { recursive: true });
+    const mounted = run('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'bench', point]);
+    if (mounted.status !== 0) throw new Error(`mount ${point}: ${mounted.output}`);
+  }
+}
+
+/** Unmounts everything under `dir`, the last mounted first. */
+function unmountUnder(dir: string): void {
+  const under = () => mountPoints().filter((p) => p.startsWith(`${dir}/`)).reverse();
+  if (under().length > 0) run('umount', ['--', ...under()]);
+  if (under().length > 0) console.error(`left mounted: ${under().join(' ')}`);
+}
+
+/** Stops the plugin and waits for it to exit (so that a CPU profile is written). */
+async function stopPlugin(plugin: ChildProcess): Promise<void> {
+  if (plugin.exitCode !== null || plugin.signalCode !== null) return;
+  const exited = new Promise((done) => plugin.once('exit', done));
+  plugin.kill('SIGTERM');
+  const timer = setTimeout(() => plugin.kill('SIGKILL'), 30_000);
+  await exited;
+  clearTimeout(timer);
 }
 
 async function main(): Promise<void> {
@@ -31,8 +68,10 @@ async function main(): Promise<void> {
   const registry = await Distribution.start();
   const work = mkdtempSync(join(tmpdir(), 'oras-bench-csi-'));
   const socket = join(work, 'csi.sock');
-  const plugin = spawn(process.execPath, [bundle, 'csi', '--endpoint', `unix://${socket}`, '--node-id', 'bench', '--cache-dir', join(work, 'data'),
-    '--metrics-port', String(await freePort())], { stdio: 'ignore' });
+  const pods = join(work, 'pods');
+  const profile = cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', resolve(cpuProfileDir)] : [];
+  const plugin = spawn(process.execPath, [...profile, bundle, 'csi', '--endpoint', `unix://${socket}`, '--node-id', 'bench', '--cache-dir', join(work, 'data'),
+    '--kubelet-dir', work, '--drain-timeout', '0', '--metrics-port', String(await freePort())], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 1500));
   const Node = grpc.makeGenericClientConstructor(NodeService, 'Node');
   const node = new Node(`unix://${socket}`, grpc.credentials.createInsecure()) as any;
@@ -40,9 +79,7 @@ async function main(): Promise<void> {
     node[method](body, (err: Error | null, res: unknown) => (err ? fail(err) : ok(res)));
   });
   const client = new RegistryClient(registry.host, { plainHttp: true });
-  const targets: string[] = [];
   const publish = async (target: string, reference: string, namespace: string) => {
-    targets.push(target);
     const started = process.hrtime.bigint();
     await call('NodePublishVolume', {
       volume_id: target,
@@ -53,6 +90,7 @@ async function main(): Promise<void> {
     return Number(process.hrtime.bigint() - started) / 1e6;
   };
   try {
+    mountUnrelated(join(work, 'unrelated'), unrelatedMounts);
     const src = join(work, 'src');
     mkdirSync(src);
     writeFileSync(join(src, 'model.bin'), randomFillSync(Buffer.alloc(64 * 1024 * 1024)));
@@ -63,29 +101,31 @@ async function main(): Promise<void> {
     const cold: number[] = [];
     const raw: number[] = [];
     for (let i = 0; i < runs; i++) {
-      cold.push(await publish(join(work, `cold-${i}`), ref.text, `ns-${i}`));
+      cold.push(await publish(join(pods, `cold-${i}`), ref.text, `ns-${i}`));
       const pulled = await measure(process.execPath, [bundle, 'pull', '--plain-http', ref.text, '-o', join(work, `raw-${i}`)]);
       if (pulled.status !== 0) throw new Error(pulled.stderr);
       raw.push(pulled.ms);
       rmSync(join(work, `raw-${i}`), { recursive: true });
     }
     // Warm: the same artifact and namespace, already cached.
+    const mountsAtWarm = mountPoints().length;
     const warm: number[] = [];
-    for (let i = 0; i < 200; i++) warm.push(await publish(join(work, `warm-${i}`), ref.text, 'ns-0'));
+    for (let i = 0; i < 200; i++) warm.push(await publish(join(pods, `warm-${i}`), ref.text, 'ns-0'));
     // 50 at once, cold.
     const started = Date.now();
-    await Promise.all(Array.from({ length: 50 }, (_, i) => publish(join(work, `burst-${i}`), ref.text, 'burst')));
+    await Promise.all(Array.from({ length: 50 }, (_, i) => publish(join(pods, `burst-${i}`), ref.text, 'burst')));
     const burst = Date.now() - started;
 
-    console.log(`\n${new Date().toISOString().slice(0, 10)}, 64 MiB artifact, distribution on loopback, medians of ${runs} runs\n`);
+    console.log(`\n${new Date().toISOString().slice(0, 10)}, 64 MiB artifact, distribution on loopback, medians of ${runs} runs, `
+      + `${unrelatedMounts} unrelated mounts (${mountsAtWarm} in mountinfo when the warm publishes start)\n`);
     console.log('| measure | result |');
     console.log('|---|---|');
-    console.log(`| warm publish p50 / p99 (200 publishes) | ${median(warm).toFixed(1)} ms / ${percentile(warm, 99).toFixed(1)} ms |`);
+    console.log(`| warm publish p50 / p99 (200 publishes, ${unrelatedMounts} unrelated mounts) | ${median(warm).toFixed(1)} ms / ${percentile(warm, 99).toFixed(1)} ms |`);
     console.log(`| cold publish / raw pull | ${median(cold).toFixed(0)} ms / ${median(raw).toFixed(0)} ms = ${(median(cold) / median(raw)).toFixed(2)} |`);
     console.log(`| 50 concurrent cold publishes of one artifact | ${burst} ms in all |`);
   } finally {
-    for (const target of targets) run('umount', [target]);
-    plugin.kill('SIGTERM');
+    await stopPlugin(plugin);
+    unmountUnder(work);
     node.close();
     client.close();
     await registry.stop();
