@@ -1,7 +1,7 @@
 import { ChildProcessByStdio, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants, readFileSync } from 'node:fs';
-import { access, open, readFile, realpath, stat } from 'node:fs/promises';
+import { accessSync, closeSync, constants, openSync, readFileSync, statSync } from 'node:fs';
+import { readFile, realpath } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { posix } from 'node:path';
 
@@ -63,14 +63,18 @@ function topAt(mountsAt: MountsAt, point: string): MountInfo | undefined {
 }
 
 /** The id of the mount that holds `path` itself (a symbolic link is not followed), or undefined when it cannot be opened. */
-async function mountIdOf(path: string): Promise<string | undefined> {
-  const file = await open(path, O_PATH | constants.O_NOFOLLOW).catch(() => undefined);
-  if (!file) return undefined;
+function mountIdOf(path: string): string | undefined {
+  let fd: number;
   try {
-    // A few lines that the kernel writes at once: a synchronous read costs less than a round trip to the thread pool.
-    return /^mnt_id:\s*(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${file.fd}`, 'utf8'))?.[1];
+    fd = openSync(path, O_PATH | constants.O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+  try {
+    // Synchronous: an O_PATH open and a few lines the kernel writes at once cost less than trips through the thread pool.
+    return /^mnt_id:\s*(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
   } finally {
-    await file.close();
+    closeSync(fd);
   }
 }
 
@@ -80,7 +84,7 @@ async function mountIdOf(path: string): Promise<string | undefined> {
  * (`/`, a path that cannot be opened), mountinfo decides.
  */
 export async function isMountPoint(path: string): Promise<boolean> {
-  const [own, parent] = path === '/' ? [] : await Promise.all([mountIdOf(path), mountIdOf(posix.dirname(path))]);
+  const [own, parent] = path === '/' ? [] : [mountIdOf(path), mountIdOf(posix.dirname(path))];
   if (own && parent) return own !== parent;
   return topAt(await mountTable(), path) !== undefined;
 }
@@ -109,12 +113,21 @@ export async function isBindMountOf(target: string, source: string): Promise<boo
 }
 
 /** How `access(W_OK)` finds `path`: writable, refused with EROFS (a read-only mount or filesystem), or neither. */
-function writeAccess(path: string): Promise<'writable' | 'read-only' | 'unknown'> {
-  return access(path, constants.W_OK).then(() => 'writable', (err: NodeJS.ErrnoException) => (err.code === 'EROFS' ? 'read-only' : 'unknown'));
+function writeAccess(path: string): 'writable' | 'read-only' | 'unknown' {
+  try {
+    accessSync(path, constants.W_OK);
+    return 'writable';
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EROFS' ? 'read-only' : 'unknown';
+  }
 }
 
-function sameFilesystem(a: string, b: string): Promise<boolean> {
-  return Promise.all([stat(a), stat(b)]).then(([x, y]) => x.dev === y.dev, () => false);
+function sameFilesystem(a: string, b: string): boolean {
+  try {
+    return statSync(a).dev === statSync(b).dev;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -124,7 +137,8 @@ function sameFilesystem(a: string, b: string): Promise<boolean> {
  * Other answers are read from mountinfo.
  */
 async function mountedReadOnly(target: string, source: string): Promise<boolean> {
-  const [atTarget, atSource, same] = await Promise.all([writeAccess(target), writeAccess(source), sameFilesystem(target, source)]);
+  // Synchronous: three metadata calls cost less than trips through the thread pool.
+  const [atTarget, atSource, same] = [writeAccess(target), writeAccess(source), sameFilesystem(target, source)];
   if (atTarget === 'writable') return false;
   if (atTarget === 'read-only' && atSource === 'writable' && same) return true;
   return topAt(await mountTable(), target)?.options.includes('ro') ?? false;
@@ -155,7 +169,7 @@ function spawnProgram(file: string, args: string[]): Promise<void> {
  * and writes their output, then the marker ($0) and their status on a line.
  */
 const SHELL_SCRIPT = 'while IFS= read -r n; do set --; while [ $# -lt "$n" ] && IFS= read -r a; do set -- "$@" "$a"; done; '
-  + '[ $# -eq "$n" ] || exit; o=$("$@" 2>&1 </dev/null); s=$?; printf \'%s\\n%s %d\\n\' "$o" "$0" "$s"; done';
+  + '[ $# -eq "$n" ] || exit; "$@" </dev/null 2>&1; s=$?; printf \'\\n%s %d\\n\' "$0" "$s"; done';
 
 interface ShellCall {
   readonly file: string;

@@ -30,6 +30,24 @@ export interface TransportOptions {
   readonly userAgent?: string;
   /** Told of every response as it arrives (`--debug`): method, URL without its query, status and milliseconds. */
   readonly onResponse?: (method: string, url: URL, status: number, ms: number) => void;
+  /**
+   * A keep-alive agent from `createAgent` that several clients share (its connections outlive each
+   * client; credentials travel per request, never with a connection). Default: one of the transport's own.
+   */
+  readonly agent?: http.Agent;
+}
+
+/** A keep-alive agent for a registry as `options` reach it (scheme, TLS verification, extra CAs, connections). */
+export function createAgent(options: Pick<TransportOptions, 'plainHttp' | 'insecure' | 'ca' | 'maxSockets'>): http.Agent {
+  const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 8 };
+  return options.plainHttp
+    ? new http.Agent(agentOptions)
+    : new https.Agent({
+      ...agentOptions,
+      rejectUnauthorized: !options.insecure,
+      // Besides the system's CAs, never instead of them.
+      ...(options.ca ? { ca: [...tls.rootCertificates, options.ca] } : {}),
+    });
 }
 
 export interface HttpRequest {
@@ -75,6 +93,8 @@ export async function readBody(body: Readable, limit: number, tooLarge?: () => E
 export class Transport {
   public readonly scheme: 'http' | 'https';
   private readonly agent: http.Agent;
+  /** The agent is shared: close() leaves it open. */
+  private readonly sharedAgent: boolean;
   private readonly idleTimeoutMs: number;
   private readonly minRate: MinRate;
   private readonly userAgent: string;
@@ -82,15 +102,8 @@ export class Transport {
 
   constructor(options: TransportOptions = {}) {
     this.scheme = options.plainHttp ? 'http' : 'https';
-    const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 8 };
-    this.agent = options.plainHttp
-      ? new http.Agent(agentOptions)
-      : new https.Agent({
-        ...agentOptions,
-        rejectUnauthorized: !options.insecure,
-        // Besides the system's CAs, never instead of them.
-        ...(options.ca ? { ca: [...tls.rootCertificates, options.ca] } : {}),
-      });
+    this.sharedAgent = options.agent !== undefined;
+    this.agent = options.agent ?? createAgent(options);
     this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
     this.minRate = options.minRate ?? DEFAULT_MIN_RATE;
     this.userAgent = options.userAgent ?? 'oras-runtime';
@@ -184,6 +197,6 @@ export class Transport {
   }
 
   public close(): void {
-    this.agent.destroy();
+    if (!this.sharedAgent) this.agent.destroy();
   }
 }

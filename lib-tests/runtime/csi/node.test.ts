@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'fs';
 import { createServer } from 'http';
 import { AddressInfo } from 'net';
 import { tmpdir } from 'os';
@@ -453,6 +453,23 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     expect(readFileSync(join(at('slow2'), 'big.bin')).length).toBe(3_000_000);
     await unpublish(at('early'));
     expect(existsSync(at('early'))).toBe(false);
+  });
+
+  test('mount records survive a kill through their journal: a line the kill cut short is ignored, and a restart folds the journal into the snapshot', async () => {
+    const reference = await publishArtifact('journal', { 'j.txt': 'journal' });
+    for (const name of ['j1', 'j2', 'j3']) await publish(at(name), { 'oras.artifact.reference': reference, 'oras.options.plainhttp': 'true' });
+    await unpublish(at('j2'));
+    await plugin.stop('SIGKILL');
+    const state = join(dir, 'data', 'state');
+    expect(readFileSync(join(state, 'mounts.journal'), 'utf8').trim().split('\n')).toHaveLength(4);
+    appendFileSync(join(state, 'mounts.journal'), `{"target":"${at('j9')}","rec`);
+    plugin = await Plugin.start(dir);
+    expect(readFileSync(join(state, 'mounts.journal'), 'utf8')).toBe('');
+    expect(Object.keys(JSON.parse(readFileSync(join(state, 'mounts.json'), 'utf8'))).sort()).toEqual([at('j1'), at('j3')]);
+    for (const name of ['j1', 'j3']) {
+      await unpublish(at(name));
+      expect(existsSync(at(name))).toBe(false);
+    }
   });
 
   test('SIGTERM with a volume published: the plugin keeps serving until it is unpublished, then exits 0', async () => {
