@@ -12,18 +12,25 @@
 //    read), a cold run and then a rerun of the same definition (fully
 //    memoized): wall time from apply to the last Job complete, and the bytes
 //    the registry's network interface moved (its /proc/<pid>/net/dev).
+// 4. CSI volumes: from the creation of a pod (and of its claim, for a
+//    PersistentVolumeClaim of a StorageClass or of a static PersistentVolume)
+//    to its command reading a 64 MiB artifact, with the artifact new to the
+//    node (cold) and cached (warm), for inline volumes next to both kinds of
+//    persistent ones.
 //
-//   npx projen bench:node [runs]      (default 5 for steps, 3 for dist/)
+//   npx projen bench:node [runs]      (default 5 for steps and CSI, 3 for dist/)
+//   BENCH_PARTS=steps,dist,rerun,csi selects parts (default: all)
+import { randomBytes } from 'crypto';
 import { readFileSync, mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { Size, Testing } from 'cdk8s';
+import { Chart, Size, Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { buildNodeImages, NODE_IMAGES } from '../lib-tests/util/images';
 import { KubeNode, orasPushFile } from '../lib-tests/util/kube-node';
 import { median } from '../lib-tests/util/measure';
 import { requirePeer, run } from '../lib-tests/util/peers';
-import { OrasRegistry, OrasWorkflow } from '../src';
+import { OrasCsiDriver, OrasRegistry, OrasWorkflow } from '../src';
 import { injectOras } from '../src/injection';
 
 const runs = Number(process.argv[2] ?? 5);
@@ -204,27 +211,119 @@ async function rerun(node: KubeNode): Promise<string[]> {
   return rows;
 }
 
+/** Creates each object through the API, as `kubectl create` would. */
+async function create(node: KubeNode, objects: any[]): Promise<void> {
+  for (const object of objects) {
+    const plural = { Pod: 'pods', PersistentVolumeClaim: 'persistentvolumeclaims', PersistentVolume: 'persistentvolumes' }[object.kind as string];
+    const path = object.kind === 'PersistentVolume' ? `/api/v1/${plural}` : `/api/v1/namespaces/${object.metadata.namespace}/${plural}`;
+    const created = await node.request('POST', path, object);
+    if (created.status !== 201) throw new Error(`creating ${object.kind} ${object.metadata.name}: ${created.status} ${JSON.stringify(created.json)}`);
+  }
+}
+
+async function csiVolumes(node: KubeNode): Promise<string[]> {
+  const namespace = 'bench-csi';
+  const system = 'bench-csi-system';
+  node.apply({
+    objects: [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } },
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: system, labels: { 'pod-security.kubernetes.io/enforce': 'privileged' } } },
+    ],
+  });
+  const address = await node.deployRegistry(namespace, 180);
+  const registry = OrasRegistry.fromHost(`oras.${namespace}.svc:5000`, { plainHttp: true });
+  const driverChart = new Chart(Testing.app(), 'driver', { namespace: system });
+  const driver = new OrasCsiDriver(driverChart, 'Driver', { name: 'bench.oras.land' });
+  const storageClass = driver.addStorageClass('Artifacts', { name: 'bench-artifacts', registry });
+  node.apply({ objects: Testing.synth(driverChart) });
+  for (const workload of ['daemonset/bench-oras-land-node', 'deployment/bench-oras-land-provisioner']) {
+    node.kubectlOk(['rollout', 'status', '-n', system, workload, '--timeout=180s'], { timeoutMs: 190_000 });
+  }
+
+  /** The objects of one measurement: a pod that prints the uptime when its command starts, and its volume's objects. */
+  const objects = (kind: string, name: string, tag: string) => {
+    const chart = new Chart(Testing.app(), name, { namespace });
+    const artifact = registry.artifact('bench/model', tag);
+    const volume = kind === 'inline' ? driver.volume(chart, 'Model', artifact)
+      : kind === 'claim' ? kplus.Volume.fromPersistentVolumeClaim(chart, 'Model', kplus.PersistentVolumeClaim.fromClaimName(chart, 'Ref',
+        storageClass.claim(chart, 'Claim', { name, artifact }).name), { readOnly: true })
+        : driver.persistentVolume(chart, 'Static', artifact, { name, claimName: name }).volume(chart, 'Model');
+    new kplus.Pod(chart, 'Pod', {
+      metadata: { name },
+      containers: [{
+        image: NODE_IMAGES.busybox,
+        imagePullPolicy: kplus.ImagePullPolicy.IF_NOT_PRESENT,
+        command: timed('wc -c /model/model.bin'),
+        volumeMounts: [{ path: '/model', volume, readOnly: true }],
+        securityContext: { ensureNonRoot: false, readOnlyRootFilesystem: true },
+        resources: { cpu: { request: kplus.Cpu.millis(10) }, memory: { request: Size.mebibytes(16) } },
+      }],
+      restartPolicy: kplus.RestartPolicy.NEVER,
+    });
+    // Claims and volumes before the pod, as kubectl apply orders them.
+    return Testing.synth(chart).sort((a, b) => Number(a.kind === 'Pod') - Number(b.kind === 'Pod'));
+  };
+  const measure = async (kind: string, name: string, tag: string): Promise<number> => {
+    const list = objects(kind, name, tag);
+    const createdAt = uptime();
+    await create(node, list);
+    const log = await node.until(`pod ${name} to start its command`, 300_000, () => {
+      const out = node.kubectl(['logs', '-n', namespace, name]).output;
+      return /end \S+/.test(out) ? out : undefined;
+    }).catch((err) => { throw new Error(`${err.message}\n${node.describe(namespace)}\n${node.describe(system)}`); });
+    if (!log.includes('67108864 /model/model.bin')) throw new Error(`pod ${name} did not read the artifact: ${log}`);
+    node.kubectl(['delete', 'pod', '-n', namespace, name, '--wait=true', '--timeout=60s'], { timeoutMs: 70_000 });
+    node.kubectl(['delete', 'pvc', '-n', namespace, name, '--ignore-not-found', '--wait=false']);
+    if (kind === 'static') node.kubectl(['delete', 'pv', name, '--ignore-not-found', '--wait=false']);
+    return Number(/start (\S+)/.exec(log)![1]) - createdAt;
+  };
+
+  const rows: string[] = [];
+  for (const kind of ['inline', 'claim', 'static']) {
+    const cold: number[] = [];
+    const warm: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      // A new digest: nothing of it is on the node yet.
+      const tag = `${kind}-${i}`;
+      orasPushFile(`${address}/bench/model:${tag}`, 'model.bin', randomBytes(64 * 1024 * 1024));
+      cold.push(await measure(kind, `${kind}-cold-${i}`, tag));
+      warm.push(await measure(kind, `${kind}-warm-${i}`, tag));
+      process.stderr.write('.');
+    }
+    const label = { inline: 'inline volume', claim: 'claim of a StorageClass (provisioned)', static: 'static PersistentVolume and its claim' }[kind];
+    rows.push(`| ${label} | ${median(cold).toFixed(2)} s | ${median(warm).toFixed(2)} s |`);
+  }
+  node.kubectl(['delete', 'pvc', '-n', namespace, '--all', '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 });
+  node.kubectl(['delete', '-f', '-', '--wait=true', '--timeout=120s'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: Testing.synth(driverChart) }), timeoutMs: 130_000 });
+  node.kubectl(['delete', 'namespace', namespace, system, '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 });
+  return rows;
+}
+
 async function main(): Promise<void> {
   const images = mkdtempSync(join(tmpdir(), 'oras-bench-images-'));
   const node = await KubeNode.start({ imageArchives: buildNodeImages(images) });
   rmSync(images, { recursive: true, force: true });
+  const parts = (process.env.BENCH_PARTS ?? 'steps,dist,rerun,csi').split(',');
   try {
-    const steps = await stepOverhead(node);
-    const dist = await distToReady(node);
-    const reruns = await rerun(node);
+    const steps = parts.includes('steps') ? await stepOverhead(node) : [];
+    const dist = parts.includes('dist') ? await distToReady(node) : [];
+    const reruns = parts.includes('rerun') ? await rerun(node) : [];
+    const csi = parts.includes('csi') ? await csiVolumes(node) : [];
     const date = new Date().toISOString().slice(0, 10);
-    console.log(`\n${date}, one node (kubelet ${run(requirePeer('kubelet'), ['--version']).stdout.trim()}, containerd), medians of ${runs} runs\n`);
-    console.log('| case | start: bare | start: step | end: bare | end: step | added in total |');
-    console.log('|---|---|---|---|---|---|');
-    for (const row of steps) console.log(row);
-    console.log(`\n${date}, kubectl apply -f dist/ on the same node, medians of ${distRuns} runs\n`);
-    console.log('| until | time |');
-    console.log('|---|---|');
-    for (const row of dist) console.log(row);
-    console.log(`\n${date}, a 20-step workflow (4 chains of 5, 2 MiB added per step) on the same node, one run each\n`);
-    console.log('| run | apply to last Job complete | registry bytes moved | steps memoized |');
-    console.log('|---|---|---|---|');
-    for (const row of reruns) console.log(row);
+    const table = (title: string, header: string, rows: string[]) => {
+      if (rows.length === 0) return;
+      console.log(`\n${date}, ${title}\n`);
+      console.log(header);
+      console.log(header.replace(/[^|]+/g, '---'));
+      for (const row of rows) console.log(row);
+    };
+    table(`one node (kubelet ${run(requirePeer('kubelet'), ['--version']).stdout.trim()}, containerd), medians of ${runs} runs`,
+      '| case | start: bare | start: step | end: bare | end: step | added in total |', steps);
+    table(`kubectl apply -f dist/ on the same node, medians of ${distRuns} runs`, '| until | time |', dist);
+    table('a 20-step workflow (4 chains of 5, 2 MiB added per step) on the same node, one run each',
+      '| run | apply to last Job complete | registry bytes moved | steps memoized |', reruns);
+    table(`CSI volumes of a 64 MiB artifact on the same node, from creating the pod (and its claim) to its command's start, medians of ${runs} runs`,
+      '| volume | cold (new to the node) | warm (cached) |', csi);
   } finally {
     await node.stop();
   }

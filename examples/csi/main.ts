@@ -104,6 +104,7 @@ export class CsiExample extends Chart {
         },
       }],
     });
+    this.readers.podMetadata.addLabel('app.kubernetes.io/name', 'oras-csi-readers');
     // Preferably on different nodes: each node's plugin serves its replica from its own cache.
     this.readers.scheduling.spread({ topology: kplus.Topology.HOSTNAME, weight: 100 });
     ApiObject.of(this.readers).addJsonPatch(

@@ -69,8 +69,9 @@ describeOnNode('the CSI driver on a Kubernetes node (dist/oras-csi-driver.yaml)'
     cluster.kubectlOk(['apply', '-f', bundle]);
   });
 
-  afterAll(() => {
+  afterAll(async () => {
     cluster.kubectl(['delete', 'pod', '-n', 'default', 'reader-1', 'reader-2', 'reader-3', '--ignore-not-found', '--wait=true', '--timeout=60s']);
+    await cluster.deleteCsiClaims();
     cluster.kubectl(['delete', '-f', bundle, '--ignore-not-found', '--wait=true', '--timeout=120s']);
     cluster.kubectl(['delete', '-n', 'default', '-f', join(root, 'dist', 'oras-registry.yaml'), '--wait=true', '--timeout=60s']);
   });
@@ -117,6 +118,9 @@ describeOnNode('the CSI driver on a Kubernetes node (dist/oras-csi-driver.yaml)'
     cluster.kubectlOk(['apply', '-f', bundle]);
     const demo = await podIsRunning('default', 'oras-csi-demo');
     expect(mountsOfPod(demo.metadata.uid).length).toBeGreaterThan(0);
+    // The claims first, as the README says: the provisioner deletes its PersistentVolumes only while it runs.
+    cluster.kubectlOk(['delete', 'deployment,pvc', '-n', 'default', 'oras-csi-readers', 'models', 'models-static', '--wait=true', '--timeout=120s'],
+      { timeoutMs: 130_000 });
     const deleted = cluster.kubectl(['delete', '-f', bundle, '--wait=true', '--timeout=90s'], { timeoutMs: 100_000 });
     expect({ status: deleted.status, output: deleted.output }).toEqual({ status: 0, output: expect.stringContaining('pod "oras-csi-demo" deleted') });
     expect(mountsOfPod(demo.metadata.uid)).toEqual([]);

@@ -23,7 +23,8 @@ describeOnNode('kubectl apply -f dist/ on a Kubernetes node', (cluster: KubeClus
     orasPushFile(`${await cluster.serviceAddress('default', 'oras', 5000)}/models/demo:v1`, 'model.bin', 'weights\n');
   }
 
-  afterAll(() => {
+  afterAll(async () => {
+    await cluster.deleteCsiClaims();
     cluster.kubectl(['delete', '-f', dist, '--wait=true', '--timeout=180s'], { timeoutMs: 200_000 });
   });
 
@@ -69,7 +70,8 @@ describeOnNode('kubectl apply -f dist/ on a Kubernetes node', (cluster: KubeClus
 
   test('every pod comes back: controllers recreate theirs, and a new apply recreates the bare demo pod', async () => {
     const before = pods().filter(controlled);
-    expect(before.map((p) => p.metadata.labels['app.kubernetes.io/name']).sort()).toEqual(['oras-csi-driver', 'oras-registry', 'oras-webhook', 'oras-webhook']);
+    expect(before.map((p) => p.metadata.labels['app.kubernetes.io/name']).sort())
+      .toEqual(['oras-csi-driver', 'oras-csi-provisioner', 'oras-csi-readers', 'oras-csi-readers', 'oras-registry', 'oras-webhook', 'oras-webhook']);
     for (const pod of before) {
       cluster.kubectlOk(['delete', 'pod', '-n', pod.metadata.namespace, pod.metadata.name, '--wait=true', '--timeout=90s'], { timeoutMs: 100_000 });
       await cluster.until(`a replacement of ${pod.metadata.name}`, 180_000, () => pods().some((p) => controlled(p) && ready(p)

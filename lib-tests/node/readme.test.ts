@@ -108,9 +108,9 @@ describeOnNode('README.md quick starts, run as written on the node', (cluster: K
     dir = scratch();
   });
 
-  afterAll(() => {
-    // Consumers of the CSI driver go before the driver.
-    cluster.kubectl(['delete', 'pod', '-n', 'default', 'oras-csi-demo', '--ignore-not-found', '--wait=true', '--timeout=60s'], { timeoutMs: 70_000 });
+  afterAll(async () => {
+    // Consumers and claims of the CSI driver go before the driver.
+    await cluster.deleteCsiClaims();
     cluster.kubectl(['delete', 'namespace', 'experiments', 'my-workflows', '--ignore-not-found', '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 });
     cluster.kubectl(['delete', '-f', join(root, 'dist', 'oras-csi-driver.yaml'), '-f', join(root, 'dist', 'oras-webhook.yaml'), '--ignore-not-found', '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 });
     cluster.kubectl(['delete', '-n', 'default', '-f', join(root, 'dist', 'oras-registry.yaml'), '--ignore-not-found', '--wait=true', '--timeout=60s']);

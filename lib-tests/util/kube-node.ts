@@ -319,6 +319,18 @@ export class KubeCluster {
     });
   }
 
+  /**
+   * Deletes the CSI bundle's consumers and claims, as the README tells users
+   * to before the driver, and waits until the provisioner has deleted the
+   * PersistentVolumes it made: it can only while it runs.
+   */
+  public async deleteCsiClaims(namespace = 'default'): Promise<void> {
+    this.kubectl(['delete', 'deployment,pod,pvc', '-n', namespace, 'oras-csi-readers', 'oras-csi-demo', 'models', 'models-static', '--ignore-not-found',
+      '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 });
+    await this.until('the provisioned PersistentVolumes of csi.oras.land to go', 120_000, () => (this.getJson(['get', 'pv']).items as any[])
+      .every((pv) => pv.spec.csi?.driver !== 'csi.oras.land' || pv.spec.persistentVolumeReclaimPolicy !== 'Delete'));
+  }
+
   /** Polls `probe` until it returns a value other than undefined or false. */
   public async until<T>(what: string, timeoutMs: number, probe: () => T | undefined | false | Promise<T | undefined | false>): Promise<T> {
     const deadline = Date.now() + timeoutMs;
