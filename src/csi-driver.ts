@@ -121,7 +121,7 @@ export interface OrasCsiDriverProps {
 
   /**
    * Largest size of the node-local cache (the plugin's `--cache-max-size`),
-   * counted as the unpacked bytes of the cached trees; the plugin evicts
+   * counted as the disk space of the unpacked trees (their blocks); the plugin evicts
    * unused artifacts, least recently used first, beyond it.
    *
    * @default Size.gibibytes(20)

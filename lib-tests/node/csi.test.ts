@@ -119,7 +119,7 @@ describeOnNode('the CSI driver on a Kubernetes node (dist/oras-csi-driver.yaml)'
     const demo = await podIsRunning('default', 'oras-csi-demo');
     expect(mountsOfPod(demo.metadata.uid).length).toBeGreaterThan(0);
     // The claims first, as the README says: the provisioner deletes its PersistentVolumes only while it runs.
-    cluster.kubectlOk(['delete', 'deployment,pvc', '-n', 'default', 'oras-csi-readers', 'models', 'models-static', '--wait=true', '--timeout=120s'],
+    cluster.kubectlOk(['delete', '-n', 'default', 'deployment/oras-csi-readers', 'pvc/models', 'pvc/models-static', '--wait=true', '--timeout=120s'],
       { timeoutMs: 130_000 });
     const deleted = cluster.kubectl(['delete', '-f', bundle, '--wait=true', '--timeout=90s'], { timeoutMs: 100_000 });
     expect({ status: deleted.status, output: deleted.output }).toEqual({ status: 0, output: expect.stringContaining('pod "oras-csi-demo" deleted') });

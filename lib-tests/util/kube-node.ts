@@ -325,7 +325,7 @@ export class KubeCluster {
    * PersistentVolumes it made: it can only while it runs.
    */
   public async deleteCsiClaims(namespace = 'default'): Promise<void> {
-    this.kubectl(['delete', 'deployment,pod,pvc', '-n', namespace, 'oras-csi-readers', 'oras-csi-demo', 'models', 'models-static', '--ignore-not-found',
+    this.kubectl(['delete', '-n', namespace, 'deployment/oras-csi-readers', 'pod/oras-csi-demo', 'pvc/models', 'pvc/models-static', '--ignore-not-found',
       '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 });
     await this.until('the provisioned PersistentVolumes of csi.oras.land to go', 120_000, () => (this.getJson(['get', 'pv']).items as any[])
       .every((pv) => pv.spec.csi?.driver !== 'csi.oras.land' || pv.spec.persistentVolumeReclaimPolicy !== 'Delete'));

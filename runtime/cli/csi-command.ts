@@ -20,7 +20,7 @@ export const csiCommand: Command = {
     '  --registration-dir <dir>          register with the kubelet, as node-driver-registrar does: serve <dir>/<driver-name>-reg.sock',
     '                                    (dir: the host\'s <kubelet dir>/plugins_registry); exits 1 when the kubelet reports failure',
     '  --kubelet-registration-path <p>   with --registration-dir: the host path of the CSI socket, which the kubelet connects to',
-    '  --cache-max-size <n[Ki|Mi|Gi]>    unused entries are removed, least recently used first, above this many unpacked bytes (default 20Gi)',
+    '  --cache-max-size <n[Ki|Mi|Gi]>    unused entries are removed, least recently used first, above this much disk space of unpacked trees (default 20Gi)',
     '  --share-cache-across-namespaces   serve one cached copy to every namespace (default: one per namespace)',
     '  --kubelet-dir <dir>               the kubelet\'s root directory; targets must lie in its pods/ (default /var/lib/kubelet)',
     '  --publish-timeout <seconds>       NodePublishVolume answers DEADLINE_EXCEEDED after this, below the kubelet\'s 120;',

@@ -10,7 +10,7 @@ export interface CacheEntry {
   readonly key: string;
   readonly digest: string;
   readonly reference: string;
-  /** The unpacked tree's bytes: the sum of its files' sizes, as the cap counts them. */
+  /** The disk space the unpacked tree takes (diskBytes), as the cap counts it. */
   readonly size: number;
   /** Anonymous access to the artifact was refused: serving it needs the pod's credentials checked. */
   readonly private: boolean;
@@ -32,17 +32,19 @@ export class CacheFullError extends Error {
  */
 export type Filler = (dir: string, reserve: (bytes: number) => Promise<void>) => Promise<Omit<CacheEntry, 'key' | 'lastUsed' | 'size'>>;
 
-/** The bytes of the files under `dir` (symbolic links count their own length, and are not followed). */
-export async function unpackedBytes(dir: string): Promise<number> {
-  let total = 0;
-  for await (const { path, entry } of walkTree(dir)) {
-    if (!entry.isDirectory()) total += (await lstat(join(dir, path))).size;
-  }
+/**
+ * The disk space `dir` and everything under it take: their allocated blocks,
+ * directories and symbolic links included (not followed). Ten thousand files
+ * of 1 KiB take 40 MiB of 4 KiB blocks, not 10 MiB.
+ */
+export async function diskBytes(dir: string): Promise<number> {
+  let total = (await lstat(dir)).blocks * 512;
+  for await (const { path } of walkTree(dir)) total += (await lstat(join(dir, path))).blocks * 512;
   return total;
 }
 
-/** Entries' sizes in an index of this version are unpacked bytes; earlier indexes counted compressed layers. */
-const INDEX_SIZES = 'unpacked';
+/** Entries' sizes in an index of this version are disk bytes; earlier indexes counted file sizes, or compressed layers. */
+const INDEX_SIZES = 'disk';
 
 interface Index {
   /** What `size` counts; absent in an index of an earlier version. */
@@ -87,11 +89,11 @@ export class NodeCache {
     for (const name of present) {
       if (this.entries.has(name)) {
         // Measured once after an upgrade; a current index needs no walk of the cache at start.
-        if (index.sizes !== INDEX_SIZES) this.entries.set(name, { ...this.entries.get(name)!, size: await unpackedBytes(this.path(name)) });
+        if (index.sizes !== INDEX_SIZES) this.entries.set(name, { ...this.entries.get(name)!, size: await diskBytes(this.path(name)) });
         continue;
       }
       if (keep.has(name)) {
-        this.entries.set(name, { key: name, digest: '', reference: '', size: await unpackedBytes(this.path(name)), private: true, lastUsed: Date.now() });
+        this.entries.set(name, { key: name, digest: '', reference: '', size: await diskBytes(this.path(name)), private: true, lastUsed: Date.now() });
       } else {
         await rm(join(this.dir, 'content', name), { recursive: true, force: true });
       }
@@ -149,7 +151,7 @@ export class NodeCache {
     try {
       const info = await fill(tmp, reserve);
       await mkdir(tmp, { recursive: true });
-      const size = await unpackedBytes(tmp);
+      const size = await diskBytes(tmp);
       await rename(tmp, this.path(key));
       const entry: CacheEntry = { ...info, size, key, lastUsed: Date.now() };
       this.entries.set(key, entry);

@@ -537,6 +537,35 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     expect(readFileSync(join(at('gb2'), 'b.bin'), 'utf8')).toBe('b'.repeat(1_200_000));
   });
 
+  test('directory artifacts: the cap counts the bytes their trees take on disk, not their compressed layers', async () => {
+    await plugin.stop();
+    plugin = await Plugin.start(dir, ['--cache-max-size', '4Mi']);
+    const tree = (name: string) => {
+      const root = join(src, name);
+      mkdirSync(join(root, 'sub'), { recursive: true });
+      // 3 MB that gzip makes a few kilobytes of: 30 files of 100 kB in two directories.
+      for (let i = 0; i < 30; i++) writeFileSync(join(root, i % 2 ? 'sub' : '', `part-${i}.bin`), name.repeat(100_000));
+      return name;
+    };
+    const pushTree = async (name: string) => {
+      const ref = parseReference(`${registry.host}/csi/trees:${name}`);
+      await push(client, ref, [{ path: tree(name) }], { cwd: src });
+      return ref.text;
+    };
+    const onDisk = () => Number(run('du', ['-s', '-B1', join(dir, 'data', 'cache', 'content')]).stdout.split('\t')[0]);
+    const context = (ref: string) => ({ 'oras.artifact.reference': ref, 'oras.options.plainhttp': 'true' });
+    await publish(at('tree-x'), context(await pushTree('x')));
+    expect(readFileSync(join(at('tree-x'), 'x', 'sub', 'part-1.bin'), 'utf8')).toHaveLength(100_000);
+    await unpublish(at('tree-x'));
+    expect(onDisk()).toBeGreaterThan(3_000_000);
+    await publish(at('tree-y'), context(await pushTree('y')));
+    // x (unused) went once y unpacked: two trees would be 6 MB on disk, over the 4 MiB cap.
+    expect(readdirSync(join(dir, 'data', 'cache', 'content'))).toHaveLength(1);
+    expect(onDisk()).toBeLessThanOrEqual(4 * 1024 * 1024);
+    expect(await plugin.metric('oras_csi_cache_bytes')).toBeGreaterThanOrEqual(3_000_000);
+    await unpublish(at('tree-y'));
+  });
+
   test('a full disk is RESOURCE_EXHAUSTED, found before the download', async () => {
     await plugin.stop();
     rmSync(join(dir, 'data'), { recursive: true });
