@@ -121,7 +121,8 @@ describeOnNode('CSI persistent volumes on a Kubernetes node', (cluster: KubeClus
   });
 
   test('the static PersistentVolume is bound to its claim and mounts with no provisioner involved', async () => {
-    expect(claimPhase('static')).toBe('Bound');
+    // The PersistentVolume controller binds the pair within its next sync, with no provisioner.
+    await cluster.until('claim static to bind', 60_000, () => claimPhase('static') === 'Bound');
     expect(cluster.getJson(['get', 'pvc', '-n', APPS, 'static']).spec.volumeName).toBe('oras-pv-static');
     cluster.apply({ objects: readers('static-reader', 'static', 1) });
     await readersPrint('static-reader', 1);

@@ -541,10 +541,10 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     await plugin.stop();
     plugin = await Plugin.start(dir, ['--cache-max-size', '4Mi']);
     const tree = (name: string) => {
-      const root = join(src, name);
-      mkdirSync(join(root, 'sub'), { recursive: true });
+      const top = join(src, name);
+      mkdirSync(join(top, 'sub'), { recursive: true });
       // 3 MB that gzip makes a few kilobytes of: 30 files of 100 kB in two directories.
-      for (let i = 0; i < 30; i++) writeFileSync(join(root, i % 2 ? 'sub' : '', `part-${i}.bin`), name.repeat(100_000));
+      for (let i = 0; i < 30; i++) writeFileSync(join(top, i % 2 ? 'sub' : '', `part-${i}.bin`), name.repeat(100_000));
       return name;
     };
     const pushTree = async (name: string) => {
