@@ -21,6 +21,8 @@ const project = new cdk8s.ConstructLibraryCdk8s({
   peerDeps: [`cdk8s-plus-27@^${CDK8S_PLUS_VERSION}`],
   devDeps: [
     `cdk8s-plus-27@${CDK8S_PLUS_VERSION}`,
+    // The cdk8s-plus of the current `cdk8s init` template: lib-tests/plus33.test.ts proves apps on it can use every construct.
+    'cdk8s-plus-33@2.5.57',
     // Bundled into the runtime (client-node 1.4 is the line that runs on Node 20).
     '@kubernetes/client-node@~1.4.0',
     'node-forge@^1.3.1',

@@ -239,6 +239,35 @@ export interface OrasCsiVolumeOptions extends OrasCsiAttributeOptions {
 }
 
 /**
+ * A CSI inline volume of the driver as plain options: what the
+ * `Volume.fromCsi(scope, id, driver, options)` of any cdk8s-plus version
+ * (27 to 33) accepts, so apps on another cdk8s-plus than this library's can
+ * mount artifacts too.
+ */
+export interface OrasCsiVolumeConfig {
+  /** The CSI driver's name: `fromCsi`'s `driver` argument. */
+  readonly driver: string;
+  /** Always true: the volume is read-only. */
+  readonly readOnly: boolean;
+  /** The volume attributes (`oras.artifact.reference`, `oras.options.*`). */
+  readonly attributes: { [key: string]: string };
+  /**
+   * The volume's name in the pod, when one was asked for.
+   *
+   * @default - the name cdk8s-plus derives
+   */
+  readonly name?: string;
+  /**
+   * Name of the Secret with the registry credentials, for the volume's
+   * `csi.nodePublishSecretRef`. `fromCsi` has no option for it in any
+   * cdk8s-plus version: add it to the pod with `addJsonPatch`.
+   *
+   * @default - no credentials
+   */
+  readonly nodePublishSecretName?: string;
+}
+
+/**
  * A CSI driver that mounts ORAS artifacts read-only into pods, from a
  * node-local cache, compatible with the volume attributes of the oras CSI
  * driver prototype (`oras.artifact.reference`,
@@ -474,6 +503,34 @@ export class OrasCsiDriver extends Construct {
   }
 
   /**
+   * The options of the inline volume `volume()` would return, as plain
+   * data: for `Volume.fromCsi` of another cdk8s-plus version (such as
+   * cdk8s-plus-33, which `cdk8s init` uses), whose Volume this library's
+   * cdk8s-plus-27 cannot make.
+   *
+   * @param artifact the artifact to mount
+   * @throws if an option is invalid or the artifact's host is a single label
+   */
+  public volumeConfig(artifact: OrasArtifact, options: OrasCsiVolumeOptions = {}): OrasCsiVolumeConfig {
+    return this.inlineVolume(`OrasCsiDriver "${this.node.path}": volumeConfig of "${artifact.reference}"`, artifact, options);
+  }
+
+  private inlineVolume(where: string, artifact: OrasArtifact, options: OrasCsiVolumeOptions): OrasCsiVolumeConfig {
+    const attributes = this._attributes(where, options, artifact);
+    if (options.name !== undefined && !DNS_LABEL.test(options.name)) {
+      throw new Error(`${where}: name "${options.name}" must be a DNS label (lowercase letters, digits and "-", at most 63 characters).`);
+    }
+    const credentials = options.credentials ?? artifact.registry?.credentials;
+    return {
+      driver: this.name,
+      readOnly: true,
+      attributes,
+      ...(options.name !== undefined ? { name: options.name } : {}),
+      ...(credentials ? { nodePublishSecretName: credentials.name } : {}),
+    };
+  }
+
+  /**
    * The provisioner Deployment (external-provisioner and the plugin in
    * controller mode), for changes through `addJsonPatch`; undefined until
    * the driver has a StorageClass or `provisioner` is true.
@@ -645,14 +702,9 @@ export class OrasCsiDriver extends Construct {
    */
   public volume(scope: Construct, id: string, artifact: OrasArtifact, options: OrasCsiVolumeOptions = {}): kplus.Volume {
     const where = `OrasCsiDriver "${this.node.path}": volume "${id}"`;
-    const attributes = this._attributes(where, options, artifact);
-    if (options.name !== undefined && !DNS_LABEL.test(options.name)) {
-      throw new Error(`${where}: name "${options.name}" must be a DNS label (lowercase letters, digits and "-", at most 63 characters).`);
-    }
-
-    const volume = kplus.Volume.fromCsi(scope, id, this.name, { name: options.name, readOnly: true, attributes });
-    const credentials = options.credentials ?? artifact.registry?.credentials;
-    if (credentials) setNodePublishSecretRef(volume, credentials.name, where);
+    const config = this.inlineVolume(where, artifact, options);
+    const volume = kplus.Volume.fromCsi(scope, id, config.driver, config);
+    if (config.nodePublishSecretName) setNodePublishSecretRef(volume, config.nodePublishSecretName, where);
     return volume;
   }
 

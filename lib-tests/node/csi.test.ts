@@ -121,7 +121,7 @@ describeOnNode('the CSI driver on a Kubernetes node (dist/oras-csi-driver.yaml)'
     // The claims first, as the README says: the provisioner deletes its PersistentVolumes only while it runs.
     cluster.kubectlOk(['delete', '-n', 'default', 'deployment/oras-csi-readers', 'pvc/models', 'pvc/models-static', '--wait=true', '--timeout=120s'],
       { timeoutMs: 130_000 });
-    const deleted = cluster.kubectl(['delete', '-f', bundle, '--wait=true', '--timeout=90s'], { timeoutMs: 100_000 });
+    const deleted = cluster.kubectl(['delete', '-f', bundle, '--ignore-not-found', '--wait=true', '--timeout=90s'], { timeoutMs: 100_000 });
     expect({ status: deleted.status, output: deleted.output }).toEqual({ status: 0, output: expect.stringContaining('pod "oras-csi-demo" deleted') });
     expect(mountsOfPod(demo.metadata.uid)).toEqual([]);
   });

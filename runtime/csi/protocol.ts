@@ -280,11 +280,11 @@ export interface CallLog {
 /** A unary handler that maps thrown CsiErrors to their status codes and, given `log`, logs each call. */
 export function unary(work: (request: any) => Promise<object> | object, log?: CallLog): grpc.handleUnaryCall<any, any> {
   return (call, callback) => {
-    const started = Date.now();
+    const started = performance.now();
     const done = (code: grpc.status, message?: string) => {
       if (!log || (log.errorsOnly && code === grpc.status.OK)) return;
       log.reporter.event('csi-call', {
-        method: call.getPath().split('/').pop(), ...logFields(call.request), code: grpc.status[code], ms: Date.now() - started, message,
+        method: call.getPath().split('/').pop(), ...logFields(call.request), code: grpc.status[code], ms: Math.round((performance.now() - started) * 100) / 100, message,
       });
     };
     Promise.resolve().then(() => work(call.request)).then(
