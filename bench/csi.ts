@@ -71,10 +71,10 @@ async function main(): Promise<void> {
   const pods = join(work, 'pods');
   const profile = cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', resolve(cpuProfileDir)] : [];
   const plugin = spawn(process.execPath, [...profile, bundle, 'csi', '--endpoint', `unix://${socket}`, '--node-id', 'bench', '--cache-dir', join(work, 'data'),
-    '--kubelet-dir', work, '--drain-timeout', '0', '--metrics-port', String(await freePort())], { stdio: ['ignore', 'pipe', 'ignore'] });
+    '--kubelet-dir', work, '--drain-timeout', '0', '--metrics-port', String(await freePort())], { stdio: ['ignore', 'ignore', 'pipe'] });
   // The plugin's call log: how long each call took inside it, as its own clock saw.
   let log = '';
-  plugin.stdout!.setEncoding('utf8').on('data', (chunk: string) => { log += chunk; });
+  plugin.stderr!.setEncoding('utf8').on('data', (chunk: string) => { log += chunk; });
   const publishTimes = (from: number) => log.slice(from).split('\n').filter((l) => l.includes('"NodePublishVolume"'))
     .map((l) => JSON.parse(l)).filter((e) => e.event === 'csi-call' && e.code === 'OK').map((e) => e.ms as number);
   await new Promise((r) => setTimeout(r, 1500));
