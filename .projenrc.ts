@@ -59,7 +59,7 @@ const project = new cdk8s.ConstructLibraryCdk8s({
 });
 
 project.package.addVersion('0.1.0');
-for (const p of ['/runtime/*', '!/runtime/build/', '/examples/', '/bench/', '/.ci/', '/scripts/', '/dist-packages/', '/dist/', '/.dockerignore', '/.kube-linter.yaml']) {
+for (const p of ['/runtime/*', '!/runtime/build/', '/examples/', '/bench/', '/.ci/', '/scripts/', '/dist-packages/', '/dist/', '/.dockerignore', '/.kube-linter.yaml', '/.cache/']) {
   project.addPackageIgnore(p);
 }
 project.addFields({ bin: { 'oras-runtime': 'bin/oras-runtime.js' } });
