@@ -10,6 +10,7 @@ const workflowPath = join(root, '.github', 'workflows', 'release.yml');
 const version: string = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version;
 
 interface Step {
+  readonly id?: string;
   readonly name?: string;
   readonly uses?: string;
   readonly run?: string;
