@@ -59,7 +59,7 @@ const project = new cdk8s.ConstructLibraryCdk8s({
 });
 
 project.package.addVersion('0.1.0');
-for (const p of ['/runtime/*', '!/runtime/build/', '/examples/', '/bench/', '/.ci/', '/scripts/', '/dist-packages/', '/dist/', '/.dockerignore', '/.kube-linter.yaml', '/.cache/']) {
+for (const p of ['/runtime/*', '!/runtime/build/', '/examples/', '/bench/', '/.ci/', '/scripts/', '/dist-packages/', '/dist/', '/.dockerignore', '/.kube-linter.yaml', '/.cache/', '/rosetta/']) {
   project.addPackageIgnore(p);
 }
 project.addFields({ bin: { 'oras-runtime': 'bin/oras-runtime.js' } });
@@ -141,5 +141,8 @@ project.eslint?.addRules({ 'no-bitwise': 'off' });
 
 // dist/ holds committed install bundles, not build output.
 project.gitignore.removePatterns('/dist/');
+
+// The API in Python too, with the examples translated by jsii-rosetta (compiled against rosetta/default.ts-fixture).
+project.tasks.tryFind('docgen')!.exec('jsii-docgen -l python -o API.python.md');
 
 project.synth();

@@ -311,6 +311,18 @@ export interface OrasCsiVolumeConfig {
  * the kubelet's pod directories with Bidirectional mount propagation, which
  * Kubernetes allows for privileged containers only. The upstream sidecars are
  * not privileged and drop every capability.
+ *
+ * @example
+ * const driver = new OrasCsiDriver(chart, 'Csi', { namespace: 'oras-csi' });
+ * const registry = OrasRegistry.fromHost('oras.default.svc:5000', { plainHttp: true });
+ * // An inline volume in a pod.
+ * const pod = new kplus.Pod(chart, 'Reader', {
+ *   containers: [{ image: 'docker.io/library/busybox:1.36.1', command: ['ls', '-R', '/models'] }],
+ * });
+ * pod.containers[0].mount('/models', driver.volume(chart, 'Models', registry.artifact('models/demo', 'v1')), { readOnly: true });
+ * // A StorageClass whose claims name their artifacts, and one claim of it.
+ * const artifacts = driver.addStorageClass('Artifacts', { name: 'oras-artifacts', registry });
+ * artifacts.claim(chart, 'ModelsClaim', { name: 'models', namespace: 'default', artifact: registry.artifact('models/demo', 'v1') });
  */
 export class OrasCsiDriver extends Construct {
   /** Name of the CSI driver (the `driver` of its volumes). */

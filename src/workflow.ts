@@ -123,6 +123,21 @@ interface Edge {
  * At synth time it checks that every input has a producer (or is marked
  * external), that no two steps push the same artifact, and that there is no
  * cycle; every error names the steps involved.
+ *
+ * @example
+ * const registry = OrasRegistry.fromHost('oras:5000', { plainHttp: true });
+ * const workflow = new OrasWorkflow(chart, 'Workflow', { name: 'hello', registry });
+ * const greeting = workflow.addStep('greeting', {
+ *   image: 'docker.io/library/busybox:1.36.1',
+ *   command: ['sh', '-c', 'echo hello > /out/greeting.txt'],
+ *   output: { path: '/out' },
+ * });
+ * workflow.addStep('shout', {
+ *   image: 'docker.io/library/busybox:1.36.1',
+ *   command: ['sh', '-c', 'tr a-z A-Z < /in/greeting.txt > /out/shout.txt'],
+ *   inputs: [{ artifact: greeting.output, path: '/in' }],
+ *   output: { path: '/out' },
+ * });
  */
 export class OrasWorkflow extends Construct {
   /** The workflow a construct belongs to, if any. */
