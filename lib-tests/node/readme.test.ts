@@ -44,6 +44,7 @@ const NOT_RUN: Record<string, string> = {
   'npm ci && npx projen synth:examples': 'the set-up command; .ci/run runs the build, and a test compares dist/ with a fresh synth',
   'bash scripts/install-peers.sh && npm ci && npx projen build': 'the test command itself, which .ci/run runs',
   'npm install cdk8s-oras cdk8s cdk8s-plus-27 constructs': 'cdk8s-oras is not on npm yet; the test compiles the quick start against src/',
+  'bash scripts/release-dry-run.sh --offline-image': 'lib-tests/release.test.ts runs its packages part; its image part is runtime/image/build.sh --offline, which every node run builds',
   [[
     'npx projen runtime:image            # bundles if needed, then podman build on node:24.19.0-bookworm-slim',
     'npx projen runtime:image --offline  # on a base made from this machine\'s node and busybox-static (what the tests use)',
