@@ -1,5 +1,6 @@
 import { Command, signalExitCode, UsageError } from './command';
 import { csiCommand } from './csi-command';
+import { loginCommand, logoutCommand } from './login-command';
 import { pullCommand, pushCommand, resolveCommand, waitCommand } from './oci-commands';
 import { pruneCommand } from './prune-command';
 import { stepCommand } from './step-commands';
@@ -10,7 +11,9 @@ import { CancelledError } from '../oci/errors';
 import { printable } from '../oci/printable';
 
 /** Every sub-command. */
-const COMMANDS: readonly Command[] = [pushCommand, pullCommand, resolveCommand, waitCommand, stepCommand, pruneCommand, webhookCommand, csiCommand];
+const COMMANDS: readonly Command[] = [
+  pushCommand, pullCommand, resolveCommand, waitCommand, loginCommand, logoutCommand, stepCommand, pruneCommand, webhookCommand, csiCommand,
+];
 
 function usage(): string {
   const width = Math.max(8, ...COMMANDS.map((c) => c.name.length));

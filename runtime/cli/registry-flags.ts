@@ -6,7 +6,7 @@ import { parseSize } from './size';
 import { closest } from './suggest';
 import { RUNTIME_VERSION } from './version';
 import { ChainedCredentials, CredentialSource, DockerConfigCredentials, EnvironmentCredentials } from '../oci/auth/credentials';
-import { DEFAULT_MIN_RATE, MinRate } from '../oci/http';
+import { DEFAULT_MIN_RATE, MinRate, TransportOptions } from '../oci/http';
 import { defaultReporter, JsonReporter, Reporter } from '../oci/progress';
 import { Reference } from '../oci/reference';
 import { RegistryClient } from '../oci/registry-client';
@@ -181,28 +181,36 @@ function flagCredentials(flags: RegistryFlags): CredentialSource | undefined {
 }
 
 /** A client for the reference's registry, configured from the common flags. */
-export function clientFor(reference: Reference, flags: RegistryFlags, reporter?: Reporter): RegistryClient {
+/**
+ * How the flags say to reach `host`: the scheme, TLS verification and extra
+ * CAs, the user agent, and --debug's response events through `reporter`.
+ */
+export function transportFor(host: string, flags: RegistryFlags, reporter?: Reporter): TransportOptions {
   if (flags['ca-file'] !== undefined && (flags['plain-http'] || flags.insecure)) {
     throw new UsageError('--ca-file verifies HTTPS certificates: it goes with neither --plain-http nor --insecure');
   }
-  const host = reference.registry;
   // As oras: --plain-http wins over --insecure; localhost is plain HTTP unless --insecure or --ca-file asks for HTTPS.
   const plainHttp = flags['plain-http'] ?? ((flags['plain-http-host'] ?? []).includes(host) || (isLocalhost(host) && !flags.insecure && !flags['ca-file']));
-  const insecure = !plainHttp && (flags.insecure || (flags['insecure-host'] ?? []).includes(host));
-  const configs = flags['registry-config'] ?? [];
-  const dockerConfigs = configs.length > 0 ? configs.map((file) => new DockerConfigCredentials(file, true)) : [new DockerConfigCredentials()];
-  const fromFlags = flagCredentials(flags);
-  return new RegistryClient(host, {
+  return {
     plainHttp,
-    insecure,
+    insecure: !plainHttp && (flags.insecure || (flags['insecure-host'] ?? []).includes(host)),
     ca: caFileFlag(flags['ca-file']),
-    maxSockets: positiveInteger(flags.concurrency, '--concurrency', 3) + 2,
-    minRate: minRateFlag(flags['min-rate']),
     userAgent: `oras-runtime/${RUNTIME_VERSION}`,
-    credentials: new ChainedCredentials([...(fromFlags ? [fromFlags] : []), new EnvironmentCredentials(), ...dockerConfigs]),
     onResponse: flags.debug && reporter
       ? (method, url, status, ms) => reporter.event('http', { method, url: url.href, status, ms })
       : undefined,
+  };
+}
+
+export function clientFor(reference: Reference, flags: RegistryFlags, reporter?: Reporter): RegistryClient {
+  const configs = flags['registry-config'] ?? [];
+  const dockerConfigs = configs.length > 0 ? configs.map((file) => new DockerConfigCredentials(file, true)) : [new DockerConfigCredentials()];
+  const fromFlags = flagCredentials(flags);
+  return new RegistryClient(reference.registry, {
+    ...transportFor(reference.registry, flags, reporter),
+    maxSockets: positiveInteger(flags.concurrency, '--concurrency', 3) + 2,
+    minRate: minRateFlag(flags['min-rate']),
+    credentials: new ChainedCredentials([...(fromFlags ? [fromFlags] : []), new EnvironmentCredentials(), ...dockerConfigs]),
   });
 }
 

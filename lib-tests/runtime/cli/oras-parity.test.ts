@@ -4,7 +4,7 @@ import { describeWithPeers, requirePeer, run } from '../../util/peers';
 const bundle = join(__dirname, '..', '..', '..', 'runtime', 'build', 'oras-runtime.cjs');
 
 /** The oras v1.2.3 flags we do not have, each with the reason. Any other flag of oras must work here. */
-const OMITTED: Record<'push' | 'pull', Record<string, string>> = {
+const OMITTED: Record<'push' | 'pull' | 'login' | 'logout', Record<string, string>> = {
   push: {
     '--cert-file': 'client certificates (mutual TLS) are not supported yet',
     '--key-file': 'client certificates (mutual TLS) are not supported yet',
@@ -33,7 +33,19 @@ const OMITTED: Record<'push' | 'pull', Record<string, string>> = {
     '--resolve': 'DNS overrides are not supported; use the cluster\'s DNS or /etc/hosts',
     '--template': 'Go templates have no equivalent here; --format json is supported',
   },
+  login: {
+    '--cert-file': 'client certificates (mutual TLS) are not supported yet',
+    '--key-file': 'client certificates (mutual TLS) are not supported yet',
+    '--header': 'custom request headers are not supported yet',
+    '--identity-token': 'login stores a user name and password; identity tokens are not supported',
+    '--identity-token-stdin': 'login stores a user name and password; identity tokens are not supported',
+    '--resolve': 'DNS overrides are not supported; use the cluster\'s DNS or /etc/hosts',
+  },
+  logout: {},
 };
+
+/** Fewer flags than this in `oras <verb> --help` means its help was not read right. */
+const AT_LEAST: Record<keyof typeof OMITTED, number> = { push: 20, pull: 20, login: 15, logout: 2 };
 
 interface OrasFlag {
   readonly long: string;
@@ -62,19 +74,19 @@ function sample(flag: OrasFlag): string[] {
   return ['/nonexistent/value'];
 }
 
-describeWithPeers(['oras'], 'oras CLI parity: the flags of oras v1.2.3 push and pull', () => {
+describeWithPeers(['oras'], 'oras CLI parity: the flags of oras v1.2.3 push, pull, login and logout', () => {
   const cli = (args: string[]) => run(process.execPath, [bundle, ...args], { input: 'secret\n' });
 
-  test.each(['push', 'pull'] as const)('oras %s: every flag is ours or omitted with a reason', (verb) => {
+  test.each(['push', 'pull', 'login', 'logout'] as const)('oras %s: every flag is ours or omitted with a reason', (verb) => {
     const flags = orasFlags(verb);
-    expect(flags.length).toBeGreaterThan(20);
+    expect(flags.length).toBeGreaterThan(AT_LEAST[verb]);
     const missing: string[] = [];
     for (const flag of flags) {
       if (flag.long === '--help') continue;
       if (OMITTED[verb][flag.long] !== undefined) continue;
       for (const spelling of [flag.long, ...(flag.short ? [flag.short] : [])]) {
         // An unreachable registry: the flag must get past the parser, to the reference or the network.
-        const args = verb === 'push' ? ['push', 'INVALID REFERENCE', spelling, ...sample(flag)] : ['pull', 'INVALID REFERENCE', spelling, ...sample(flag)];
+        const args = [verb, 'INVALID REFERENCE', spelling, ...sample(flag)];
         const result = cli(args);
         if (/unknown option|does not take an argument|argument missing/i.test(result.stderr)) missing.push(`${spelling}: ${result.stderr.trim()}`);
       }
@@ -82,7 +94,7 @@ describeWithPeers(['oras'], 'oras CLI parity: the flags of oras v1.2.3 push and 
     expect(missing).toEqual([]);
   });
 
-  test.each(['push', 'pull'] as const)('oras %s: every omission names a flag oras has', (verb) => {
+  test.each(['push', 'pull', 'login', 'logout'] as const)('oras %s: every omission names a flag oras has', (verb) => {
     const longs = new Set(orasFlags(verb).map((flag) => flag.long));
     expect(Object.keys(OMITTED[verb]).filter((flag) => !longs.has(flag))).toEqual([]);
   });
