@@ -21,6 +21,15 @@ import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { OrasCsiDriver, OrasRegistry, OrasStorageClass } from '../../src';
 
+/** The demo containers' resources and securityContext: small, non-root, read-only. */
+const SMALL_HARDENED: Pick<kplus.ContainerProps, 'resources' | 'securityContext'> = {
+  resources: {
+    cpu: { request: kplus.Cpu.millis(10), limit: kplus.Cpu.millis(100) },
+    memory: { request: Size.mebibytes(16), limit: Size.mebibytes(64) },
+  },
+  securityContext: { user: 65532, group: 65532, ensureNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, privileged: false },
+};
+
 export class CsiExample extends Chart {
   public readonly driver: OrasCsiDriver;
   public readonly pod: kplus.Pod;
@@ -50,18 +59,7 @@ export class CsiExample extends Chart {
         // Ends at once on SIGTERM, so that its volume is unpublished while the driver still serves.
         command: ['sh', '-c', 'ls -R /models || exit 1; trap "exit 0" TERM; sleep 3600 & wait'],
         volumeMounts: [{ path: '/models', volume: models, readOnly: true }],
-        resources: {
-          cpu: { request: kplus.Cpu.millis(10), limit: kplus.Cpu.millis(100) },
-          memory: { request: Size.mebibytes(16), limit: Size.mebibytes(64) },
-        },
-        securityContext: {
-          user: 65532,
-          group: 65532,
-          ensureNonRoot: true,
-          readOnlyRootFilesystem: true,
-          allowPrivilegeEscalation: false,
-          privileged: false,
-        },
+        ...SMALL_HARDENED,
       }],
     });
     // cdk8s-plus-27 has no "ALL" capability nor seccompProfile; both are plain Kubernetes fields.
@@ -90,18 +88,7 @@ export class CsiExample extends Chart {
           { path: '/models', volume: kplus.Volume.fromPersistentVolumeClaim(this, 'ClaimedModels', kplus.PersistentVolumeClaim.fromClaimName(this, 'ClaimedModelsRef', claim.name), { readOnly: true }), readOnly: true },
           { path: '/static', volume: pinned.volume(this, 'Static'), readOnly: true },
         ],
-        resources: {
-          cpu: { request: kplus.Cpu.millis(10), limit: kplus.Cpu.millis(100) },
-          memory: { request: Size.mebibytes(16), limit: Size.mebibytes(64) },
-        },
-        securityContext: {
-          user: 65532,
-          group: 65532,
-          ensureNonRoot: true,
-          readOnlyRootFilesystem: true,
-          allowPrivilegeEscalation: false,
-          privileged: false,
-        },
+        ...SMALL_HARDENED,
       }],
     });
     this.readers.podMetadata.addLabel('app.kubernetes.io/name', 'oras-csi-readers');
