@@ -1,4 +1,4 @@
-import { ApiObject, Chart, Size, SizeRoundingBehavior } from 'cdk8s';
+import { Chart, Size, SizeRoundingBehavior } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { OrasArtifact } from './artifact';
@@ -9,9 +9,10 @@ import { hardenedSecurityContext } from './hardening';
 import { caVolumeSource } from './injection';
 import { OrasPersistentVolume, OrasPersistentVolumeOptions } from './persistent-volume';
 import { IOrasRegistry } from './registry';
-import { kubeResources, renderResources } from './resources';
+import { kubeResources } from './resources';
 import { OrasRuntimeImage } from './runtime-image';
 import { OrasStorageClass, OrasStorageClassOptions } from './storage-class';
+import { patchable } from './typed';
 
 /** The plugin's resources when the user gives none. */
 const PLUGIN_RESOURCES = {
@@ -26,6 +27,11 @@ const PROVISIONER_RESOURCES = {
 const CONTROLLER_RESOURCES = {
   cpu: { request: kplus.Cpu.millis(10), limit: kplus.Cpu.millis(500) },
   memory: { request: Size.mebibytes(48), limit: Size.mebibytes(256) },
+};
+/** The upstream sidecars of the node DaemonSet (`upstreamSidecars`). */
+const SIDECAR_RESOURCES = {
+  cpu: { request: kplus.Cpu.millis(10), limit: kplus.Cpu.millis(100) },
+  memory: { request: Size.mebibytes(16), limit: Size.mebibytes(64) },
 };
 
 /** Pinned CSI sidecars (kubernetes-csi, registry.k8s.io), for `upstreamSidecars`. */
@@ -331,8 +337,11 @@ export class OrasCsiDriver extends Construct {
   public readonly namespace: string;
   /** Name of the node DaemonSet and its ServiceAccount. */
   public readonly workloadName: string;
-  /** The node DaemonSet, for changes through `addJsonPatch` (for example a nodeSelector). */
-  public readonly daemonSet: ApiObject;
+  /**
+   * The node DaemonSet, for changes through `addJsonPatch` (for example a nodeSelector), which apply to
+   * the Kubernetes JSON it renders, as written.
+   */
+  public readonly daemonSet: kplus.k8s.KubeDaemonSet;
   private readonly props: OrasCsiDriverProps;
   private provisionerDeployment?: kplus.k8s.KubeDeployment;
   /** The ClusterRole's rules: StorageClasses with credentials add `get` on their Secret. */
@@ -381,9 +390,7 @@ export class OrasCsiDriver extends Construct {
     const labels = { 'app.kubernetes.io/name': 'oras-csi-driver', 'app.kubernetes.io/instance': this.name, 'app.kubernetes.io/part-of': 'cdk8s-oras' };
     const metadata = { name: this.workloadName, namespace: this.namespace, labels };
 
-    clusterScoped(new ApiObject(this, 'CSIDriver', {
-      apiVersion: 'storage.k8s.io/v1',
-      kind: 'CSIDriver',
+    clusterScoped(patchable(new kplus.k8s.KubeCsiDriver(this, 'CSIDriver', {
       metadata: { name: this.name, labels },
       spec: {
         attachRequired: false,
@@ -392,10 +399,10 @@ export class OrasCsiDriver extends Construct {
         fsGroupPolicy: 'None',
         requiresRepublish: false,
       },
-    }));
+    })));
 
     // No RBAC: the kubelet hands the plugin the pod's identity and the mount's secret.
-    new ApiObject(this, 'ServiceAccount', { apiVersion: 'v1', kind: 'ServiceAccount', metadata, automountServiceAccountToken: false });
+    patchable(new kplus.k8s.KubeServiceAccount(this, 'ServiceAccount', { metadata, automountServiceAccountToken: false }));
 
     const pluginArgs = [
       'csi',
@@ -416,10 +423,10 @@ export class OrasCsiDriver extends Construct {
     ];
     // The plugin creates its socket as root, and connecting needs write permission on it.
     const sidecarSecurity = hardenedSecurityContext({ user: 0, nonRoot: false });
-    const sidecarResources = { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } };
+    const sidecarResources = kubeResources(undefined, SIDECAR_RESOURCES);
     // The sidecars only connect to the socket, which a read-only mount allows.
     const socketMount = { name: 'plugin-dir', mountPath: SOCKET_DIR, readOnly: true };
-    const sidecars = [
+    const sidecars: kplus.k8s.Container[] = [
       {
         name: 'node-driver-registrar',
         image: NODE_DRIVER_REGISTRAR_IMAGE,
@@ -440,13 +447,11 @@ export class OrasCsiDriver extends Construct {
       },
     ];
 
-    this.daemonSet = new ApiObject(this, 'Resource', {
-      apiVersion: 'apps/v1',
-      kind: 'DaemonSet',
+    this.daemonSet = patchable(new kplus.k8s.KubeDaemonSet(this, 'Resource', {
       metadata,
       spec: {
         selector: { matchLabels: labels },
-        updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } },
+        updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: kplus.k8s.IntOrString.fromNumber(1) } },
         template: {
           metadata: { labels },
           spec: {
@@ -471,13 +476,13 @@ export class OrasCsiDriver extends Construct {
                   { name: 'metrics', containerPort: metricsPort, protocol: 'TCP' },
                 ],
                 livenessProbe: {
-                  httpGet: { path: '/healthz', port: 'healthz' },
+                  httpGet: { path: '/healthz', port: kplus.k8s.IntOrString.fromString('healthz') },
                   initialDelaySeconds: 10,
                   periodSeconds: 10,
                   timeoutSeconds: 3,
                   failureThreshold: 5,
                 },
-                resources: renderResources(props.resources, PLUGIN_RESOURCES),
+                resources: kubeResources(props.resources, PLUGIN_RESOURCES),
                 securityContext: {
                   // Mount propagation Bidirectional (the bind mounts must reach the kubelet's view of the
                   // pod directories) is only allowed in privileged containers. Privileged implies privilege
@@ -510,7 +515,7 @@ export class OrasCsiDriver extends Construct {
           },
         },
       },
-    });
+    }));
     if (props.provisioner) this.ensureProvisioner();
   }
 
@@ -600,11 +605,11 @@ export class OrasCsiDriver extends Construct {
     const name = `${this.name.replace(/\./g, '-').slice(0, 50).replace(/-+$/, '')}-provisioner`;
     const labels = { 'app.kubernetes.io/name': 'oras-csi-provisioner', 'app.kubernetes.io/instance': this.name, 'app.kubernetes.io/part-of': 'cdk8s-oras' };
     const metadata = { name, namespace: this.namespace, labels };
-    const account = new kplus.k8s.KubeServiceAccount(this, 'ProvisionerServiceAccount', { metadata });
+    const account = patchable(new kplus.k8s.KubeServiceAccount(this, 'ProvisionerServiceAccount', { metadata }));
     const subjects = [{ kind: 'ServiceAccount', name: account.name, namespace: this.namespace }];
     // What external-provisioner v5.3.0 uses for a driver without attach, topology, capacity or snapshots
     // (its deploy/kubernetes/rbac.yaml, less those); the plugin reads claims' annotations with the same get.
-    clusterScoped(new kplus.k8s.KubeClusterRole(this, 'ProvisionerClusterRole', {
+    clusterScoped(patchable(new kplus.k8s.KubeClusterRole(this, 'ProvisionerClusterRole', {
       metadata: { name, labels },
       rules: this.provisionerRules = [
         { apiGroups: [''], resources: ['persistentvolumes'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
@@ -612,26 +617,26 @@ export class OrasCsiDriver extends Construct {
         { apiGroups: ['storage.k8s.io'], resources: ['storageclasses'], verbs: ['get', 'list', 'watch'] },
         { apiGroups: [''], resources: ['events'], verbs: ['list', 'watch', 'create', 'update', 'patch'] },
       ],
-    }));
-    clusterScoped(new kplus.k8s.KubeClusterRoleBinding(this, 'ProvisionerClusterRoleBinding', {
+    })));
+    clusterScoped(patchable(new kplus.k8s.KubeClusterRoleBinding(this, 'ProvisionerClusterRoleBinding', {
       metadata: { name, labels },
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
       subjects,
-    }));
-    new kplus.k8s.KubeRole(this, 'ProvisionerRole', {
+    })));
+    patchable(new kplus.k8s.KubeRole(this, 'ProvisionerRole', {
       metadata,
       rules: [{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'watch', 'list', 'delete', 'update', 'create'] }],
-    });
-    new kplus.k8s.KubeRoleBinding(this, 'ProvisionerRoleBinding', {
+    }));
+    patchable(new kplus.k8s.KubeRoleBinding(this, 'ProvisionerRoleBinding', {
       metadata,
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
       subjects,
-    });
+    }));
 
     const security = hardenedSecurityContext({ user: PROVISIONER_UID, group: PROVISIONER_UID });
     const socketMount = { name: 'socket-dir', mountPath: SOCKET_DIR };
     const caBundle = this.props.caBundle;
-    this.provisionerDeployment = new kplus.k8s.KubeDeployment(this, 'Provisioner', {
+    this.provisionerDeployment = patchable(new kplus.k8s.KubeDeployment(this, 'Provisioner', {
       metadata,
       spec: {
         replicas: 1,
@@ -691,7 +696,7 @@ export class OrasCsiDriver extends Construct {
           },
         },
       },
-    });
+    }));
   }
 
   /**

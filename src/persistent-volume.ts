@@ -5,6 +5,7 @@ import { OrasArtifact } from './artifact';
 import { clusterScoped } from './cluster-scoped';
 import type { OrasCsiAttributeOptions, OrasCsiDriver } from './csi-driver';
 import { quantity } from './resources';
+import { patchable } from './typed';
 
 /**
  * Options of `OrasCsiDriver.persistentVolume`.
@@ -91,7 +92,7 @@ export class OrasPersistentVolume extends Construct {
     const credentials = props.credentials ?? artifact.registry?.credentials;
     const labels = { 'app.kubernetes.io/part-of': 'cdk8s-oras' };
 
-    this.persistentVolume = clusterScoped(new kplus.k8s.KubePersistentVolume(this, 'Resource', {
+    this.persistentVolume = clusterScoped(patchable(new kplus.k8s.KubePersistentVolume(this, 'Resource', {
       metadata: { ...(props.name !== undefined ? { name: props.name } : {}), labels },
       spec: {
         capacity: { storage },
@@ -109,8 +110,8 @@ export class OrasPersistentVolume extends Construct {
           ...(credentials ? { nodePublishSecretRef: { name: credentials.name, namespace } } : {}),
         },
       },
-    }));
-    this.claim = new kplus.k8s.KubePersistentVolumeClaim(this, 'Claim', {
+    })));
+    this.claim = patchable(new kplus.k8s.KubePersistentVolumeClaim(this, 'Claim', {
       metadata: { ...(props.claimName !== undefined ? { name: props.claimName } : {}), namespace, labels },
       spec: {
         accessModes: ['ReadOnlyMany'],
@@ -118,7 +119,7 @@ export class OrasPersistentVolume extends Construct {
         volumeName: this.persistentVolume.name,
         resources: { requests: { storage } },
       },
-    });
+    }));
     this.claimName = this.claim.name;
     // Bound both ways: no other claim can take the volume.
     this.persistentVolume.addJsonPatch(JsonPatch.add('/spec/claimRef', { namespace, name: this.claimName }));

@@ -7,6 +7,7 @@ import { CSI_ATTRIBUTE } from './csi-attributes';
 import type { OrasCsiAttributeOptions, OrasCsiDriver, OrasPullPolicy } from './csi-driver';
 import { IOrasRegistry } from './registry';
 import { quantity } from './resources';
+import { patchable } from './typed';
 
 /** What happens to a provisioned PersistentVolume when its claim is deleted. */
 export enum OrasReclaimPolicy {
@@ -181,7 +182,7 @@ export class OrasStorageClass extends Construct {
       });
       driver._allowProvisionerSecret(credentials.name);
     }
-    this.storageClass = clusterScoped(new kplus.k8s.KubeStorageClass(this, 'Resource', {
+    this.storageClass = clusterScoped(patchable(new kplus.k8s.KubeStorageClass(this, 'Resource', {
       metadata: {
         ...(props.name !== undefined ? { name: props.name } : {}),
         labels: { 'app.kubernetes.io/part-of': 'cdk8s-oras' },
@@ -192,7 +193,7 @@ export class OrasStorageClass extends Construct {
       reclaimPolicy: props.reclaimPolicy ?? OrasReclaimPolicy.DELETE,
       volumeBindingMode: props.volumeBindingMode ?? OrasVolumeBindingMode.IMMEDIATE,
       allowVolumeExpansion: false,
-    }));
+    })));
     this.name = this.storageClass.name;
   }
 
@@ -224,7 +225,7 @@ export class OrasStorageClass extends Construct {
       annotations[CSI_ATTRIBUTE.REFERENCE] = options.artifact!.reference;
       if (options.pullPolicy !== undefined) annotations[CSI_ATTRIBUTE.PULL_POLICY] = options.pullPolicy;
     }
-    return new kplus.k8s.KubePersistentVolumeClaim(scope, id, {
+    return patchable(new kplus.k8s.KubePersistentVolumeClaim(scope, id, {
       metadata: {
         ...(options.name !== undefined ? { name: options.name } : {}),
         namespace: options.namespace ?? Chart.of(scope).namespace,
@@ -235,6 +236,6 @@ export class OrasStorageClass extends Construct {
         storageClassName: this.name,
         resources: { requests: { storage: kplus.k8s.Quantity.fromString(quantity(options.storage ?? Size.gibibytes(1))) } },
       },
-    });
+    }));
   }
 }

@@ -1,11 +1,19 @@
-import { ApiObject, Chart, Duration } from 'cdk8s';
+import { ApiObject, Chart, Duration, Size } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { clusterScoped } from './cluster-scoped';
 import { hardenedSecurityContext } from './hardening';
 import { RUNTIME_UID } from './injection';
+import { kubeResources } from './resources';
 import { OrasRuntimeImage } from './runtime-image';
+import { patchable } from './typed';
 
 const PORT = 8443;
+/** The webhook container's resources. */
+const WEBHOOK_RESOURCES = {
+  cpu: { request: kplus.Cpu.millis(50), limit: kplus.Cpu.units(1) },
+  memory: { request: Size.mebibytes(64), limit: Size.mebibytes(256) },
+};
 
 /**
  * Options of `WebhookTls.certManager`.
@@ -163,12 +171,15 @@ export class OrasWebhook extends Construct {
   public readonly namespace: string;
   /** Label (value "enabled") that opts a namespace in. */
   public readonly namespaceLabel: string;
-  /** The webhook Deployment, the construct's default child: `ApiObject.of(webhook)` returns it. */
-  public readonly deployment: ApiObject;
+  /**
+   * The webhook Deployment, the construct's default child: `ApiObject.of(webhook)` returns it. Its JSON
+   * patches apply to the Kubernetes JSON it renders, as written.
+   */
+  public readonly deployment: kplus.k8s.KubeDeployment;
   /** The Service the API server calls. */
-  public readonly service: ApiObject;
+  public readonly service: kplus.k8s.KubeService;
   /** The MutatingWebhookConfiguration. */
-  public readonly configuration: ApiObject;
+  public readonly configuration: kplus.k8s.KubeMutatingWebhookConfiguration;
 
   constructor(scope: Construct, id: string, props: OrasWebhookProps = {}) {
     super(scope, id);
@@ -188,7 +199,7 @@ export class OrasWebhook extends Construct {
     const secretName = `${this.name}-tls`;
     const inputTimeout = `${(props.inputTimeout ?? Duration.minutes(30)).toSeconds()}s`;
 
-    new ApiObject(this, 'ServiceAccount', { apiVersion: 'v1', kind: 'ServiceAccount', metadata, automountServiceAccountToken: tls._selfManaged });
+    patchable(new kplus.k8s.KubeServiceAccount(this, 'ServiceAccount', { metadata, automountServiceAccountToken: tls._selfManaged }));
 
     const args = ['webhook', '--port', String(PORT), '--runtime-image', image, '--input-timeout', inputTimeout];
     if (tls._selfManaged) {
@@ -197,6 +208,7 @@ export class OrasWebhook extends Construct {
     } else {
       args.push('--tls-cert', '/tls/tls.crt', '--tls-key', '/tls/tls.key');
       const issuer = tls._certManagerIssuer()!;
+      // A cert-manager CRD: no typed class for it.
       new ApiObject(this, 'Certificate', {
         apiVersion: 'cert-manager.io/v1',
         kind: 'Certificate',
@@ -210,10 +222,13 @@ export class OrasWebhook extends Construct {
       });
     }
 
-    const probe = (path: string) => ({ httpGet: { path, port: PORT, scheme: 'HTTPS' }, periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 2 });
-    this.deployment = new ApiObject(this, 'Resource', {
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
+    const probe = (path: string): kplus.k8s.Probe => ({
+      httpGet: { path, port: kplus.k8s.IntOrString.fromNumber(PORT), scheme: 'HTTPS' },
+      periodSeconds: 10,
+      failureThreshold: 3,
+      timeoutSeconds: 2,
+    });
+    this.deployment = patchable(new kplus.k8s.KubeDeployment(this, 'Resource', {
       metadata,
       spec: {
         replicas,
@@ -241,37 +256,31 @@ export class OrasWebhook extends Construct {
               ports: [{ name: 'https', containerPort: PORT }],
               readinessProbe: probe('/readyz'),
               livenessProbe: probe('/healthz'),
-              resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } },
+              resources: kubeResources(undefined, WEBHOOK_RESOURCES),
               securityContext: hardenedSecurityContext(),
-              ...(tls._selfManaged ? {} : { volumeMounts: [{ name: 'tls', mountPath: '/tls', readOnly: true }] }),
+              volumeMounts: tls._selfManaged ? undefined : [{ name: 'tls', mountPath: '/tls', readOnly: true }],
             }],
-            ...(tls._selfManaged ? {} : { volumes: [{ name: 'tls', secret: { secretName } }] }),
+            volumes: tls._selfManaged ? undefined : [{ name: 'tls', secret: { secretName } }],
           },
         },
       },
-    });
+    }));
 
-    new ApiObject(this, 'Budget', {
-      apiVersion: 'policy/v1',
-      kind: 'PodDisruptionBudget',
+    patchable(new kplus.k8s.KubePodDisruptionBudget(this, 'Budget', {
       metadata,
-      spec: { minAvailable: 1, unhealthyPodEvictionPolicy: 'AlwaysAllow', selector: { matchLabels: labels } },
-    });
+      spec: { minAvailable: kplus.k8s.IntOrString.fromNumber(1), unhealthyPodEvictionPolicy: 'AlwaysAllow', selector: { matchLabels: labels } },
+    }));
 
-    this.service = new ApiObject(this, 'Service', {
-      apiVersion: 'v1',
-      kind: 'Service',
+    this.service = patchable(new kplus.k8s.KubeService(this, 'Service', {
       metadata,
-      spec: { selector: labels, ports: [{ name: 'https', port: 443, targetPort: PORT }] },
-    });
+      spec: { selector: labels, ports: [{ name: 'https', port: 443, targetPort: kplus.k8s.IntOrString.fromNumber(PORT) }] },
+    }));
 
-    this.configuration = clusterScoped(new ApiObject(this, 'Configuration', {
-      apiVersion: 'admissionregistration.k8s.io/v1',
-      kind: 'MutatingWebhookConfiguration',
+    this.configuration = clusterScoped(patchable(new kplus.k8s.KubeMutatingWebhookConfiguration(this, 'Configuration', {
       metadata: {
         name: this.name,
         labels,
-        ...(tls._selfManaged ? {} : { annotations: { 'cert-manager.io/inject-ca-from': `${this.namespace}/${this.name}` } }),
+        annotations: tls._selfManaged ? undefined : { 'cert-manager.io/inject-ca-from': `${this.namespace}/${this.name}` },
       },
       webhooks: [{
         name: `${this.name}.oras.converged-computing.github.io`,
@@ -293,40 +302,32 @@ export class OrasWebhook extends Construct {
           matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', this.namespace] }],
         },
       }],
-    }));
+    })));
   }
 
   private selfManagedRbac(metadata: { name: string; namespace: string; labels: Record<string, string> }, secretName: string): void {
-    const subject = [{ kind: 'ServiceAccount', name: this.name, namespace: this.namespace }];
-    new ApiObject(this, 'Role', {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'Role',
+    const subject: kplus.k8s.Subject[] = [{ kind: 'ServiceAccount', name: this.name, namespace: this.namespace }];
+    patchable(new kplus.k8s.KubeRole(this, 'Role', {
       metadata,
       rules: [
         { apiGroups: [''], resources: ['secrets'], resourceNames: [secretName], verbs: ['get', 'update'] },
         // create cannot be limited to one name; the Role's namespace is the webhook's own.
         { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
       ],
-    });
-    new ApiObject(this, 'RoleBinding', {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
+    }));
+    patchable(new kplus.k8s.KubeRoleBinding(this, 'RoleBinding', {
       metadata,
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: this.name },
       subjects: subject,
-    });
-    clusterScoped(new ApiObject(this, 'ClusterRole', {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRole',
+    }));
+    clusterScoped(patchable(new kplus.k8s.KubeClusterRole(this, 'ClusterRole', {
       metadata: { name: this.name, labels: metadata.labels },
       rules: [{ apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: [this.name], verbs: ['get', 'update'] }],
-    }));
-    clusterScoped(new ApiObject(this, 'ClusterRoleBinding', {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRoleBinding',
+    })));
+    clusterScoped(patchable(new kplus.k8s.KubeClusterRoleBinding(this, 'ClusterRoleBinding', {
       metadata: { name: this.name, labels: metadata.labels },
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: this.name },
       subjects: subject,
-    }));
+    })));
   }
 }

@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'crypto';
-import { ApiObject, Chart, Duration, Lazy, Names } from 'cdk8s';
+import { Chart, Duration, Lazy, Names } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct, IConstruct } from 'constructs';
 import { IOrasRegistry } from './registry';
 import { OrasRuntimeImage } from './runtime-image';
+import { patchable } from './typed';
 import { OrasWorkflowStep, OrasWorkflowStepProps } from './workflow-step';
 
 /**
@@ -192,16 +193,14 @@ export class OrasWorkflow extends Construct {
 
     this.node.addValidation({ validate: () => this.problems() });
     if (props.graph ?? true) {
-      new ApiObject(this, 'Graph', {
-        apiVersion: 'v1',
-        kind: 'ConfigMap',
+      patchable(new kplus.k8s.KubeConfigMap(this, 'Graph', {
         metadata: {
           name: `${this.name}-graph`,
           namespace: this.namespace,
           labels: { 'app.kubernetes.io/part-of': 'cdk8s-oras', 'oras.land/workflow': this.name, 'oras.land/run-id': this.runSuffix },
         },
         data: { 'workflow.mmd': Lazy.any({ produce: () => this.toMermaid() }) },
-      });
+      }));
     }
   }
 
@@ -314,13 +313,14 @@ export class OrasWorkflow extends Construct {
     const role = new kplus.Role(this, 'AdvanceRole', { metadata: { ...metadata, name: `${this.name}-advance` } });
     role.allow(['get', 'patch'], kplus.ApiResource.JOBS);
     const accounts = () => [...new Set([account.name, ...this.stepList.flatMap((s) => s._serviceAccountName() ?? [])])];
-    new ApiObject(this, 'AdvanceRoleBinding', {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
+    patchable(new kplus.k8s.KubeRoleBinding(this, 'AdvanceRoleBinding', {
       metadata: { ...metadata, name: `${this.name}-advance` },
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.name },
-      subjects: Lazy.any({ produce: () => accounts().map((name) => ({ kind: 'ServiceAccount', name, ...(this.namespace ? { namespace: this.namespace } : {}) })) }),
-    });
+      // Lazy: steps added later may name their own service accounts. The typed return keeps the subjects checked.
+      subjects: Lazy.any({
+        produce: (): kplus.k8s.Subject[] => accounts().map((name) => ({ kind: 'ServiceAccount', name, ...(this.namespace ? { namespace: this.namespace } : {}) })),
+      }),
+    }));
     return account;
   }
 
