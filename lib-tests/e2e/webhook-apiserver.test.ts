@@ -19,8 +19,10 @@ const SECRET = 'oras-webhook-tls';
 /** The REST collection of an object. */
 function collection(object: any, namespace: string): string {
   const [group, version] = object.apiVersion.includes('/') ? object.apiVersion.split('/') : ['', object.apiVersion];
-  const plural = object.kind === 'PodDisruptionBudget' ? 'poddisruptionbudgets' : `${object.kind.toLowerCase()}s`;
-  const clusterScoped = ['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration', 'CSIDriver', 'StorageClass'].includes(object.kind);
+  const kind = object.kind.toLowerCase();
+  const plural = kind.endsWith('s') ? `${kind}es` : `${kind}s`;
+  const clusterScoped = ['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration', 'CSIDriver', 'StorageClass', 'PersistentVolume']
+    .includes(object.kind);
   const prefix = group ? `/apis/${group}/${version}` : `/api/${version}`;
   return clusterScoped ? `${prefix}/${plural}` : `${prefix}/namespaces/${object.metadata.namespace ?? namespace}/${plural}`;
 }
