@@ -27,7 +27,9 @@ const SMALL_HARDENED: Pick<kplus.ContainerProps, 'resources' | 'securityContext'
     cpu: { request: kplus.Cpu.millis(10), limit: kplus.Cpu.millis(100) },
     memory: { request: Size.mebibytes(16), limit: Size.mebibytes(64) },
   },
-  securityContext: { user: 65532, group: 65532, ensureNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, privileged: false },
+  securityContext: {
+    user: 65532, group: 65532, ensureNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, privileged: false,
+  },
 };
 
 export class CsiExample extends Chart {
