@@ -73,12 +73,14 @@ describeOnNode('kubectl apply -f dist/ on a Kubernetes node', (cluster: KubeClus
     expect(before.map((p) => p.metadata.labels['app.kubernetes.io/name']).sort())
       .toEqual(['oras-csi-driver', 'oras-csi-provisioner', 'oras-csi-readers', 'oras-csi-readers', 'oras-registry', 'oras-webhook', 'oras-webhook']);
     for (const pod of before) {
+      const name = pod.metadata.labels['app.kubernetes.io/name'];
       cluster.kubectlOk(['delete', 'pod', '-n', pod.metadata.namespace, pod.metadata.name, '--wait=true', '--timeout=90s'], { timeoutMs: 100_000 });
       await cluster.until(`a replacement of ${pod.metadata.name}`, 180_000, () => pods().some((p) => controlled(p) && ready(p)
-        && p.metadata.labels['app.kubernetes.io/name'] === pod.metadata.labels['app.kubernetes.io/name'] && !before.some((b) => b.metadata.uid === p.metadata.uid)));
+        && p.metadata.labels['app.kubernetes.io/name'] === name && !before.some((b) => b.metadata.uid === p.metadata.uid)))
+        .catch((err) => { throw new Error(`${err.message}\n${cluster.describe('default')}`); });
+      // The registry keeps blobs in an emptyDir: its new pod starts empty, and the CSI volumes resolve their tag on every mount.
+      if (name === 'oras-registry') await pushDemoModel();
     }
-    // The registry keeps blobs in an emptyDir: its new pod starts empty.
-    await pushDemoModel();
     cluster.kubectlOk(['delete', 'pod', '-n', 'default', 'oras-csi-demo', '--wait=true', '--timeout=90s'], { timeoutMs: 100_000 });
     cluster.kubectlOk(['apply', '-f', dist]);
     const after = await allReady('every pod to be Ready again');
