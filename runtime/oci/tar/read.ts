@@ -181,11 +181,14 @@ export class ByteReader {
     return this.readAll(BLOCK, what);
   }
 
-  /** Exactly `size` bytes as one buffer (for small records). */
+  /** Exactly `size` bytes as one buffer (for small records): a view of the input when they lie within one chunk. */
   async readAll(size: number, what: string): Promise<Buffer> {
+    if (size === 0) return Buffer.alloc(0);
+    // Most entries lie within one input chunk: a view of it, without a copy.
+    if (this.head.length >= size) return this.take(size);
     const parts: Buffer[] = [];
     for await (const chunk of this.chunks(size, what)) parts.push(chunk);
-    return Buffer.concat(parts, size);
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts, size);
   }
 
   /** Exactly `size` bytes, as the chunks they arrived in; a short stream is an error. */
@@ -200,6 +203,10 @@ export class ByteReader {
   }
 
   async skip(size: number, what: string): Promise<void> {
+    if (this.head.length >= size) {
+      this.take(size);
+      return;
+    }
     for await (const chunk of this.chunks(size, what)) void chunk;
   }
 

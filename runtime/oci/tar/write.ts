@@ -20,23 +20,7 @@ import { STREAM_CHUNK } from '../chunks';
  * The stream pulls from disk only as fast as it is read (backpressure).
  */
 export function tarDirectory(root: string, prefix: string): Readable {
-  return Readable.from(coalesce(tarChunks(root, prefix), STREAM_CHUNK), { objectMode: false });
-}
-
-/** Joins small chunks into ones of about `size` bytes: each chunk costs gzip a trip to the thread pool. */
-async function* coalesce(chunks: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
-  let pending: Buffer[] = [];
-  let length = 0;
-  for await (const chunk of chunks) {
-    pending.push(chunk);
-    length += chunk.length;
-    if (length >= size) {
-      yield pending.length === 1 ? pending[0] : Buffer.concat(pending, length);
-      pending = [];
-      length = 0;
-    }
-  }
-  if (length > 0) yield Buffer.concat(pending, length);
+  return Readable.from(tarChunks(root, prefix), { objectMode: false });
 }
 
 /** Writes the archive of `tarDirectory(root, prefix)` to `out` and resolves when it has been flushed. */
@@ -44,17 +28,23 @@ export async function packDirectory(root: string, prefix: string, out: NodeJS.Wr
   await pipeline(tarDirectory(root, prefix), out);
 }
 
-/** The archive of `tarDirectory()` as an async generator of chunks (file content in chunks of at most STREAM_CHUNK). */
+/**
+ * The archive of `tarDirectory()` in chunks of STREAM_CHUNK bytes (the last one shorter): headers and
+ * file content are written straight into them, so that 10,000 small files cost a few hundred buffers,
+ * not tens of thousands, and each chunk is one trip to gzip's thread.
+ */
 export async function* tarChunks(root: string, prefix: string): AsyncGenerator<Buffer> {
   const top = checkPrefix(prefix);
   const info = await stat(root);
   if (!info.isDirectory()) throw new Error(`cannot push "${root}" as a directory: it is not a directory`);
-  yield tarHeader({ name: `${top}/`, type: 'directory', mode: permissions(info), size: 0, mtime: seconds(info) });
-  yield* walkDirectory(root, top);
-  yield Buffer.alloc(2 * BLOCK);
+  const chunk = new ChunkFiller(STREAM_CHUNK);
+  yield* chunk.put(tarHeader({ name: `${top}/`, type: 'directory', mode: permissions(info), size: 0, mtime: seconds(info) }));
+  yield* walkDirectory(root, top, chunk);
+  yield* chunk.zeros(2 * BLOCK);
+  if (chunk.used > 0) yield chunk.take();
 }
 
-async function* walkDirectory(dir: string, name: string): AsyncGenerator<Buffer> {
+async function* walkDirectory(dir: string, name: string, chunk: ChunkFiller): AsyncGenerator<Buffer> {
   const children = (await readdir(dir, { encoding: 'buffer' })).sort((a, b) => Buffer.compare(a, b));
   for (const raw of children) {
     const child = decodeFileName(raw, dir);
@@ -63,59 +53,101 @@ async function* walkDirectory(dir: string, name: string): AsyncGenerator<Buffer>
     // Metadata calls are cheaper done directly than through the thread pool.
     const info = lstatSync(path);
     if (info.isDirectory()) {
-      yield tarHeader({ name: `${entryName}/`, type: 'directory', mode: permissions(info), size: 0, mtime: seconds(info) });
-      yield* walkDirectory(path, entryName);
+      yield* chunk.put(tarHeader({ name: `${entryName}/`, type: 'directory', mode: permissions(info), size: 0, mtime: seconds(info) }));
+      yield* walkDirectory(path, entryName, chunk);
     } else if (info.isFile()) {
       // Hard links are archived as regular files, with their content.
-      const header = tarHeader({ name: entryName, type: 'file', mode: permissions(info), size: info.size, mtime: seconds(info) });
-      if (info.size <= SMALL_FILE) {
-        yield Buffer.concat([header, smallFileContent(path, info.size)]);
-      } else {
-        yield header;
-        yield* fileContent(path, info.size);
-      }
+      yield* chunk.put(tarHeader({ name: entryName, type: 'file', mode: permissions(info), size: info.size, mtime: seconds(info) }));
+      yield* fileContent(path, info.size, chunk);
+      yield* chunk.zeros(padding(info.size));
     } else if (info.isSymbolicLink()) {
       const target = decodeFileName(await readlink(path, { encoding: 'buffer' }), path);
-      yield tarHeader({ name: entryName, type: 'symlink', mode: permissions(info), size: 0, mtime: seconds(info), linkname: target });
+      yield* chunk.put(tarHeader({ name: entryName, type: 'symlink', mode: permissions(info), size: 0, mtime: seconds(info), linkname: target }));
     } else {
       throw new Error(`cannot push "${path}": it is a ${fileKind(info)}; only files, directories and symlinks can be pushed`);
     }
   }
 }
 
-/** A small file's `size` bytes and the padding to a whole block, read in one go. */
-function smallFileContent(path: string, size: number): Buffer {
-  const buffer = Buffer.alloc(size + padding(size));
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-  try {
-    for (let offset = 0; offset < size;) {
-      const read = readSync(fd, buffer, offset, size - offset, null);
-      if (read === 0) throw new Error(`"${path}" shrank while it was being archived (${offset} of ${size} bytes read)`);
-      offset += read;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return buffer;
-}
-
-/** Exactly `size` bytes of the file in fixed-size chunks, then the padding to a whole block. */
-async function* fileContent(path: string, size: number): AsyncGenerator<Buffer> {
+/**
+ * Exactly `size` bytes of the file, read into the chunk. Small files are read with direct calls (a trip
+ * through the thread pool costs more than the read); larger ones through the pool, so that a slow disk
+ * does not hold up the rest of the process.
+ */
+async function* fileContent(path: string, size: number, chunk: ChunkFiller): AsyncGenerator<Buffer> {
+  const shrank = (read: number) => new Error(`"${path}" shrank while it was being archived (${read} of ${size} bytes read)`);
   // eslint-disable-next-line no-bitwise
-  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const flags = constants.O_RDONLY | constants.O_NOFOLLOW;
+  if (size <= SMALL_FILE) {
+    const fd = openSync(path, flags);
+    try {
+      for (let read = 0; read < size;) {
+        const n = readSync(fd, chunk.buffer, chunk.used, Math.min(size - read, chunk.free), null);
+        if (n === 0) throw shrank(read);
+        read += n;
+        chunk.used += n;
+        if (chunk.free === 0) yield chunk.take();
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return;
+  }
+  const handle = await open(path, flags);
   try {
-    let left = size;
-    while (left > 0) {
-      const buffer = Buffer.alloc(Math.min(STREAM_CHUNK, left));
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
-      if (bytesRead === 0) throw new Error(`"${path}" shrank while it was being archived (${size - left} of ${size} bytes read)`);
-      left -= bytesRead;
-      yield bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
+    for (let read = 0; read < size;) {
+      const { bytesRead } = await handle.read(chunk.buffer, chunk.used, Math.min(size - read, chunk.free), null);
+      if (bytesRead === 0) throw shrank(read);
+      read += bytesRead;
+      chunk.used += bytesRead;
+      if (chunk.free === 0) yield chunk.take();
     }
   } finally {
     await handle.close();
   }
-  if (padding(size) > 0) yield Buffer.alloc(padding(size));
+}
+
+/** A buffer of fixed size being filled; `take()` hands it on once full and starts a new one. */
+class ChunkFiller {
+  public buffer: Buffer;
+  public used = 0;
+
+  constructor(private readonly size: number) {
+    this.buffer = Buffer.allocUnsafe(size);
+  }
+
+  public get free(): number {
+    return this.size - this.used;
+  }
+
+  /** Copies `bytes` in, yielding every chunk that fills up. */
+  public *put(bytes: Buffer): Generator<Buffer> {
+    for (let at = 0; at < bytes.length;) {
+      const n = bytes.copy(this.buffer, this.used, at);
+      at += n;
+      this.used += n;
+      if (this.free === 0) yield this.take();
+    }
+  }
+
+  /** Appends `count` zero bytes. */
+  public *zeros(count: number): Generator<Buffer> {
+    for (let left = count; left > 0;) {
+      const n = Math.min(left, this.free);
+      this.buffer.fill(0, this.used, this.used + n);
+      left -= n;
+      this.used += n;
+      if (this.free === 0) yield this.take();
+    }
+  }
+
+  /** The bytes filled so far; the next ones go into a new buffer (the consumer keeps this one). */
+  public take(): Buffer {
+    const full = this.used === this.size ? this.buffer : this.buffer.subarray(0, this.used);
+    this.buffer = Buffer.allocUnsafe(this.size);
+    this.used = 0;
+    return full;
+  }
 }
 
 function checkPrefix(prefix: string): string {
