@@ -1,10 +1,9 @@
-import { createReadStream } from 'node:fs';
-import { mkdir, open, realpath, rm, rmdir, statfs } from 'node:fs/promises';
+import { FileHandle, mkdir, open, realpath, rm, rmdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough, Transform, TransformCallback } from 'node:stream';
+import { PassThrough, Transform, TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
-import { STREAM_CHUNK } from './chunks';
+import { createGunzip, ZlibOptions } from 'node:zlib';
+import { STREAM_AHEAD, STREAM_CHUNK } from './chunks';
 import { forEachLimited } from './concurrency';
 import { DeadlineOptions, withDeadline } from './deadline';
 import { VerifyingStream } from './digest';
@@ -19,8 +18,6 @@ import { checkMerge, checkPlace, mergeInto, Staging } from './staging';
 import { extractTar, ExtractResult } from './tar';
 
 const MAX_INDEX_DEPTH = 4;
-/** Bytes buffered towards a file before backpressure: fewer, larger writes. */
-const WRITE_BUFFER = 1024 * 1024;
 
 /** Defaults of the limits a pull enforces; PullOptions overrides each. */
 export const PULL_LIMITS = {
@@ -182,12 +179,62 @@ class Puller {
   }
 
   /** Downloads one blob to `file`, verified against its descriptor; transient failures start it over. */
-  private download({ descriptor, title }: Job, file: string): Promise<void> {
-    const what = `blob "${title}" (${descriptor.digest})`;
-    return retry(async () => {
+  private download(job: Job, file: string): Promise<void> {
+    let handle: FileHandle | undefined;
+    return this.transfer(job, file, async () => {
       await rm(file, { force: true });
       // Opened before the request: a lazily opened write stream could create the file after the cleanup.
-      const handle = await open(file, 'wx', 0o644);
+      handle = await open(file, 'wx', 0o644);
+      return handle.createWriteStream({ highWaterMark: STREAM_AHEAD });
+    }, async () => handle?.close().catch(() => undefined));
+  }
+
+  /**
+   * Downloads a directory layer and unpacks it into its staging directory while it arrives, so that
+   * download, gunzip and file writes overlap. Nothing staged is visible before every layer verified.
+   * When unpacking fails, the rest is still downloaded: a digest mismatch then names the real cause
+   * (and is retried if the transfer broke); content that verified is refused for what it holds.
+   */
+  private fetchDirectory(job: Job): Promise<void> {
+    const { descriptor, title, staged } = job;
+    const limit = this.options.maxUnpackedBytes ?? Math.max(PULL_LIMITS.unpackFloorBytes, PULL_LIMITS.unpackRatio * descriptor.size);
+    const tooLarge = () => new LimitError(`directory layer "${title}" unpacked`, 'bytes', limit,
+      'raise it with --max-unpacked-size (maxUnpackedBytes) if the artifact is trusted');
+    let unpacked: Promise<ExtractResult> | undefined;
+    return this.transfer(job, job.path, async () => {
+      // An earlier attempt's unpacking stops with its input; wait for it before clearing its files.
+      await unpacked?.catch(() => undefined);
+      await rm(staged, { recursive: true, force: true });
+      // Room for gunzip to run ahead of the extractor on the thread pool: the two overlap.
+      const gunzip = descriptor.mediaType === MediaType.LAYER_TAR ? new PassThrough({ highWaterMark: STREAM_AHEAD })
+        : createGunzip({ chunkSize: STREAM_CHUNK, highWaterMark: STREAM_AHEAD } as ZlibOptions);
+      const bounded = gunzip.pipe(new ByteLimit(limit, tooLarge, STREAM_AHEAD));
+      gunzip.on('error', (err) => bounded.destroy(err));
+      unpacked = extractTar(bounded, staged, { stripPrefix: title });
+      unpacked.catch(() => undefined);
+      return new Forward(gunzip, unpacked);
+    }).then(async () => {
+      const result = await unpacked!.catch((err: unknown) => {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (typeof code === 'string' && code.startsWith('Z_')) throw new InvalidTarError(`directory layer "${title}" is not valid gzip: ${(err as Error).message}`);
+        throw asDiskFull(err, job.path);
+      });
+      const expected = descriptor.annotations?.[Annotation.CONTENT_DIGEST];
+      if (expected && expected !== result.digest) {
+        throw new ContentMismatchError(`directory "${title}" (uncompressed tar)`, { digest: expected }, { digest: result.digest, size: result.size });
+      }
+    });
+  }
+
+  /**
+   * One blob's transfer, verified against its descriptor, into the sink `openSink` makes anew for each
+   * attempt (clearing what an earlier one left). Transient failures start it over. `where` names the
+   * place a full disk is reported for.
+   */
+  private transfer({ descriptor, title }: Job, where: string, openSink: () => Promise<Writable>, close?: () => Promise<unknown>): Promise<void> {
+    const what = `blob "${title}" (${descriptor.digest})`;
+    return retry(async () => {
+      const sink = await openSink();
       const verifier = new VerifyingStream(what, descriptor);
       try {
         const response = await this.client.fetchBlob(this.reference.repository, descriptor.digest, { signal: this.signal });
@@ -196,11 +243,13 @@ class Puller {
           throw new ContentMismatchError(what, descriptor, { size: Number(response.headers['content-length']) });
         }
         const tracker = this.reporter.track(descriptor.digest, title, descriptor.size);
-        await pipeline(response.body, tracker, verifier, handle.createWriteStream({ highWaterMark: WRITE_BUFFER }));
+        await pipeline(response.body, tracker, verifier, sink);
       } catch (err) {
-        throw brokenTransfer(err, what, descriptor, verifier.size, file);
+        // The sink may not be piped yet; its error is the one thrown here.
+        sink.on('error', () => undefined).destroy(err as Error);
+        throw brokenTransfer(err, what, descriptor, verifier.size, where);
       } finally {
-        await handle.close().catch(() => undefined);
+        await close?.();
       }
     }, {
       policy: this.client.retryPolicy,
@@ -208,42 +257,47 @@ class Puller {
       onRetry: (err) => this.reporter.event('retry', { title, message: (err as Error).message }),
     });
   }
+}
 
-  /**
-   * Downloads and verifies a directory layer, then unpacks it: the archive is only read once its
-   * digest matched, and it may not unpack to more than the limit.
-   */
-  private async fetchDirectory(job: Job): Promise<void> {
-    const { descriptor, title, staged } = job;
-    const blob = `${staged}.blob`;
-    await this.download(job, blob);
-    const limit = this.options.maxUnpackedBytes ?? Math.max(PULL_LIMITS.unpackFloorBytes, PULL_LIMITS.unpackRatio * descriptor.size);
-    const tooLarge = () => new LimitError(`directory layer "${title}" unpacked`, 'bytes', limit,
-      'raise it with --max-unpacked-size (maxUnpackedBytes) if the artifact is trusted');
-    let result: ExtractResult | undefined;
-    let refused: unknown;
-    const extract = (tar: AsyncIterable<Uint8Array>) => extractTar(tar, staged, { stripPrefix: title }).then((r) => { result = r; }, (err) => {
-      refused = err;
-      throw err;
+/**
+ * Writes what it receives into `target` with its backpressure, and ends it at the end. Once
+ * `done` settles early (the reader failed), it only discards, so that the source still reaches its end.
+ */
+class Forward extends Writable {
+  private stopped = false;
+
+  constructor(private readonly target: NodeJS.WritableStream & Writable, done: Promise<unknown>) {
+    super();
+    const stop = () => {
+      this.stopped = true;
+      this.emit('stopped');
+    };
+    done.then(stop, () => {
+      stop();
+      target.destroy();
     });
-    try {
-      const gunzip = descriptor.mediaType === MediaType.LAYER_TAR ? new PassThrough() : createGunzip({ chunkSize: STREAM_CHUNK });
-      // The extractor's own error wins: stopping its input early makes the pipeline report an abort.
-      const archive = createReadStream(blob, { highWaterMark: STREAM_CHUNK });
-      await pipeline(archive, gunzip, new ByteLimit(limit, tooLarge), extract, { signal: this.signal }).catch((err) => {
-        throw refused ?? err;
-      });
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (typeof code === 'string' && code.startsWith('Z_')) throw new InvalidTarError(`directory layer "${title}" is not valid gzip: ${(err as Error).message}`);
-      throw asDiskFull(err, job.path);
-    } finally {
-      await rm(blob, { force: true });
-    }
-    const expected = descriptor.annotations?.[Annotation.CONTENT_DIGEST];
-    if (expected && expected !== result!.digest) {
-      throw new ContentMismatchError(`directory "${title}" (uncompressed tar)`, { digest: expected }, { digest: result!.digest, size: result!.size });
-    }
+  }
+
+  public override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.stopped || this.target.write(chunk)) return callback();
+    const go = () => {
+      this.target.off('drain', go);
+      this.off('stopped', go);
+      callback();
+    };
+    this.target.on('drain', go);
+    this.on('stopped', go);
+  }
+
+  public override _final(callback: (error?: Error | null) => void): void {
+    if (!this.stopped) this.target.end();
+    callback();
+  }
+
+  /** A transfer that failed takes the reader down with it. */
+  public override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    if (err) this.target.destroy(err);
+    callback(err);
   }
 }
 
@@ -262,8 +316,8 @@ function brokenTransfer(err: unknown, what: string, descriptor: Descriptor, rece
 class ByteLimit extends Transform {
   private bytes = 0;
 
-  constructor(private readonly limit: number, private readonly error: () => Error) {
-    super();
+  constructor(private readonly limit: number, private readonly error: () => Error, highWaterMark?: number) {
+    super({ highWaterMark });
   }
 
   public override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
@@ -18,6 +19,7 @@ import { FaultProxy } from '../../util/fault-proxy';
 import { describeWithPeers } from '../../util/peers';
 import { pushRawArtifact, RawLayer } from '../../util/raw-artifact';
 import { Misbehaviour, RogueRegistry } from '../../util/rogue-registry';
+import { describeTree } from '../../util/tree';
 import { useRegistry } from '../../util/use-registry';
 
 /** A tar.gz directory layer made by python's tarfile, which writes any entry name we ask for. */
@@ -239,6 +241,44 @@ describeWithPeers(['docker-registry'], 'pull: safety and failures against a real
       proxy.rule = (method, path) => (path.includes('/manifests/') && method === 'GET' ? { kind: 'corrupt' } : undefined);
       await expect(pull(proxied, viaProxy(), out)).rejects.toThrow(/manifest 127\.0\.0\.1:\d+\/pull\/raw@sha256:[0-9a-f]{64}: content does not match/);
       expect(existsSync(out)).toBe(false);
+    });
+
+    /** A directory layer of 40 files that do not compress, pushed directly; its reference through the proxy. */
+    const pushTree = async (tag: string) => {
+      const src = join(scratch, 'tree-src');
+      for (let i = 0; i < 40; i++) {
+        mkdirSync(join(src, 'tree', `d${i % 4}`), { recursive: true });
+        writeFileSync(join(src, 'tree', `d${i % 4}`, `f${i}.bin`), randomBytes(2000 + i * 100));
+      }
+      const direct = parseReference(`${registry.host}/pull/tree:${tag}`);
+      await push(client, direct, [{ path: 'tree' }], { cwd: src });
+      return { src: join(src, 'tree'), ref: parseReference(`${proxy.host}/pull/tree:${tag}`) };
+    };
+    const treeGets = () => proxy.requests.filter((r) => r.method === 'GET' && isBlob(r.path)).length;
+
+    test('a directory layer whose transfer breaks while it unpacks is fetched again, and unpacks whole', async () => {
+      const tree = await pushTree('truncated');
+      proxy.requests.length = 0;
+      let broken = false;
+      proxy.rule = (method, path) => {
+        if (method !== 'GET' || !isBlob(path) || broken) return undefined;
+        broken = true;
+        return { kind: 'truncate', afterBytes: 40_000 };
+      };
+      await pull(proxied, tree.ref, out);
+      expect(describeTree(join(out, 'tree'))).toEqual(describeTree(tree.src));
+      expect(treeGets()).toBe(2);
+      expect(leftovers(out)).toEqual([]);
+    });
+
+    test('a corrupted directory layer is refused by its digest (not as bad gzip), and nothing stays', async () => {
+      const tree = await pushTree('corrupt');
+      proxy.rule = (method, path) => (method === 'GET' && isBlob(path) ? { kind: 'corrupt' } : undefined);
+      const error = await pull(proxied, tree.ref, out).catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(ContentMismatchError);
+      expect((error as ContentMismatchError).truncated).toBe(false);
+      expect(existsSync(join(out, 'tree'))).toBe(false);
+      expect(leftovers(out)).toEqual([]);
     });
 
     test('dropped connections are retried', async () => {
