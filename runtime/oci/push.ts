@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { close as fsClose, createReadStream, open as fsOpen, write as fsWrite } from 'node:fs';
 import { lstat, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
-import { STREAM_CHUNK } from './chunks';
+import { createGzip, ZlibOptions } from 'node:zlib';
+import { STREAM_AHEAD, STREAM_CHUNK } from './chunks';
 import { forEachLimited } from './concurrency';
 import { DeadlineOptions, withDeadline } from './deadline';
 import { DigestStream } from './digest';
@@ -15,7 +15,7 @@ import { Annotation, Descriptor, EMPTY_CONFIG, Manifest, MediaType } from './med
 import { titleForPath } from './paths';
 import { Reporter, SilentReporter } from './progress';
 import { Reference } from './reference';
-import { RegistryClient } from './registry-client';
+import { RegistryClient, UploadSession } from './registry-client';
 import { tarDirectory } from './tar';
 
 /** What a registry answers to a manifest whose blobs it does not have. */
@@ -56,7 +56,16 @@ export interface PushResult {
 interface Layer {
   readonly descriptor: Descriptor;
   readonly open: () => Readable;
+  /** Sent while it was being packed (a chunked upload): nothing is left to upload. */
+  readonly uploaded?: boolean;
 }
+
+/**
+ * A directory layer starts uploading in parts of this size while it is still being packed, once its first
+ * part is ready. Smaller ones go whole, after a HEAD that skips what the registry has. 8 MiB is above
+ * the smallest part registries accept (5 MiB at some).
+ */
+export const UPLOAD_PART = 8 * 1024 * 1024;
 
 /** Splits `path[:mediaType]` at the last colon, as the oras CLI does. */
 export function parsePushItem(argument: string): PushItem {
@@ -93,7 +102,8 @@ async function pushWithin(
         throw new Error(`"${item.path}" does not exist`);
       });
       if (info.isDirectory()) {
-        layers.push(await packDirectoryLayer(source, title, scratch, item.mediaType, extra, options.unpack ?? true, signal));
+        const early = new EarlyUpload(client, reference.repository, title, reporter, signal);
+        layers.push(await packDirectoryLayer(source, title, scratch, item.mediaType, extra, options.unpack ?? true, early, signal));
       } else if (info.isFile()) {
         layers.push(await fileLayer(source, title, item.mediaType, extra));
       } else {
@@ -109,9 +119,13 @@ async function pushWithin(
     const config: Descriptor = annotations.$config ? { ...EMPTY_CONFIG, annotations: annotations.$config } : { ...EMPTY_CONFIG };
     const configBytes = Buffer.from(EMPTY_CONFIG.data, 'base64');
     const uploads: Layer[] = [{ descriptor: config, open: () => Readable.from([configBytes]) }, ...layers];
-    const upload = () => forEachLimited(uploads, options.concurrency ?? 3, async (layer) => {
+    const upload = (again = false) => forEachLimited(uploads, options.concurrency ?? 3, async (layer) => {
       const title = layer.descriptor.annotations?.[Annotation.TITLE] ?? '(config)';
       const { digest, size } = layer.descriptor;
+      if (layer.uploaded && !again) {
+        reporter.event('uploaded', { title, digest, size });
+        return;
+      }
       const open = () => layer.open().pipe(reporter.track(digest, title, size));
       const result = await client.pushBlob(reference.repository, layer.descriptor, open, { signal });
       reporter.event(result === 'exists' ? 'exists' : 'uploaded', { title, digest: layer.descriptor.digest, size: layer.descriptor.size });
@@ -132,7 +146,7 @@ async function pushWithin(
         // The registry lost blobs between upload and manifest (a garbage collection at its restart): upload what is missing, once.
         if (!(err instanceof RegistryError && err.codes.some((code) => BLOB_UNKNOWN.has(code)))) throw err;
         reporter.event('retrying', { reference: reference.text, message: `${err.message}; uploading the missing blobs again` });
-        await upload();
+        await upload(true);
         return client.pushManifest(reference.repository, reference.manifestReference, raw, MediaType.OCI_MANIFEST, { signal });
       });
     if (reference.digest && reference.digest !== digest) {
@@ -161,18 +175,129 @@ async function fileLayer(path: string, title: string, mediaType: string | undefi
 }
 
 async function packDirectoryLayer(path: string, title: string, scratch: string, mediaType: string | undefined,
-  extra: Record<string, string>, unpack: boolean, signal?: AbortSignal): Promise<Layer> {
+  extra: Record<string, string>, unpack: boolean, early: EarlyUpload, signal?: AbortSignal): Promise<Layer> {
   const file = join(scratch, `${randomBytes(8).toString('hex')}.tar.gz`);
   const tarHash = new DigestStream();
   const gzHash = new DigestStream();
-  await pipeline(tarDirectory(path, title), tarHash, createGzip({ chunkSize: STREAM_CHUNK }), gzHash,
-    createWriteStream(file, { flags: 'wx', highWaterMark: STREAM_CHUNK }), { signal });
+  const sink = new FileSink(file);
+  sink.on('progress', (written: number) => early.offer(file, written));
+  // Room for the walk and the reads to run ahead while gzip compresses on the thread pool.
+  const gzip = createGzip({ chunkSize: STREAM_CHUNK, writableHighWaterMark: STREAM_AHEAD } as ZlibOptions);
+  try {
+    await pipeline(tarDirectory(path, title), tarHash, gzip, gzHash, sink, { signal });
+  } catch (err) {
+    await early.abandon();
+    throw err;
+  }
   const annotations: Record<string, string> = { ...extra, [Annotation.TITLE]: title, [Annotation.CONTENT_DIGEST]: tarHash.digest() };
   if (unpack) annotations[Annotation.UNPACK] = 'true';
+  const descriptor = { mediaType: mediaType ?? MediaType.LAYER_TAR_GZIP, digest: gzHash.digest(), size: gzHash.size, annotations };
   return {
-    descriptor: { mediaType: mediaType ?? MediaType.LAYER_TAR_GZIP, digest: gzHash.digest(), size: gzHash.size, annotations },
+    descriptor,
     open: () => createReadStream(file, { highWaterMark: STREAM_CHUNK }),
+    uploaded: await early.finish(file, descriptor),
   };
+}
+
+/**
+ * Uploads a directory layer in parts while gzip is still writing it, so that the upload overlaps the
+ * packing. The digest is known only at the end, and the closing PUT names it. If anything fails, the
+ * chunked upload is abandoned and `finish` says so: the layer is then pushed whole, with retries.
+ */
+class EarlyUpload {
+  private session: UploadSession | undefined;
+  private sent = 0;
+  private written = 0;
+  private sending: Promise<void> | undefined;
+  private failure: unknown;
+
+  constructor(private readonly client: RegistryClient, private readonly repository: string, private readonly title: string,
+    private readonly reporter: Reporter, private readonly signal?: AbortSignal) {}
+
+  /** `written` bytes of `file` are on disk: sends every whole part not yet sent. */
+  offer(file: string, written: number): void {
+    this.written = written;
+    this.sending ??= this.sendParts(file).finally(() => {
+      this.sending = undefined;
+    });
+  }
+
+  /** Sends the rest and closes the upload; false when there was no upload, or it failed. */
+  async finish(file: string, descriptor: Descriptor): Promise<boolean> {
+    await this.sending;
+    if (!this.session || this.failure) return this.abandon();
+    const start = this.sent;
+    try {
+      const rest = () => readRange(file, start, descriptor.size);
+      await this.client.finishUpload(this.session, descriptor.digest, rest, descriptor.size - start, { signal: this.signal });
+      return true;
+    } catch (err) {
+      this.failure = err;
+      return this.abandon();
+    }
+  }
+
+  /** Gives up the upload (the registry discards an unfinished session); says why if it failed. */
+  async abandon(): Promise<false> {
+    await this.sending;
+    if (this.failure && !this.signal?.aborted) {
+      this.reporter.event('retrying', { title: this.title, message: `the upload in parts failed (${(this.failure as Error).message}); pushing the layer whole` });
+    }
+    this.session = undefined;
+    return false;
+  }
+
+  private async sendParts(file: string): Promise<void> {
+    try {
+      while (!this.failure && this.written - this.sent >= UPLOAD_PART) {
+        this.session ??= await this.client.startUpload(this.repository, { signal: this.signal });
+        const start = this.sent;
+        await this.client.uploadChunk(this.session, () => readRange(file, start, start + UPLOAD_PART), UPLOAD_PART, { signal: this.signal });
+        this.sent += UPLOAD_PART;
+      }
+    } catch (err) {
+      this.failure = err;
+    }
+  }
+}
+
+/** Bytes [start, end) of a file. */
+function readRange(file: string, start: number, end: number): Readable {
+  return createReadStream(file, { start, end: end - 1, highWaterMark: STREAM_CHUNK });
+}
+
+/** Writes to a new file (never over one) and emits `progress` with the bytes on disk after each write. */
+class FileSink extends Writable {
+  private fd: number | undefined;
+  private written = 0;
+
+  constructor(private readonly file: string) {
+    super({ highWaterMark: STREAM_CHUNK });
+  }
+
+  public override _construct(callback: (error?: Error | null) => void): void {
+    fsOpen(this.file, 'wx', 0o600, (err, fd) => {
+      this.fd = fd;
+      callback(err);
+    });
+  }
+
+  public override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    const next = (at: number): void => {
+      if (at === chunk.length) {
+        this.written += chunk.length;
+        this.emit('progress', this.written);
+        return callback();
+      }
+      fsWrite(this.fd!, chunk, at, chunk.length - at, null, (err, n) => (err ? callback(err) : next(at + n)));
+    };
+    next(0);
+  }
+
+  public override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    if (this.fd === undefined) return callback(err);
+    fsClose(this.fd, (closeErr) => callback(err ?? closeErr));
+  }
 }
 
 /** Discards what it is given (for hashing a file without keeping it). */

@@ -31,6 +31,13 @@ export interface FetchedManifest {
   readonly raw: Buffer;
 }
 
+/** A chunked upload under way: where the next request goes, and how many bytes the registry has. */
+export interface UploadSession {
+  readonly repository: string;
+  location: URL;
+  offset: number;
+}
+
 interface CallOptions {
   readonly repository: string;
   readonly operation: Operation;
@@ -152,26 +159,46 @@ export class RegistryClient {
       // a PUT whose answer was lost fails on replay although the blob arrived.
       return this.retried(signal, async (attempt): Promise<'exists' | 'uploaded'> => {
         if (attempt > 1 && await this.headBlob(repository, descriptor.digest, 'push', signal)) return 'uploaded';
-        const session = await this.call('POST', this.url(repository, 'blobs/uploads/'), { repository, operation: 'push', ok: [202], signal });
-        session.body.resume();
-        const location = header(session, 'location');
-        if (!location) throw new RegistryError('POST', session.url, 202, 'NO_LOCATION', 'the upload session has no Location header');
-        const target = new URL(location, this.base);
-        target.searchParams.set('digest', descriptor.digest);
-        const put = await this.call('PUT', target, {
-          repository,
-          operation: 'push',
-          headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(descriptor.size) },
-          body: open,
-          ok: [201],
-          // Credentials stay with the registry's own origin (scheme, host and port).
-          anonymous: target.origin !== new URL(this.base).origin,
-          signal,
-        });
-        put.body.resume();
+        const session = await this.startUpload(repository, { signal });
+        await this.finishUpload(session, descriptor.digest, open, descriptor.size, { signal });
         return 'uploaded';
       });
     });
+  }
+
+  /**
+   * Opens a chunked upload (the distribution spec's "pushing a blob in chunks"), for content whose
+   * digest is known only at its end. Chunks go in order with `uploadChunk`; `finishUpload` closes it.
+   * One attempt per request: a chunked upload that fails is abandoned, and the caller pushes the blob
+   * again with `pushBlob`.
+   */
+  public async startUpload(repository: string, options: { signal?: AbortSignal } = {}): Promise<UploadSession> {
+    const response = await this.call('POST', this.url(repository, 'blobs/uploads/'), { repository, operation: 'push', ok: [202], signal: options.signal });
+    response.body.resume();
+    return { repository, location: this.uploadLocation('POST', response), offset: 0 };
+  }
+
+  /** Sends the next `length` bytes of a chunked upload. */
+  public async uploadChunk(session: UploadSession, body: () => Readable, length: number, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const response = await this.call('PATCH', session.location, {
+      ...this.uploadCall(session, length, body, true),
+      ok: [202],
+      signal: options.signal,
+    });
+    response.body.resume();
+    session.location = this.uploadLocation('PATCH', response);
+    session.offset += length;
+  }
+
+  /** Sends the last `length` bytes (none is fine) and closes the upload under `digest`. */
+  public async finishUpload(session: UploadSession, digest: string, body: () => Readable, length: number,
+    options: { signal?: AbortSignal } = {}): Promise<void> {
+    assertDigest(digest, `blob of ${session.repository}`);
+    const target = new URL(session.location);
+    target.searchParams.set('digest', digest);
+    const response = await this.call('PUT', target, { ...this.uploadCall(session, length, body), ok: [201], signal: options.signal });
+    response.body.resume();
+    session.offset += length;
   }
 
   /** Every repository of the registry (the catalog API, page by page). */
@@ -236,6 +263,27 @@ export class RegistryClient {
     return response.status === 200;
   }
 
+  /** A PATCH names its range; the closing PUT carries only its length, as the spec shows it. */
+  private uploadCall(session: UploadSession, length: number, body: () => Readable, range = false): Omit<CallOptions, 'ok'> {
+    const headers: Record<string, string> = { 'Content-Type': 'application/octet-stream', 'Content-Length': String(length) };
+    if (range) headers['Content-Range'] = `${session.offset}-${session.offset + length - 1}`;
+    return {
+      repository: session.repository,
+      operation: 'push',
+      headers,
+      body: length > 0 ? body : Buffer.alloc(0),
+      // Credentials stay with the registry's own origin (scheme, host and port).
+      anonymous: session.location.origin !== new URL(this.base).origin,
+    };
+  }
+
+  /** Where an upload session continues, from the Location of the registry's last answer. */
+  private uploadLocation(method: string, response: HttpResponse): URL {
+    const location = header(response, 'location');
+    if (!location) throw new RegistryError(method, response.url, response.status, 'NO_LOCATION', 'the upload session has no Location header');
+    return new URL(location, this.base);
+  }
+
   private url(repository: string, path: string): URL {
     if (!REPOSITORY.test(repository)) throw new InvalidReferenceError(`registry ${this.registry}`, repository, 'a repository name');
     return new URL(`${this.base}/v2/${repository}/${path}`);
@@ -253,7 +301,7 @@ export class RegistryClient {
   }
 
   /** One request, with the auth rounds a challenge asks for; no retries. */
-  private async call(method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE', url: URL, options: CallOptions): Promise<HttpResponse> {
+  private async call(method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: URL, options: CallOptions): Promise<HttpResponse> {
     const { signal } = options;
     const scopes = [options.scope ?? `repository:${options.repository}:${options.operation === 'push' ? 'pull,push' : 'pull'}`];
     let authorization = options.anonymous ? undefined : await this.authorizer.header(scopes, options.operation, signal);

@@ -1,14 +1,15 @@
-import { createHash } from 'crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { createHash, randomBytes } from 'crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { Reporter, SilentReporter } from '../../../runtime/oci/progress';
 import { pull } from '../../../runtime/oci/pull';
-import { push } from '../../../runtime/oci/push';
+import { push, UPLOAD_PART } from '../../../runtime/oci/push';
 import { parseReference } from '../../../runtime/oci/reference';
 import { RegistryClient } from '../../../runtime/oci/registry-client';
 import { Distribution } from '../../util/distribution';
-import { describeWithPeers } from '../../util/peers';
+import { FaultProxy } from '../../util/fault-proxy';
+import { describeWithPeers, requirePeer, run } from '../../util/peers';
 import { writePinnedTree } from '../../util/pinned-tree';
 import { describeTree } from '../../util/tree';
 
@@ -85,5 +86,79 @@ describeWithPeers(['docker-registry'], 'push: the bytes of a directory layer nev
     } finally {
       client.close();
     }
+  });
+});
+
+describeWithPeers(['docker-registry', 'oras'], 'push: a large directory layer is uploaded in parts while it is packed', () => {
+  let registry: Distribution;
+  let proxy: FaultProxy;
+  let scratch: string;
+  let client: RegistryClient;
+  let events: Array<{ name: string; fields: Record<string, unknown> }>;
+  const reporter: Reporter = { event: (name, fields = {}) => events.push({ name, fields }), track: () => new SilentReporter().track() };
+  beforeAll(async () => {
+    registry = await Distribution.start();
+    proxy = await FaultProxy.start(registry.host);
+  });
+  afterAll(async () => {
+    await proxy.stop();
+    await registry.stop();
+  });
+  beforeEach(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'oras-push-'));
+    // 20 MiB that gzip cannot shrink: two whole parts, and a rest that goes with the closing PUT.
+    mkdirSync(join(scratch, 'data', 'sub'), { recursive: true });
+    for (let i = 0; i < 5; i++) writeFileSync(join(scratch, 'data', i % 2 ? 'sub' : '.', `f${i}.bin`), randomBytes(4 * 1024 * 1024));
+    client = new RegistryClient(proxy.host, { plainHttp: true, retryBaseMs: 5 });
+    events = [];
+    proxy.requests.length = 0;
+    proxy.rule = () => undefined;
+  });
+  afterEach(() => {
+    client.close();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+  const uploads = (method: string) => proxy.requests.filter((r) => r.method === method && r.path.includes('/blobs/uploads/'));
+
+  test('the parts go while gzip writes, the closing PUT names the digest, and oras and we pull the tree back', async () => {
+    const reference = parseReference(`${proxy.host}/parts/tree:v1`);
+    const { manifest } = await push(client, reference, [{ path: 'data' }], { cwd: scratch, reporter });
+    const layer = manifest.layers![0];
+    expect(layer.size).toBeGreaterThan(2 * UPLOAD_PART);
+    expect(uploads('PATCH')).toHaveLength(Math.floor(layer.size / UPLOAD_PART));
+    expect(uploads('PUT').filter((r) => r.path.includes(layer.digest.replace(':', '%3A')))).toHaveLength(1);
+    // No HEAD: the digest is known only once the parts are on their way.
+    expect(proxy.requests.filter((r) => r.method === 'HEAD' && r.path.endsWith(layer.digest))).toEqual([]);
+    expect(events.filter((e) => e.name === 'retrying')).toEqual([]);
+
+    const ours = join(scratch, 'ours');
+    await pull(client, reference, ours);
+    expect(describeTree(join(ours, 'data'))).toEqual(describeTree(join(scratch, 'data')));
+    const theirs = join(scratch, 'theirs');
+    const result = run(requirePeer('oras'), ['pull', '--plain-http', `${registry.host}/parts/tree:v1`, '-o', theirs]);
+    expect(result.status).toBe(0);
+    expect(describeTree(join(theirs, 'data'))).toEqual(describeTree(join(scratch, 'data')));
+  });
+
+  test.each([
+    ['refuses PATCH (405)', (count: number) => (count === 0 ? 405 : undefined)],
+    ['fails the second part (500)', (count: number) => (count === 1 ? 500 : undefined)],
+  ])('a registry that %s gets the layer whole, after a HEAD, and says why', async (_what, statusFor) => {
+    let patches = 0;
+    proxy.rule = (method) => {
+      if (method !== 'PATCH') return undefined;
+      const status = statusFor(patches++);
+      return status ? { kind: 'status', status } : undefined;
+    };
+    const reference = parseReference(`${proxy.host}/parts/fallback:v1`);
+    const { manifest } = await push(client, reference, [{ path: 'data' }], { cwd: scratch, reporter });
+    const layer = manifest.layers![0];
+    const retrying = events.filter((e) => e.name === 'retrying');
+    expect(retrying).toHaveLength(1);
+    expect(retrying[0].fields.message).toMatch(/^the upload in parts failed \(.*\); pushing the layer whole$/);
+    expect(proxy.requests.filter((r) => r.method === 'HEAD' && r.path.endsWith(layer.digest))).toHaveLength(1);
+    const out = join(scratch, 'out');
+    await pull(client, reference, out);
+    expect(describeTree(join(out, 'data'))).toEqual(describeTree(join(scratch, 'data')));
   });
 });
