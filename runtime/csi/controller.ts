@@ -11,9 +11,10 @@ const PVC_NAME = 'csi.storage.k8s.io/pvc/name';
 const PVC_NAMESPACE = 'csi.storage.k8s.io/pvc/namespace';
 /** Parameters of the CO, not of the volume: the provisioner's own (secrets, fs type) and the PVC's identity. */
 const CO_PARAMETER = /^csi\.storage\.k8s\.io\//;
-/** The attributes a StorageClass may set, and those a PVC annotation may set (not how the registry is reached). */
+/** The attributes a StorageClass may set: every volume attribute but the pod's namespace, which the kubelet sets. */
 const STORAGE_CLASS_KEYS: readonly string[] = Object.values(CSI_ATTRIBUTE).filter((key) => key !== CSI_ATTRIBUTE.POD_NAMESPACE);
-export const CLAIM_KEYS: readonly string[] = [CSI_ATTRIBUTE.REFERENCE, CSI_ATTRIBUTE.MEDIA_TYPES, CSI_ATTRIBUTE.PULL_POLICY];
+/** Those a PVC annotation may set: what to mount, not how the registry is reached (that stays with the class). */
+const CLAIM_KEYS: readonly string[] = [CSI_ATTRIBUTE.REFERENCE, CSI_ATTRIBUTE.MEDIA_TYPES, CSI_ATTRIBUTE.PULL_POLICY];
 /** Volume ids this controller makes: `oras-` and 40 hex digits, far below CSI's 128 bytes. */
 const VOLUME_ID = /^oras-[0-9a-f]{40}$/;
 

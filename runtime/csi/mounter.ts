@@ -185,6 +185,8 @@ interface ShellCall {
  */
 class ProgramShell {
   private readonly marker = randomBytes(16).toString('hex');
+  /** The line that ends a program's output: the marker and its exit status. */
+  private readonly ending = new RegExp(`\\n${this.marker} (\\d+)\\n$`);
   private child?: ChildProcessByStdio<Socket, Socket, null>;
   private output = '';
   private call?: ShellCall;
@@ -229,7 +231,7 @@ class ProgramShell {
 
   private received(chunk: string): void {
     this.output += chunk;
-    const end = new RegExp(`\\n${this.marker} (\\d+)\\n$`).exec(this.output);
+    const end = this.ending.exec(this.output);
     if (!end || !this.call) return;
     const { file, args, resolve, reject } = this.call;
     this.call = undefined;
