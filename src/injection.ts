@@ -23,7 +23,10 @@
  */
 
 import { hardenedSecurityContext } from './hardening';
+import { PROVENANCE } from './provenance';
 import { RUNTIME_MOUNT, WRAPPER_SCRIPT_IN_SPEC } from './wrapper';
+
+export { PROVENANCE };
 
 /** The subset of a Kubernetes container this transform reads and writes. */
 export interface ContainerSpec {
@@ -203,20 +206,6 @@ const INPUTS_MOUNT = `${RUNTIME_MOUNT}/inputs`;
 const OUTPUT_STAGE = `${RUNTIME_MOUNT}/output`;
 const AUTH_MOUNT = '/oras-registry-auth';
 const CA_MOUNT = '/oras-ca';
-/** Annotations of a pushed step output that say where it came from. */
-export const PROVENANCE = {
-  STEP: 'org.cdk8s-oras.step.name',
-  IMAGE: 'org.cdk8s-oras.step.image',
-  INPUTS: 'org.cdk8s-oras.step.inputs',
-  EXIT_CODE: 'org.cdk8s-oras.step.exit-code',
-  /** The workflow and run the output belongs to; retention counts runs by them. */
-  WORKFLOW: 'org.cdk8s-oras.workflow',
-  RUN_ID: 'org.cdk8s-oras.run-id',
-  /** The memoization key (InjectionSettings.memoKey) the output was made or reused for. */
-  MEMO_KEY: 'org.cdk8s-oras.step.memo-key',
-  /** On a memoized output: `<repository>@<digest>` of the output it reuses. */
-  MEMOIZED_FROM: 'org.cdk8s-oras.step.memoized-from',
-} as const;
 
 /** The uid the runtime containers run as (the runtime image's user). */
 export const RUNTIME_UID = 65532;

@@ -1,7 +1,7 @@
 import { KubeCalls, loadBundled } from './bundled';
 import { cancellable, Command, UsageError } from './command';
 import { clientFor, durationFlag, parseAnnotations, parseFlags, REGISTRY_OPTIONS, REGISTRY_USAGE, sizeFlag } from './registry-flags';
-import { PROVENANCE } from '../../src/injection';
+import { PROVENANCE } from '../../src/provenance';
 import { defaultReporter } from '../oci/progress';
 import { Reference } from '../oci/reference';
 import { pullInputs } from '../step/pull-inputs';

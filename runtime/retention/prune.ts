@@ -1,4 +1,4 @@
-import { PROVENANCE } from '../../src/injection';
+import { PROVENANCE } from '../../src/provenance';
 import { Annotation } from '../oci/media-types';
 import { Reporter } from '../oci/progress';
 import { RegistryClient } from '../oci/registry-client';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { PROVENANCE } from '../../src/injection';
+import { PROVENANCE } from '../../src/provenance';
 import { RegistryError } from '../oci/errors';
 import { Annotation, Manifest, MediaType } from '../oci/media-types';
 import { Reporter } from '../oci/progress';

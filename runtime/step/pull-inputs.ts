@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { contentDigest, memoKey, reuseOutput } from './memo';
 import { REGISTRY_WAIT_MS } from './push-output';
 import { PulledInput, writeStateFile } from './state';
-import { PROVENANCE } from '../../src/injection';
+import { PROVENANCE } from '../../src/provenance';
 import { StateFile } from '../../src/wrapper';
 import { AuthError, TimeoutError } from '../oci/errors';
 import { printable } from '../oci/printable';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { AdvanceOptions, blockDownstream, resumeDependents } from './advance';
 import { memoTag } from './memo';
 import { processExists, PulledInput, readJson, readLine, readNumber } from './state';
-import { PROVENANCE } from '../../src/injection';
+import { PROVENANCE } from '../../src/provenance';
 import { StateFile, wrapperFile } from '../../src/wrapper';
 import { TimeoutError } from '../oci/errors';
 import { EMPTY_CONFIG } from '../oci/media-types';
