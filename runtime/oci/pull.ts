@@ -14,7 +14,7 @@ import { formatBytes, Reporter, SilentReporter } from './progress';
 import { Reference } from './reference';
 import { FetchedManifest, RegistryClient } from './registry-client';
 import { retry } from './retry';
-import { checkMerge, checkPlace, mergeInto, Staging } from './staging';
+import { checkMerge, checkPlace, mergeInto, removeTree, Staging } from './staging';
 import { extractTar, ExtractResult } from './tar';
 
 const MAX_INDEX_DEPTH = 4;
@@ -204,7 +204,8 @@ class Puller {
     return this.transfer(job, job.path, async () => {
       // An earlier attempt's unpacking stops with its input; wait for it before clearing its files.
       await unpacked?.catch(() => undefined);
-      await rm(staged, { recursive: true, force: true });
+      // It may have made directories read-only already (their modes are set once the tar ends).
+      await removeTree(staged);
       // Room for gunzip to run ahead of the extractor on the thread pool: the two overlap.
       const gunzip = descriptor.mediaType === MediaType.LAYER_TAR ? new PassThrough({ highWaterMark: STREAM_AHEAD })
         : createGunzip({ chunkSize: STREAM_CHUNK, highWaterMark: STREAM_AHEAD } as ZlibOptions);
@@ -213,6 +214,10 @@ class Puller {
       unpacked = extractTar(bounded, staged, { stripPrefix: title });
       unpacked.catch(() => undefined);
       return new Forward(gunzip, unpacked);
+    }).catch(async (err: unknown) => {
+      // The extractor stops with its input; nothing may still write when the caller removes the staging directory.
+      await unpacked?.catch(() => undefined);
+      throw err;
     }).then(async () => {
       const result = await unpacked!.catch((err: unknown) => {
         const code = (err as NodeJS.ErrnoException).code;
@@ -327,11 +332,12 @@ class ByteLimit extends Transform {
 }
 
 /**
- * Fails early with a DiskFullError when the file system cannot hold the download: every blob, plus
- * at least as much again for directory layers (unpacked sizes are known only once unpacked).
+ * Fails early with a DiskFullError when the file system cannot hold the download: every file layer, and
+ * for a directory layer at least its compressed size (it unpacks while it downloads; its unpacked size is
+ * known only once unpacked).
  */
 async function ensureSpace(out: string, jobs: Job[]): Promise<void> {
-  const needed = jobs.reduce((sum, job) => sum + job.descriptor.size * (job.unpacked ? 2 : 1), 0);
+  const needed = jobs.reduce((sum, job) => sum + job.descriptor.size, 0);
   const { bavail, bsize } = await statfs(out);
   const free = bavail * bsize;
   if (needed > free) throw new DiskFullError(out, `the layers need at least ${formatBytes(needed)}, and ${formatBytes(free)} are free`);

@@ -186,7 +186,7 @@ async function packDirectoryLayer(path: string, title: string, scratch: string, 
   try {
     await pipeline(tarDirectory(path, title), tarHash, gzip, gzHash, sink, { signal });
   } catch (err) {
-    await early.abandon();
+    await early.stop();
     throw err;
   }
   const annotations: Record<string, string> = { ...extra, [Annotation.TITLE]: title, [Annotation.CONTENT_DIGEST]: tarHash.digest() };
@@ -210,6 +210,9 @@ class EarlyUpload {
   private written = 0;
   private sending: Promise<void> | undefined;
   private failure: unknown;
+  /** Set once the layer is pushed whole after all (packing failed): parts in flight are cut off, no more start. */
+  private stopped = false;
+  private readonly stopping = new AbortController();
 
   constructor(private readonly client: RegistryClient, private readonly repository: string, private readonly title: string,
     private readonly reporter: Reporter, private readonly signal?: AbortSignal) {}
@@ -217,6 +220,7 @@ class EarlyUpload {
   /** `written` bytes of `file` are on disk: sends every whole part not yet sent. */
   offer(file: string, written: number): void {
     this.written = written;
+    if (this.stopped) return;
     this.sending ??= this.sendParts(file).finally(() => {
       this.sending = undefined;
     });
@@ -237,26 +241,34 @@ class EarlyUpload {
     }
   }
 
-  /** Gives up the upload (the registry discards an unfinished session); says why if it failed. */
+  /** Gives up the upload for a push of the whole layer; says why if it failed. */
   async abandon(): Promise<false> {
-    await this.sending;
+    await this.stop();
     if (this.failure && !this.signal?.aborted) {
       this.reporter.event('retrying', { title: this.title, message: `the upload in parts failed (${(this.failure as Error).message}); pushing the layer whole` });
     }
-    this.session = undefined;
     return false;
   }
 
+  /** Cuts off the part in flight and starts no other (the registry discards an unfinished session). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.stopping.abort();
+    await this.sending;
+    this.session = undefined;
+  }
+
   private async sendParts(file: string): Promise<void> {
+    const signal = this.signal ? AbortSignal.any([this.signal, this.stopping.signal]) : this.stopping.signal;
     try {
-      while (!this.failure && this.written - this.sent >= UPLOAD_PART) {
-        this.session ??= await this.client.startUpload(this.repository, { signal: this.signal });
+      while (!this.failure && !this.stopped && this.written - this.sent >= UPLOAD_PART) {
+        this.session ??= await this.client.startUpload(this.repository, { signal });
         const start = this.sent;
-        await this.client.uploadChunk(this.session, () => readRange(file, start, start + UPLOAD_PART), UPLOAD_PART, { signal: this.signal });
+        await this.client.uploadChunk(this.session, () => readRange(file, start, start + UPLOAD_PART), UPLOAD_PART, { signal });
         this.sent += UPLOAD_PART;
       }
     } catch (err) {
-      this.failure = err;
+      if (!this.stopped) this.failure = err;
     }
   }
 }
@@ -270,6 +282,8 @@ function readRange(file: string, start: number, end: number): Readable {
 class FileSink extends Writable {
   private fd: number | undefined;
   private written = 0;
+  /** The write on the thread pool, if one is: the file is closed only after it. */
+  private writing: Promise<void> | undefined;
 
   constructor(private readonly file: string) {
     super({ highWaterMark: STREAM_CHUNK });
@@ -283,20 +297,29 @@ class FileSink extends Writable {
   }
 
   public override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    let done!: () => void;
+    this.writing = new Promise((resolve) => { done = resolve; });
     const next = (at: number): void => {
       if (at === chunk.length) {
         this.written += chunk.length;
         this.emit('progress', this.written);
+        done();
         return callback();
       }
-      fsWrite(this.fd!, chunk, at, chunk.length - at, null, (err, n) => (err ? callback(err) : next(at + n)));
+      fsWrite(this.fd!, chunk, at, chunk.length - at, null, (err, n) => {
+        if (!err) return next(at + n);
+        done();
+        callback(err);
+      });
     };
     next(0);
   }
 
   public override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    if (this.fd === undefined) return callback(err);
-    fsClose(this.fd, (closeErr) => callback(err ?? closeErr));
+    const fd = this.fd;
+    if (fd === undefined) return callback(err);
+    this.fd = undefined;
+    void (this.writing ?? Promise.resolve()).then(() => fsClose(fd, (closeErr) => callback(err ?? closeErr)));
   }
 }
 

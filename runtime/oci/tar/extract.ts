@@ -13,8 +13,6 @@ import { ByteReader, Entry, readArchive } from './read';
 
 /** Like the kernel's limit on nested symlinks while resolving a path. */
 const MAX_LINK_HOPS = 40;
-/** The process's file mode creation mask (read once; nothing here changes it). */
-const UMASK = process.umask();
 
 export interface ExtractOptions {
   /**
@@ -219,13 +217,10 @@ class Extractor {
     await this.clear(path, parts, entry.name, false);
     if (entry.size <= SMALL_FILE) {
       const data = await reader.readAll(entry.size, `the data of "${entry.name}"`);
-      // Created with its mode; a chmod only when the umask took bits away (one call less per file).
-      const mode = entry.mode % 0o1000;
-      const fd = openSync(path, 'wx', mode);
+      const fd = openSync(path, 'wx', 0o600);
       try {
         for (let offset = 0; offset < data.length;) offset += writeSync(fd, data, offset);
-        // eslint-disable-next-line no-bitwise
-        if ((mode & UMASK) !== 0) fchmodSync(fd, mode);
+        fchmodSync(fd, entry.mode % 0o1000);
         futimesSync(fd, asDate(entry.mtime), asDate(entry.mtime));
       } finally {
         closeSync(fd);
