@@ -1,8 +1,7 @@
 /**
- * The annotations of a pushed step output. A module of its own, without cdk8s, so that the runtime's
- * step commands load none of it at start.
+ * Annotations of a pushed step output that say where it came from. A module of its own, without cdk8s,
+ * so that the runtime's step commands load none of it at start.
  */
-/** Annotations of a pushed step output that say where it came from. */
 export const PROVENANCE = {
   STEP: 'org.cdk8s-oras.step.name',
   IMAGE: 'org.cdk8s-oras.step.image',

@@ -271,7 +271,7 @@ class Puller {
 class Forward extends Writable {
   private stopped = false;
 
-  constructor(private readonly target: NodeJS.WritableStream & Writable, done: Promise<unknown>) {
+  constructor(private readonly target: Writable, done: Promise<unknown>) {
     super();
     const stop = () => {
       this.stopped = true;

@@ -177,13 +177,11 @@ export class ByteReader {
   /** The next 512-byte block, or undefined if the stream ends exactly here. */
   async block(what: string): Promise<Buffer | undefined> {
     if (!(await this.fill())) return undefined;
-    if (this.head.length >= BLOCK) return this.take(BLOCK);
     return this.readAll(BLOCK, what);
   }
 
   /** Exactly `size` bytes as one buffer (for small records): a view of the input when they lie within one chunk. */
   async readAll(size: number, what: string): Promise<Buffer> {
-    if (size === 0) return Buffer.alloc(0);
     // Most entries lie within one input chunk: a view of it, without a copy.
     if (this.head.length >= size) return this.take(size);
     const parts: Buffer[] = [];

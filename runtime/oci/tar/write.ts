@@ -75,35 +75,22 @@ async function* walkDirectory(dir: string, name: string, chunk: ChunkFiller): As
  * does not hold up the rest of the process.
  */
 async function* fileContent(path: string, size: number, chunk: ChunkFiller): AsyncGenerator<Buffer> {
-  const shrank = (read: number) => new Error(`"${path}" shrank while it was being archived (${read} of ${size} bytes read)`);
   // eslint-disable-next-line no-bitwise
   const flags = constants.O_RDONLY | constants.O_NOFOLLOW;
-  if (size <= SMALL_FILE) {
-    const fd = openSync(path, flags);
-    try {
-      for (let read = 0; read < size;) {
-        const n = readSync(fd, chunk.buffer, chunk.used, Math.min(size - read, chunk.free), null);
-        if (n === 0) throw shrank(read);
-        read += n;
-        chunk.used += n;
-        if (chunk.free === 0) yield chunk.take();
-      }
-    } finally {
-      closeSync(fd);
-    }
-    return;
-  }
-  const handle = await open(path, flags);
+  const handle = size <= SMALL_FILE ? undefined : await open(path, flags);
+  const fd = handle?.fd ?? openSync(path, flags);
   try {
     for (let read = 0; read < size;) {
-      const { bytesRead } = await handle.read(chunk.buffer, chunk.used, Math.min(size - read, chunk.free), null);
-      if (bytesRead === 0) throw shrank(read);
-      read += bytesRead;
-      chunk.used += bytesRead;
+      const length = Math.min(size - read, chunk.free);
+      const n = handle ? (await handle.read(chunk.buffer, chunk.used, length, null)).bytesRead : readSync(fd, chunk.buffer, chunk.used, length, null);
+      if (n === 0) throw new Error(`"${path}" shrank while it was being archived (${read} of ${size} bytes read)`);
+      read += n;
+      chunk.used += n;
       if (chunk.free === 0) yield chunk.take();
     }
   } finally {
-    await handle.close();
+    if (handle) await handle.close();
+    else closeSync(fd);
   }
 }
 
