@@ -8,7 +8,9 @@ export type Fault =
   | { kind: 'corrupt' }
   | { kind: 'drop' }
   | { kind: 'redirect'; location: string }
-  | { kind: 'slow'; bytesPerSecond: number };
+  | { kind: 'slow'; bytesPerSecond: number }
+  /** Holds the request until `until` settles, then passes it on: the registry answers as it is then. */
+  | { kind: 'hold'; until: Promise<unknown> };
 
 /** Decides the fault for a request; `count` is how often the same method and path were seen before. */
 export type FaultRule = (method: string, path: string, count: number) => Fault | undefined;
@@ -68,6 +70,15 @@ export class FaultProxy {
       req.socket.destroy();
       return;
     }
+    if (fault?.kind === 'hold') {
+      void fault.until.finally(() => this.forward(req, res, path));
+      return;
+    }
+    this.forward(req, res, path, fault);
+  }
+
+  /** Sends the request on to the registry, and its answer back with `fault` applied to the body. */
+  private forward(req: IncomingMessage, res: ServerResponse, path: string, fault?: Fault): void {
     const [host, port] = this.upstream.split(':');
     const headers = { ...req.headers, host: this.upstream };
     const upstream = httpRequest({ host, port: Number(port), method: req.method, path, headers }, (up) => {

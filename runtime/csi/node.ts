@@ -29,6 +29,21 @@ interface MountRecord {
   readonly key: string;
   /** What the volume asked for (see `Publish.artifact`); absent in records of older versions. */
   readonly artifact?: string;
+  /** Mounted ahead, before the registry confirmed the tag: the publish that made it confirms or undoes it, and any other undoes it. */
+  readonly tentative?: boolean;
+}
+
+/** Where the cache remembers what `p`'s tag resolved to last. */
+function resolvedAs(p: Publish): string {
+  return `${p.scope}\n${p.reference.text}`;
+}
+
+/** The cache entry of `digest` as `p` reaches it. The source is part of the key: a registry that names a digest proves nothing about what others hold under it. */
+function entryKey(p: Publish, digest: string): string {
+  const { reference } = p;
+  return createHash('sha256').update(JSON.stringify([
+    p.plainHttp, p.insecure, reference.registry, reference.repository, digest, p.mediaTypes ?? [], p.scope,
+  ])).digest('hex');
 }
 
 export interface NodeOptions extends RequestOptions {
@@ -234,6 +249,11 @@ export class OrasNode {
   private async published(p: Publish): Promise<boolean> {
     const existing = this.mounts.get(p.target);
     if (!existing) return false;
+    if (existing.tentative) {
+      // An earlier call mounted ahead and did not finish (it failed, or the plugin stopped).
+      await this.settleAhead(p.target);
+      return false;
+    }
     if (!await isMountPoint(p.target)) {
       // The record outlived its mount (a node reboot): forget it and publish anew.
       this.record(p.target);
@@ -255,16 +275,22 @@ export class OrasNode {
       // Not under the target's lock: an unpublish never waits for a download.
       const call = new AbortController();
       const preparing = this.prepare(p, call.signal);
+      this.mountAhead(p);
       const seconds = this.options.publishTimeoutMs / 1000;
       const key = await answerWithin(preparing, this.options.publishTimeoutMs, () => `${p.reference.text} is not ready after ${seconds} s; `
-        + 'its download goes on in the background, and the next NodePublishVolume uses it').catch((err) => {
+        + 'its download goes on in the background, and the next NodePublishVolume uses it').catch(async (err) => {
         // This call's own requests stop; the shared download does not, and its entry stays in the cache.
         call.abort(err);
         preparing.then((late) => this.unpin(late), () => undefined);
+        // A failed publish leaves no mount; if this undo fails too, the next call at the target repeats it.
+        await this.serialized(p.target, () => this.settleAhead(p.target)).catch(() => undefined);
         throw err;
       });
       try {
-        return await this.serialized(p.target, () => this.mount(p, key));
+        return await this.serialized(p.target, async () => {
+          await this.settleAhead(p.target, key);
+          return this.mount(p, key);
+        });
       } finally {
         this.unpin(key);
       }
@@ -272,6 +298,37 @@ export class OrasNode {
       this.options.metrics.error(err instanceof CsiError ? grpc.status[err.code] : 'INTERNAL');
       throw err;
     }
+  }
+
+  /**
+   * While the registry resolves the tag, mounts the public entry it resolved
+   * to last on this node, tentatively: a warm publish then waits for the
+   * registry or the mount, not both. Nothing reads the target before the
+   * publish answers, and the answer confirms the mount only when the
+   * registry named the same entry (settleAhead). Private entries wait for
+   * the pod's credentials to pass, as ever.
+   */
+  private mountAhead(p: Publish): void {
+    if (p.reference.digest || p.policy === 'Never') return;
+    const digest = this.options.cache.lastResolved(resolvedAs(p));
+    const key = digest && entryKey(p, digest);
+    if (!key || this.options.cache.get(key)?.private !== false) return;
+    this.pin(key);
+    // A failure here is met again, and reported, by the mount that follows the answer.
+    void this.serialized(p.target, () => this.mount(p, key, true)).catch(() => undefined).finally(() => this.unpin(key));
+  }
+
+  /**
+   * Settles a tentative mount at `target`: confirmed when it holds `key`,
+   * otherwise unmounted and forgotten. Call it on the target's lock.
+   */
+  private async settleAhead(target: string, key?: string): Promise<void> {
+    const record = this.mounts.get(target);
+    if (!record?.tentative) return;
+    const { tentative: _, ...confirmed } = record;
+    if (record.key === key) return this.record(target, confirmed);
+    await this.unmountRecorded(target, record);
+    this.record(target);
   }
 
   /**
@@ -288,10 +345,7 @@ export class OrasNode {
     });
     try {
       const digest = await this.resolve(client, p, signal);
-      // The source is part of the key: a registry that names a digest proves nothing about what others hold under it.
-      const key = createHash('sha256').update(JSON.stringify([
-        p.plainHttp, p.insecure, reference.registry, reference.repository, digest, p.mediaTypes ?? [], p.scope,
-      ])).digest('hex');
+      const key = entryKey(p, digest);
       this.pin(key);
       try {
         const fill: Filler = (dir, reserve) => this.fill(client, p, digest, dir, reserve);
@@ -340,7 +394,7 @@ export class OrasNode {
   }
 
   /** Mounts the entry `key` on the target, recording it first: a mount without a record is never ours. */
-  private async mount(p: Publish, key: string): Promise<object> {
+  private async mount(p: Publish, key: string, tentative = false): Promise<object> {
     if (await this.published(p)) return {};
     const { target } = p;
     // Synchronous metadata calls: each is microseconds, and a trip through the thread pool costs more.
@@ -355,7 +409,7 @@ export class OrasNode {
     if (await isMountPoint(target)) {
       throw new CsiError(grpc.status.FAILED_PRECONDITION, `target_path ${target} is already a mount point that this plugin did not make; unmount it first`);
     }
-    this.record(target, { volumeId: p.volumeId, key, artifact: p.artifact });
+    this.record(target, { volumeId: p.volumeId, key, artifact: p.artifact, ...(tentative ? { tentative } : {}) });
     try {
       await bindReadOnly(this.options.cache.path(key), target);
     } catch (err) {
@@ -368,7 +422,7 @@ export class OrasNode {
   /** The digest to mount, as the pull policy allows finding it. */
   private async resolve(client: RegistryClient, p: Publish, signal: AbortSignal): Promise<string> {
     const { reference, policy } = p;
-    const remembered = `${p.scope}\n${reference.text}`;
+    const remembered = resolvedAs(p);
     if (reference.digest) return reference.digest;
     if (policy === 'Never') {
       const digest = this.options.cache.lastResolved(remembered);
@@ -402,6 +456,15 @@ export class OrasNode {
     }
   }
 
+  /** Unmounts the recorded mount at `target`, if it is still there; refuses a mount that is not the record's cache entry. */
+  private async unmountRecorded(target: string, record: MountRecord): Promise<void> {
+    if (!await isMountPoint(target)) return;
+    if (!await isBindMountOf(target, this.options.cache.path(record.key))) {
+      throw new CsiError(grpc.status.FAILED_PRECONDITION, `${target} holds a mount that is not volume ${record.volumeId}'s cache entry; nothing was unmounted`);
+    }
+    await unmount(target);
+  }
+
   /**
    * Unmounts what this plugin mounted for this volume at the target, and
    * removes the target if it is then an empty directory. A mount it did not
@@ -415,12 +478,7 @@ export class OrasNode {
       if (record && record.volumeId !== volumeId) {
         throw new CsiError(grpc.status.NOT_FOUND, `volume ${volumeId} is not published at ${target} (volume ${record.volumeId} is); nothing was unmounted`);
       }
-      if (record && await isMountPoint(target)) {
-        if (!await isBindMountOf(target, this.options.cache.path(record.key))) {
-          throw new CsiError(grpc.status.FAILED_PRECONDITION, `${target} holds a mount that is not volume ${volumeId}'s cache entry; nothing was unmounted`);
-        }
-        await unmount(target);
-      }
+      if (record) await this.unmountRecorded(target, record);
       // Only an empty directory: rmdir fails on anything else, and that is left in place.
       if ((await lstat(target).catch(() => undefined))?.isDirectory() && !await isMountPoint(target)) {
         await rmdir(target).catch((err: NodeJS.ErrnoException) => this.reporter.event('unpublish', { target, message: `left in place: ${err.code}` }));

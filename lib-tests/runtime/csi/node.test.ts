@@ -10,7 +10,7 @@ import { push } from '../../../runtime/oci/push';
 import { parseReference, Reference } from '../../../runtime/oci/reference';
 import { RegistryClient } from '../../../runtime/oci/registry-client';
 import { Distribution } from '../../util/distribution';
-import { FaultProxy } from '../../util/fault-proxy';
+import { FaultProxy, FaultRule } from '../../util/fault-proxy';
 import { describeWithPeers, run } from '../../util/peers';
 import { rawDescriptor, rawManifest } from '../../util/raw-artifact';
 import { RogueRegistry } from '../../util/rogue-registry';
@@ -72,6 +72,15 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     const ref = parseReference(`${registry.host}/${options.repository ?? 'csi/models'}:${tag}`);
     await push(client, ref, Object.keys(files).map((path) => ({ path })), { cwd: src });
     return ref.text;
+  }
+
+  /** The mount points at `path` (stacked mounts count once each). */
+  const mountsAt = (path: string) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((line) => line.split(' ')[4] === path).length;
+
+  /** Waits up to 5 s for `condition`. */
+  async function until(condition: () => boolean): Promise<void> {
+    for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 25));
+    expect(condition()).toBe(true);
   }
 
   const unpublish = (target: string, volumeId = `vol-${target.length}`) => plugin.call('node', 'NodeUnpublishVolume', { volume_id: volumeId, target_path: target });
@@ -193,6 +202,78 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     await expect(plugin.call('node', 'NodePublishVolume', { ...publishRequest, volume_id: 'other' })).rejects.toMatchObject({ code: grpc.status.ALREADY_EXISTS });
   });
 
+  test('a warm publish mounts what the tag resolved to last while the registry answers; only the same answer keeps it', async () => {
+    const ref = await publishArtifact('ahead', { 'a.txt': 'first' });
+    let release = () => {};
+    const proxy = await FaultProxy.start(registry.host, (method, path, count) => (method === 'HEAD' && path.endsWith('/manifests/ahead') && count > 0
+      ? { kind: 'hold', until: new Promise<void>((done) => { release = done; }) } : undefined));
+    try {
+      const context = { 'oras.artifact.reference': ref.replace(registry.host, proxy.host), 'oras.options.plainhttp': 'true' };
+      /** A publish whose target is mounted while the registry's answer is held back; then the answer goes. */
+      const publishHeld = async (name: string) => {
+        const publishing = publish(at(name), context);
+        await until(() => mountsAt(at(name)) === 1);
+        release();
+        await publishing;
+      };
+      await publish(at('cold'), context);
+
+      // The answer, the same digest, confirms the mount.
+      await publishHeld('same');
+      expect(readFileSync(join(at('same'), 'a.txt'), 'utf8')).toBe('first');
+      expect(mountsAt(at('same'))).toBe(1);
+
+      await publishArtifact('ahead', { 'a.txt': 'second' });
+      await publishHeld('moved');
+      // The tag moved: the tentative mount went, and the new content took its place, not on top of it.
+      expect(readFileSync(join(at('moved'), 'a.txt'), 'utf8')).toBe('second');
+      expect(mountsAt(at('moved'))).toBe(1);
+      expect(await plugin.metric('oras_csi_pulls_total')).toBe(2);
+      const journal = readFileSync(join(dir, 'data', 'state', 'mounts.journal'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+      expect(journal.filter((c) => c.target === at('moved')).map((c) => c.record)).toEqual([
+        expect.objectContaining({ tentative: true }), undefined, expect.not.objectContaining({ tentative: true }),
+      ]);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('a tentative mount is never left behind: a failed publish undoes it, and so does the next publish after a kill', async () => {
+    const ref = await publishArtifact('undo', { 'u.txt': 'first' });
+    let rule: FaultRule = () => undefined;
+    const proxy = await FaultProxy.start(registry.host, (...args) => rule(...args));
+    try {
+      const reference = ref.replace(registry.host, proxy.host);
+      const context = (policy: string) => ({ 'oras.artifact.reference': reference, 'oras.options.plainhttp': 'true', 'oras.options.pullpolicy': policy });
+      await publish(at('cold'), context('Always'));
+
+      // Always with a registry that fails the resolve: mounted ahead, then undone; the error names the registry's answer.
+      rule = (method) => (method === 'HEAD' ? { kind: 'status', status: 503 } : undefined);
+      await expect(publish(at('refused'), context('Always'))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      expect(mountsAt(at('refused'))).toBe(0);
+      // IfNotPresent may serve what the tag resolved to last: the tentative mount is confirmed.
+      await publish(at('offline'), context('IfNotPresent'));
+      expect(readFileSync(join(at('offline'), 'u.txt'), 'utf8')).toBe('first');
+
+      rule = (method) => (method === 'HEAD' ? { kind: 'hold', until: new Promise(() => undefined) } : undefined);
+      const pending = publish(at('killed'), context('Always')).catch((err) => err);
+      await until(() => mountsAt(at('killed')) === 1);
+      await plugin.stop('SIGKILL');
+      await pending;
+      await publishArtifact('undo', { 'u.txt': 'second' });
+      rule = () => undefined;
+      plugin = await Plugin.start(dir);
+      await publish(at('killed'), context('Always'));
+      expect(readFileSync(join(at('killed'), 'u.txt'), 'utf8')).toBe('second');
+      expect(mountsAt(at('killed'))).toBe(1);
+      await unpublish(at('killed'));
+      expect(mountsAt(at('killed'))).toBe(0);
+      expect(existsSync(at('killed'))).toBe(false);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test('the same volume on the same target with another artifact is ALREADY_EXISTS, and the mount keeps its content', async () => {
     const first = await publishArtifact('first', { 'f.txt': 'first' });
     const second = await publishArtifact('second', { 'f.txt': 'second' });
@@ -207,9 +288,6 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     // Options that do not change the content (the pull policy) are the same volume.
     await plugin.call('node', 'NodePublishVolume', request(first, { 'oras.options.pullpolicy': 'Always' }));
   });
-
-  /** The mount points at `path` (stacked mounts count once each). */
-  const mountsAt = (path: string) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((line) => line.split(' ')[4] === path).length;
 
   test('target paths: absolute, normalized and in the kubelet\'s pods directory; nothing else is mounted', async () => {
     const ref = await publishArtifact('paths', { 'p.txt': 'p' });
@@ -461,7 +539,8 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
     await unpublish(at('j2'));
     await plugin.stop('SIGKILL');
     const state = join(dir, 'data', 'state');
-    expect(readFileSync(join(state, 'mounts.journal'), 'utf8').trim().split('\n')).toHaveLength(4);
+    // j1 was a cold publish; j2 and j3 were mounted ahead, each a tentative line and its confirmation.
+    expect(readFileSync(join(state, 'mounts.journal'), 'utf8').trim().split('\n')).toHaveLength(6);
     appendFileSync(join(state, 'mounts.journal'), `{"target":"${at('j9')}","rec`);
     plugin = await Plugin.start(dir);
     expect(readFileSync(join(state, 'mounts.journal'), 'utf8')).toBe('');
