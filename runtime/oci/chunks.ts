@@ -13,3 +13,10 @@ export const STREAM_CHUNK = 256 * 1024;
  * and cost the 1 GiB pull 6 MiB of peak RSS.
  */
 export const STREAM_AHEAD = 1024 * 1024;
+
+/**
+ * Bytes the file downloads of one pull may hold ahead of their writes, split between those that run at
+ * once. The writes go through the thread pool one at a time; with 1 MiB ahead the socket often waited
+ * for them, and a 1 GiB pull took 1.65 s where oras took 1.4 s; with 8 MiB, 1.25–1.4 s.
+ */
+export const DOWNLOAD_AHEAD = 8 * 1024 * 1024;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { PassThrough, Transform, TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, ZlibOptions } from 'node:zlib';
-import { STREAM_AHEAD, STREAM_CHUNK } from './chunks';
+import { DOWNLOAD_AHEAD, STREAM_AHEAD, STREAM_CHUNK } from './chunks';
 import { forEachLimited } from './concurrency';
 import { DeadlineOptions, withDeadline } from './deadline';
 import { VerifyingStream } from './digest';
@@ -129,8 +129,12 @@ class Puller {
         checkPlace(job.unpacked, await lstatOrUndefined(job.path), job.title);
       }
       await ensureSpace(out, jobs);
-      const fetch = (job: Job) => (job.unpacked ? this.fetchDirectory(job) : this.download(job, job.staged));
-      await forEachLimited(jobs, this.options.concurrency ?? 3, (job) => fetch(job).catch((err) => {
+      const concurrency = this.options.concurrency ?? 3;
+      // Each file download's share of DOWNLOAD_AHEAD.
+      const files = jobs.filter((job) => !job.unpacked).length;
+      const writeAhead = Math.max(STREAM_AHEAD, Math.floor(DOWNLOAD_AHEAD / Math.max(1, Math.min(concurrency, files))));
+      const fetch = (job: Job) => (job.unpacked ? this.fetchDirectory(job) : this.download(job, job.staged, writeAhead));
+      await forEachLimited(jobs, concurrency, (job) => fetch(job).catch((err) => {
         this.failed.abort(err);
         throw err;
       }));
@@ -178,14 +182,14 @@ class Puller {
     return layers;
   }
 
-  /** Downloads one blob to `file`, verified against its descriptor; transient failures start it over. */
-  private download(job: Job, file: string): Promise<void> {
+  /** Downloads one blob to `file`, verified against its descriptor; transient failures start it over. `writeAhead`: bytes held for the writes. */
+  private download(job: Job, file: string, writeAhead: number): Promise<void> {
     let handle: FileHandle | undefined;
     return this.transfer(job, file, async () => {
       await rm(file, { force: true });
       // Opened before the request: a lazily opened write stream could create the file after the cleanup.
       handle = await open(file, 'wx', 0o644);
-      return handle.createWriteStream({ highWaterMark: STREAM_AHEAD });
+      return handle.createWriteStream({ highWaterMark: writeAhead });
     }, async () => handle?.close().catch(() => undefined));
   }
 
