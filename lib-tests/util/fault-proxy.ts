@@ -71,7 +71,8 @@ export class FaultProxy {
       return;
     }
     if (fault?.kind === 'hold') {
-      void fault.until.finally(() => this.forward(req, res, path));
+      const forward = () => this.forward(req, res, path);
+      fault.until.then(forward, forward);
       return;
     }
     this.forward(req, res, path, fault);

@@ -144,7 +144,7 @@ export class NodeCache {
     const tmp = join(this.dir, 'tmp', `${key}-${randomBytes(6).toString('hex')}`);
     let reserved = 0;
     const reserve = async (bytes: number) => {
-      await this.makeRoom(bytes, inUse());
+      await this.makeRoom(bytes, inUse);
       this.reserved += bytes - reserved;
       reserved = bytes;
     };
@@ -157,7 +157,7 @@ export class NodeCache {
       this.entries.set(key, entry);
       await this.save();
       // The reservation counted compressed layers; unpacked, the cache may now be over its cap.
-      if (this.totalBytes > this.maxBytes) await this.collect(new Set([...inUse(), key]));
+      if (this.totalBytes > this.maxBytes) await this.collect(() => new Set([...inUse(), key]));
       return entry;
     } finally {
       this.reserved -= reserved;
@@ -166,11 +166,12 @@ export class NodeCache {
   }
 
   /** Collects until `bytes` more fit under the cap, then checks the file system has them free. */
-  private async makeRoom(bytes: number, inUse: Set<string>): Promise<void> {
+  private async makeRoom(bytes: number, inUse: () => Set<string>): Promise<void> {
     const room = this.maxBytes - this.reserved - bytes;
     if (this.totalBytes > room) await this.collect(inUse, room);
     if (this.totalBytes > room) {
-      const held = [...this.entries.values()].filter((e) => inUse.has(e.key)).reduce((sum, e) => sum + e.size, 0);
+      const used = inUse();
+      const held = [...this.entries.values()].filter((e) => used.has(e.key)).reduce((sum, e) => sum + e.size, 0);
       throw new CacheFullError(bytes, this.maxBytes, held + this.reserved);
     }
     const fs = await statfs(this.dir);
@@ -178,16 +179,19 @@ export class NodeCache {
     if (free < bytes) throw new DiskFullError(this.dir, `the artifact needs ${formatBytes(bytes)}, and the file system has ${formatBytes(free)} free`);
   }
 
-  /** Deletes least recently used entries that no mount uses until the cache holds at most `target` bytes (default: its cap). */
-  public async collect(inUse: Set<string>, target = this.maxBytes): Promise<string[]> {
-    let total = this.totalBytes;
+  /**
+   * Deletes least recently used entries that no mount uses until the cache holds at most `target` bytes
+   * (default: its cap). `inUse` is asked again before each deletion: a mount may take an entry meanwhile.
+   */
+  public async collect(inUse: () => Set<string>, target = this.maxBytes): Promise<string[]> {
     const removed: string[] = [];
-    const candidates = [...this.entries.values()].filter((e) => !inUse.has(e.key)).sort((a, b) => a.lastUsed - b.lastUsed);
+    const used = inUse();
+    const candidates = [...this.entries.values()].filter((e) => !used.has(e.key)).sort((a, b) => a.lastUsed - b.lastUsed);
     for (const entry of candidates) {
-      if (total <= target) break;
+      if (this.totalBytes <= target) break;
+      if (this.entries.get(entry.key) !== entry || inUse().has(entry.key)) continue;
       this.entries.delete(entry.key);
       await rm(this.path(entry.key), { recursive: true, force: true });
-      total -= entry.size;
       removed.push(entry.key);
     }
     if (removed.length > 0) await this.save();

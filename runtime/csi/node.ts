@@ -282,8 +282,18 @@ export class OrasNode {
         // This call's own requests stop; the shared download does not, and its entry stays in the cache.
         call.abort(err);
         preparing.then((late) => this.unpin(late), () => undefined);
-        // A failed publish leaves no mount; if this undo fails too, the next call at the target repeats it.
-        await this.serialized(p.target, () => this.settleAhead(p.target)).catch(() => undefined);
+        // A failed publish leaves no mount made ahead. Its record stays if the undo fails, and the next call at the target tries again.
+        const undo = this.serialized(p.target, () => this.settleAhead(p.target));
+        if (err instanceof CsiError && err.code === grpc.status.DEADLINE_EXCEEDED) {
+          // The answer cannot wait for the target's lock (a long unpublish may hold it); the kubelet calls again.
+          undo.catch(() => undefined);
+          throw err;
+        }
+        await undo.catch((undoErr: Error) => {
+          // Not final, so that the kubelet calls again (or unpublishes) instead of forgetting the mount.
+          throw new CsiError(grpc.status.UNAVAILABLE, `${(err as Error).message}; the mount made ahead at ${p.target} could not be undone `
+            + `(${undoErr.message}), and the next call at this target tries again`);
+        });
         throw err;
       });
       try {
@@ -312,7 +322,9 @@ export class OrasNode {
     if (p.reference.digest || p.policy === 'Never') return;
     const digest = this.options.cache.lastResolved(resolvedAs(p));
     const key = digest && entryKey(p, digest);
-    if (!key || this.options.cache.get(key)?.private !== false) return;
+    const entry = key ? this.options.cache.get(key) : undefined;
+    if (!key || entry?.private !== false) return;
+    entry.lastUsed = Date.now();
     this.pin(key);
     // A failure here is met again, and reported, by the mount that follows the answer.
     void this.serialized(p.target, () => this.mount(p, key, true)).catch(() => undefined).finally(() => this.unpin(key));
@@ -484,7 +496,7 @@ export class OrasNode {
         await rmdir(target).catch((err: NodeJS.ErrnoException) => this.reporter.event('unpublish', { target, message: `left in place: ${err.code}` }));
       }
       this.record(target);
-      await this.options.cache.collect(this.keysInUse);
+      await this.options.cache.collect(() => this.keysInUse);
       return {};
     });
   }

@@ -53,6 +53,19 @@ describe('NodeCache', () => {
     expectOnDisk(cache.totalBytes, 60 * KiB);
   });
 
+  test('collection asks again before each deletion: an entry a mount took meanwhile stays', async () => {
+    const cache = new NodeCache(dir, 1024 * KiB);
+    await cache.open();
+    const none = () => new Set<string>();
+    for (const key of ['a', 'b', 'c']) await cache.ensure(key, filler(4 * KiB), none);
+    // In use from the second question on: a publish pinned it after the collection started.
+    let asked = 0;
+    const removed = await cache.collect(() => (++asked > 1 ? new Set(['b']) : new Set<string>()), 0);
+    expect(removed).toEqual(['a', 'c']);
+    expect(readdirSync(join(dir, 'content'))).toEqual(['b']);
+    expect(cache.get('b')).toBeDefined();
+  });
+
   test('small files count whole blocks: a tree of a hundred 1-byte files takes far more than 100 bytes', async () => {
     const cache = new NodeCache(dir, 10 * 1024 * KiB);
     await cache.open();

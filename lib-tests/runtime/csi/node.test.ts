@@ -1,3 +1,5 @@
+import { ChildProcess, spawn } from 'child_process';
+import { once } from 'events';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'fs';
 import { createServer } from 'http';
 import { AddressInfo } from 'net';
@@ -10,7 +12,7 @@ import { push } from '../../../runtime/oci/push';
 import { parseReference, Reference } from '../../../runtime/oci/reference';
 import { RegistryClient } from '../../../runtime/oci/registry-client';
 import { Distribution } from '../../util/distribution';
-import { FaultProxy, FaultRule } from '../../util/fault-proxy';
+import { Fault, FaultProxy, FaultRule } from '../../util/fault-proxy';
 import { describeWithPeers, run } from '../../util/peers';
 import { rawDescriptor, rawManifest } from '../../util/raw-artifact';
 import { RogueRegistry } from '../../util/rogue-registry';
@@ -205,14 +207,20 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
   test('a warm publish mounts what the tag resolved to last while the registry answers; only the same answer keeps it', async () => {
     const ref = await publishArtifact('ahead', { 'a.txt': 'first' });
     let release = () => {};
+    let held = 0;
+    const hold = (): Fault => {
+      held++;
+      return { kind: 'hold', until: new Promise<void>((done) => { release = done; }) };
+    };
     const proxy = await FaultProxy.start(registry.host, (method, path, count) => (method === 'HEAD' && path.endsWith('/manifests/ahead') && count > 0
-      ? { kind: 'hold', until: new Promise<void>((done) => { release = done; }) } : undefined));
+      ? hold() : undefined));
     try {
       const context = { 'oras.artifact.reference': ref.replace(registry.host, proxy.host), 'oras.options.plainhttp': 'true' };
       /** A publish whose target is mounted while the registry's answer is held back; then the answer goes. */
       const publishHeld = async (name: string) => {
+        const before = held;
         const publishing = publish(at(name), context);
-        await until(() => mountsAt(at(name)) === 1);
+        await until(() => mountsAt(at(name)) === 1 && held > before);
         release();
         await publishing;
       };
@@ -271,6 +279,45 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
       expect(existsSync(at('killed'))).toBe(false);
     } finally {
       await proxy.stop();
+    }
+  });
+
+  test('a tentative mount that cannot be undone fails the publish with UNAVAILABLE, and unpublish removes it later', async () => {
+    const own = await Distribution.start();
+    const ownClient = new RegistryClient(own.host, { plainHttp: true });
+    let holding = false;
+    let release = () => {};
+    const proxy = await FaultProxy.start(own.host, (method) => (method === 'HEAD' && holding
+      ? { kind: 'hold', until: new Promise<void>((done) => { release = done; }) } : undefined));
+    let busy: ChildProcess | undefined;
+    try {
+      writeFileSync(join(src, 'b.txt'), 'busy');
+      const ref = parseReference(`${own.host}/csi/busy:v1`);
+      await push(ownClient, ref, [{ path: 'b.txt' }], { cwd: src });
+      const context = { 'oras.artifact.reference': ref.text.replace(own.host, proxy.host), 'oras.options.plainhttp': 'true', 'oras.options.pullpolicy': 'Always' };
+      await publish(at('cold'), context);
+
+      holding = true;
+      const failed = publish(at('busy'), context).catch((err) => err);
+      await until(() => mountsAt(at('busy')) === 1 && proxy.requests.some((r) => r.fault === 'hold'));
+      // A process working in the mount makes umount fail (EBUSY), and the registry is gone when the HEAD goes on.
+      busy = spawn('sleep', ['60'], { cwd: at('busy'), stdio: 'ignore' });
+      await own.stop();
+      holding = false;
+      release();
+      expect(await failed).toMatchObject({ code: grpc.status.UNAVAILABLE, details: expect.stringContaining('could not be undone') });
+      expect(mountsAt(at('busy'))).toBe(1);
+
+      busy.kill();
+      await once(busy, 'exit');
+      await unpublish(at('busy'));
+      expect(mountsAt(at('busy'))).toBe(0);
+      expect(existsSync(at('busy'))).toBe(false);
+    } finally {
+      busy?.kill();
+      await proxy.stop();
+      ownClient.close();
+      await own.stop().catch(() => undefined);
     }
   });
 
