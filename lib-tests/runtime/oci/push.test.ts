@@ -4,7 +4,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { Reporter, SilentReporter } from '../../../runtime/oci/progress';
 import { pull } from '../../../runtime/oci/pull';
-import { push, UPLOAD_PART, UPLOAD_WHILE_HASHING } from '../../../runtime/oci/push';
+import { push, UPLOAD_PART } from '../../../runtime/oci/push';
 import { parseReference } from '../../../runtime/oci/reference';
 import { RegistryClient } from '../../../runtime/oci/registry-client';
 import { Distribution } from '../../util/distribution';
@@ -89,7 +89,7 @@ describeWithPeers(['docker-registry'], 'push: the bytes of a directory layer nev
   });
 });
 
-describeWithPeers(['docker-registry', 'oras'], 'push: a large layer uploads while it is packed (a directory) or hashed (a file)', () => {
+describeWithPeers(['docker-registry', 'oras'], 'push: a large directory layer is uploaded in parts while it is packed', () => {
   let registry: Distribution;
   let proxy: FaultProxy;
   let scratch: string;
@@ -138,52 +138,6 @@ describeWithPeers(['docker-registry', 'oras'], 'push: a large layer uploads whil
     const result = run(requirePeer('oras'), ['pull', '--plain-http', `${registry.host}/parts/tree:v1`, '-o', theirs]);
     expect(result.status).toBe(0);
     expect(describeTree(join(theirs, 'data'))).toEqual(describeTree(join(scratch, 'data')));
-  });
-
-  describe('a large file', () => {
-    const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
-    let big: string;
-    beforeEach(() => {
-      big = join(scratch, 'big.bin');
-      writeFileSync(big, randomBytes(UPLOAD_WHILE_HASHING + 1));
-    });
-    const closingPuts = (digest: string) => uploads('PUT').filter((r) => r.path.includes(digest.replace(':', '%3A')));
-
-    test('goes in one part while it is hashed; the closing PUT names the digest; oras pulls it back', async () => {
-      const reference = parseReference(`${proxy.host}/whole/file:v1`);
-      const { manifest } = await push(client, reference, [{ path: 'big.bin' }], { cwd: scratch, reporter });
-      const layer = manifest.layers![0];
-      expect(layer.size).toBe(UPLOAD_WHILE_HASHING + 1);
-      expect(uploads('PATCH')).toHaveLength(1);
-      expect(closingPuts(layer.digest)).toHaveLength(1);
-      expect(events.filter((e) => e.name === 'retrying')).toEqual([]);
-      expect(events.find((e) => e.fields.title === 'big.bin')?.name).toBe('uploaded');
-      const theirs = join(scratch, 'theirs');
-      expect(run(requirePeer('oras'), ['pull', '--plain-http', `${registry.host}/whole/file:v1`, '-o', theirs]).status).toBe(0);
-      expect(sha256(join(theirs, 'big.bin'))).toBe(sha256(big));
-    });
-
-    test('that the registry has is not sent again: the HEAD after hashing stops the part, and the layer is reported as there', async () => {
-      const first = await push(client, parseReference(`${proxy.host}/whole/again:v1`), [{ path: 'big.bin' }], { cwd: scratch, reporter });
-      const digest = first.manifest.layers![0].digest;
-      events = [];
-      await push(client, parseReference(`${proxy.host}/whole/again:v2`), [{ path: 'big.bin' }], { cwd: scratch, reporter });
-      expect(closingPuts(digest)).toHaveLength(1);
-      expect(events.find((e) => e.fields.title === 'big.bin')?.name).toBe('exists');
-    });
-
-    test('a registry that refuses PATCH (405) gets it whole, and says why', async () => {
-      proxy.rule = (method) => (method === 'PATCH' ? { kind: 'status', status: 405 } : undefined);
-      const reference = parseReference(`${proxy.host}/whole/refused:v1`);
-      const { manifest } = await push(client, reference, [{ path: 'big.bin' }], { cwd: scratch, reporter });
-      const retrying = events.filter((e) => e.name === 'retrying');
-      expect(retrying).toHaveLength(1);
-      expect(retrying[0].fields.message).toMatch(/^the upload in parts failed \(.*405.*\); pushing the layer whole$/);
-      expect(closingPuts(manifest.layers![0].digest)).toHaveLength(1);
-      const out = join(scratch, 'out');
-      await pull(client, reference, out);
-      expect(sha256(join(out, 'big.bin'))).toBe(sha256(big));
-    });
   });
 
   test.each([
