@@ -185,9 +185,7 @@ export class NodeCache {
    */
   public async collect(inUse: () => Set<string>, target = this.maxBytes): Promise<string[]> {
     const removed: string[] = [];
-    const used = inUse();
-    const candidates = [...this.entries.values()].filter((e) => !used.has(e.key)).sort((a, b) => a.lastUsed - b.lastUsed);
-    for (const entry of candidates) {
+    for (const entry of [...this.entries.values()].sort((a, b) => a.lastUsed - b.lastUsed)) {
       if (this.totalBytes <= target) break;
       if (this.entries.get(entry.key) !== entry || inUse().has(entry.key)) continue;
       this.entries.delete(entry.key);

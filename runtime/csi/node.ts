@@ -321,9 +321,10 @@ export class OrasNode {
   private mountAhead(p: Publish): void {
     if (p.reference.digest || p.policy === 'Never') return;
     const digest = this.options.cache.lastResolved(resolvedAs(p));
-    const key = digest && entryKey(p, digest);
-    const entry = key ? this.options.cache.get(key) : undefined;
-    if (!key || entry?.private !== false) return;
+    if (!digest) return;
+    const key = entryKey(p, digest);
+    const entry = this.options.cache.get(key);
+    if (entry?.private !== false) return;
     entry.lastUsed = Date.now();
     this.pin(key);
     // A failure here is met again, and reported, by the mount that follows the answer.

@@ -12,6 +12,7 @@ import { push } from '../../../runtime/oci/push';
 import { parseReference, Reference } from '../../../runtime/oci/reference';
 import { RegistryClient } from '../../../runtime/oci/registry-client';
 import { Distribution } from '../../util/distribution';
+import { eventually } from '../../util/eventually';
 import { Fault, FaultProxy, FaultRule } from '../../util/fault-proxy';
 import { describeWithPeers, run } from '../../util/peers';
 import { rawDescriptor, rawManifest } from '../../util/raw-artifact';
@@ -80,10 +81,7 @@ describeAsRoot('the CSI node plugin over its unix socket, with real bind mounts'
   const mountsAt = (path: string) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((line) => line.split(' ')[4] === path).length;
 
   /** Waits up to 5 s for `condition`. */
-  async function until(condition: () => boolean): Promise<void> {
-    for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 25));
-    expect(condition()).toBe(true);
-  }
+  const until = async (condition: () => boolean) => expect(await eventually(async () => condition(), true, 5000)).toBe(true);
 
   const unpublish = (target: string, volumeId = `vol-${target.length}`) => plugin.call('node', 'NodeUnpublishVolume', { volume_id: volumeId, target_path: target });
   const publish = (target: string, context: Record<string, string>, extra: object = {}) =>

@@ -1,7 +1,8 @@
 import { randomBytes } from 'crypto';
 import { applyPatch, Operation } from 'fast-json-patch';
-import { annotatedPod, annotations, DEFAULTS, eventually, LocalWebhook, reviewOf } from './local-webhook';
+import { annotatedPod, annotations, DEFAULTS, LocalWebhook, reviewOf } from './local-webhook';
 import { review } from '../../../runtime/webhook/mutate';
+import { eventually } from '../../util/eventually';
 
 /**
  * Fuzzing of the AdmissionReview handler and of the HTTP server, bounded in

@@ -1,10 +1,11 @@
 import { Duration, Testing } from 'cdk8s';
 import { Operation } from 'fast-json-patch';
-import { annotatedPod, eventually, LocalWebhook, reviewOf } from './local-webhook';
+import { annotatedPod, LocalWebhook, reviewOf } from './local-webhook';
 import { PREFIX } from '../../../runtime/webhook/annotations';
 import { OrasArtifact, OrasRegistry, OrasRuntimeImage, OrasWorkflow } from '../../../src';
 import { injectOras, PROVENANCE } from '../../../src/injection';
 import { WRAPPER_SCRIPT_IN_SPEC } from '../../../src/wrapper';
+import { eventually } from '../../util/eventually';
 import { expectValidKubernetes } from '../../util/kubernetes-schema';
 import { describeWithPeers } from '../../util/peers';
 import { RunningWebhook, WEBHOOK_RUNTIME_IMAGE as RUNTIME_IMAGE } from '../../util/webhook';
